@@ -1,0 +1,7 @@
+"""autocompress: hardware-aware joint search over architecture and compression."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]

@@ -1,0 +1,167 @@
+"""Network geometry: the one place that says which blocks a candidate's network has.
+
+The supernet builds subnets from this plan, the latency predictor prices it block by block,
+and the profiler enumerates every block a space can produce from it. The network is
+``normalize -> stem (conv+bn+relu) -> stages of MBConv blocks -> global pool + linear``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from autocompress.space import Candidate, SearchSpace
+
+
+def conv_out(size: int, stride: int) -> int:
+    """Spatial size after a 'same'-padded odd-kernel conv: ceil(size / stride)."""
+    return (size + stride - 1) // stride
+
+
+def hidden_channels(in_c: int, expand: float) -> int:
+    return max(1, round(in_c * expand))
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """One fused block of a concrete network (what a runtime runs as one or a few kernels).
+
+    ``op`` is ``stem`` (conv+bn+relu), ``mbconv`` (1x1 expand, kxk depthwise, 1x1 project,
+    residual add when ``stride == 1 and in_c == out_c``) or ``head`` (global pool + linear).
+    """
+
+    op: str
+    in_h: int
+    in_w: int
+    in_c: int
+    out_c: int
+    kernel: int
+    stride: int
+    expand: float
+    act: str
+    stage: int  # -1 for the stem, num_stages for the head
+    index: int = 0  # position within the stage
+
+    @property
+    def hidden(self) -> int:
+        return hidden_channels(self.in_c, self.expand) if self.op == "mbconv" else self.out_c
+
+    @property
+    def residual(self) -> bool:
+        return self.op == "mbconv" and self.stride == 1 and self.in_c == self.out_c
+
+    @property
+    def out_h(self) -> int:
+        return conv_out(self.in_h, self.stride) if self.op != "head" else 1
+
+    @property
+    def out_w(self) -> int:
+        return conv_out(self.in_w, self.stride) if self.op != "head" else 1
+
+    def macs(self) -> int:
+        """Multiply-accumulates of the block (BN folded away, as after export)."""
+        oh, ow = self.out_h, self.out_w
+        if self.op == "stem":
+            return oh * ow * self.out_c * self.in_c * self.kernel**2
+        if self.op == "head":
+            return self.in_c * self.out_c + self.in_h * self.in_w * self.in_c
+        hid = self.hidden
+        return (
+            self.in_h * self.in_w * self.in_c * hid
+            + oh * ow * hid * self.kernel**2
+            + oh * ow * hid * self.out_c
+        )
+
+    def params(self) -> int:
+        if self.op == "stem":
+            return self.out_c * self.in_c * self.kernel**2 + self.out_c
+        if self.op == "head":
+            return self.in_c * self.out_c + self.out_c
+        hid = self.hidden
+        return self.in_c * hid + hid + hid * self.kernel**2 + hid + hid * self.out_c + self.out_c
+
+    def activation_elems(self) -> int:
+        """Elements read and written between kernels (for the memory side of a roofline)."""
+        if self.op == "head":
+            return self.in_h * self.in_w * self.in_c + self.out_c
+        oh, ow = self.out_h, self.out_w
+        if self.op == "stem":
+            return self.in_h * self.in_w * self.in_c + oh * ow * self.out_c
+        hid = self.hidden
+        return (
+            self.in_h * self.in_w * (self.in_c + hid)  # expand reads in, writes hidden
+            + (self.in_h * self.in_w + oh * ow) * hid  # depthwise
+            + oh * ow * (hid + self.out_c)  # project
+            + (2 * oh * ow * self.out_c if self.residual else 0)
+        )
+
+    def kernels(self) -> int:
+        """Kernel launches after fusion (conv+bn+act is one; the residual add fuses into project)."""
+        return {"stem": 1, "mbconv": 3, "head": 2}[self.op]
+
+
+def plan(cand: Candidate, space: SearchSpace, in_channels: int, num_classes: int) -> list[BlockSpec]:
+    """The blocks of ``cand``'s network, in execution order."""
+    stem = space.model.stem
+    h = w = cand.resolution
+    blocks = [
+        BlockSpec("stem", h, w, in_channels, cand.stem_width, stem.kernel, stem.stride, 1.0, "relu", -1)
+    ]
+    h, w = conv_out(h, stem.stride), conv_out(w, stem.stride)
+    c = cand.stem_width
+    for s, (choice, spec) in enumerate(zip(cand.stages, space.model.stages)):
+        for j in range(choice.depth):
+            stride = spec.stride if j == 0 else 1
+            blocks.append(
+                BlockSpec("mbconv", h, w, c, choice.width, choice.kernel, stride, choice.expand,
+                          "relu", s, j)
+            )  # fmt: skip
+            h, w, c = conv_out(h, stride), conv_out(w, stride), choice.width
+    blocks.append(BlockSpec("head", h, w, c, num_classes, 1, 1, 1.0, "none", len(cand.stages)))
+    return blocks
+
+
+def block_precisions(cand: Candidate, space: SearchSpace, blocks: list[BlockSpec]) -> list[str]:
+    """The precision each block runs in: its stage's, with the space's first/last-layer policy."""
+    keep = space.model.compression.first_last == "fp32"
+    out = []
+    for b in blocks:
+        if b.op == "stem":
+            out.append("fp32" if keep else cand.precision[0])
+        elif b.op == "head":
+            out.append("fp32" if keep else cand.precision[-1])
+        else:
+            out.append(cand.precision[b.stage])
+    return out
+
+
+def all_blocks(space: SearchSpace, in_channels: int, num_classes: int) -> set[BlockSpec]:
+    """Every distinct block any candidate of ``space`` can contain (ignoring stage/index)."""
+    m = space.model
+    found: set[BlockSpec] = set()
+
+    def add(b: BlockSpec) -> None:
+        found.add(BlockSpec(b.op, b.in_h, b.in_w, b.in_c, b.out_c, b.kernel, b.stride, b.expand,
+                            b.act, 0, 0))  # fmt: skip
+
+    for r in m.input.resolution:
+        h = r
+        for sw in m.stem.width:
+            add(BlockSpec("stem", r, r, in_channels, sw, m.stem.kernel, m.stem.stride, 1.0, "relu", -1))
+        h = conv_out(r, m.stem.stride)
+        in_widths = set(m.stem.width)
+        for spec in m.stages:
+            for c_in in in_widths:
+                for wd in spec.width:
+                    for k in spec.kernel:
+                        for e in spec.expand:
+                            add(BlockSpec("mbconv", h, h, c_in, wd, k, spec.stride, e, "relu", 0))
+            h2 = conv_out(h, spec.stride)
+            if max(spec.depth) > 1:
+                for wd in spec.width:
+                    for k in spec.kernel:
+                        for e in spec.expand:
+                            add(BlockSpec("mbconv", h2, h2, wd, wd, k, 1, e, "relu", 0))
+            h, in_widths = h2, set(spec.width)
+        for c_in in in_widths:
+            add(BlockSpec("head", h, h, c_in, num_classes, 1, 1, 1.0, "none", 0))
+    return found

@@ -1,0 +1,363 @@
+"""The ``autocompress`` command: one verb per stage a user touches.
+
+Library code raises ``AutoCompressError``; this module alone turns it into one line on stderr
+and an exit code (2 for bad input). ``--debug`` shows the full traceback instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from autocompress import __version__
+from autocompress.exceptions import AutoCompressError
+from autocompress.units import format_bytes, format_ms, parse_budget, parse_size
+
+app = typer.Typer(
+    name="autocompress",
+    help="Hardware-aware search over architecture and compression for edge devices.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Check or download data sets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+# Logs and pipes get wide tables instead of rich's 80-column default.
+out = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160)
+err = Console(stderr=True, width=None if sys.stderr.isatty() or os.environ.get("COLUMNS") else 160)
+_state = {"debug": False}
+
+
+def _fail(exc: BaseException, code: int = 2) -> None:
+    if _state["debug"]:
+        raise exc
+    err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _guard(fn: Any) -> Any:
+    """Run a command body, turning our errors (and Ctrl-C) into one line and an exit code."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except AutoCompressError as exc:
+            _fail(exc, exc.exit_code)
+        except KeyboardInterrupt:
+            err.print("interrupted; completed trials are kept (continue with --resume)")
+            raise typer.Exit(130) from None
+
+    wrapper.__name__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    wrapper.__wrapped__ = fn  # type: ignore[attr-defined]
+    return wrapper
+
+
+@app.callback()
+def main(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks (for bug reports)."),
+    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+) -> None:
+    _state["debug"] = debug
+    if version:
+        out.print(f"autocompress {__version__}")
+        raise typer.Exit(0)
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(message)s")
+
+
+# --------------------------------------------------------------------------- search
+
+
+@app.command()
+def search(
+    target: str = typer.Option(..., "--target", "-t", help="Device name or alias (see 'autocompress targets')."),
+    budget: str = typer.Option(..., "--budget", "-b", help="Latency budget, e.g. 10ms, 0.5ms, 800us, 1s."),
+    space: Optional[str] = typer.Option(None, "--space", help="Search-space YAML (default: search_spaces/fashion_mnist.yaml) or a shipped name."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="fashion-mnist, digits or imagefolder:PATH (default: the space's)."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Folder holding Fashion-MNIST's idx files."),
+    subset: Optional[int] = typer.Option(None, "--subset", help="Cap every data split at N samples (quick runs)."),
+    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Run directory (default: runs/<target>-<budget>-<time>)."),
+    trials: int = typer.Option(30, "--trials", "-n", help="Completed trials to reach."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="Stop starting new trials after this many seconds."),
+    seed: int = typer.Option(0, "--seed"),
+    sampler: str = typer.Option("tpe", "--sampler", help="tpe, nsga2 or random."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir (default: the latest run)."),
+    max_size: Optional[str] = typer.Option(None, "--max-size", help="Extra hard limit on model size, e.g. 500KB."),
+    retrain: bool = typer.Option(False, "--retrain-supernet", help="Ignore the cached supernet."),
+) -> None:
+    """Search architecture + compression for the most accurate models within a latency budget."""
+    _search(**locals())
+
+
+@_guard
+def _search(**kw: Any) -> None:
+    from autocompress.search import Hooks, SearchConfig, run_search
+
+    budget_ms = parse_budget(kw["budget"])
+    cfg = SearchConfig(
+        target=kw["target"],
+        budget_ms=budget_ms,
+        space=kw["space"],
+        dataset=kw["dataset"],
+        data_dir=kw["data_dir"],
+        subset=kw["subset"],
+        trials=kw["trials"],
+        timeout_s=kw["timeout"],
+        seed=kw["seed"],
+        sampler=kw["sampler"],
+        run_dir=kw["run_dir"],
+        resume=kw["resume"],
+        max_size_bytes=parse_size(kw["max_size"]) if kw["max_size"] else None,
+        retrain_supernet=kw["retrain"],
+    )
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=out,
+    )
+    tasks: dict[str, Any] = {}
+
+    def supernet_step(step: int, total: int, loss: float) -> None:
+        if "supernet" not in tasks:
+            tasks["supernet"] = progress.add_task("training supernet", total=total, info="")
+        progress.update(tasks["supernet"], completed=step, info=f"loss {loss:.3f}")
+
+    def search_start(done: int, total: int) -> None:
+        tasks["trials"] = progress.add_task("trials", total=total, completed=done, info="")
+
+    def trial_done(done: int, number: int, best: float | None, r: dict[str, Any]) -> None:
+        best_txt = f"best feasible {100 * best:.2f}%" if best is not None else "no feasible yet"
+        progress.update(tasks["trials"], completed=done, info=best_txt)
+        est = "*" if estimated else ""
+        dup = f" (same as trial {r['duplicate_of']})" if r.get("duplicate_of") is not None else ""
+        progress.console.print(
+            f"trial {number:>3}: val {100 * r['val_accuracy']:.2f}%  {format_ms(r['latency_ms'])}{est}  "
+            f"{format_bytes(r['size_bytes'])}  {'ok' if r['feasible'] else 'OVER BUDGET'}  "
+            f"[dim]{r['description']}{dup}[/]",
+            highlight=False,
+        )
+
+    from autocompress.hardware.targets import get_target
+
+    estimated = get_target(cfg.target).estimated
+    hooks = Hooks(supernet_step=supernet_step, trial_done=trial_done, search_start=search_start)
+    with progress:
+        outcome = run_search(cfg, hooks)
+    _print_outcome(outcome)
+
+
+def _print_outcome(outcome: Any) -> None:
+    cfg = outcome.config
+    sn = cfg["supernet"]
+    how = "reused from cache" if sn.get("cached") else f"trained in {sn['train_seconds']:.0f} s"
+    out.print(
+        f"supernet: {how}; largest subnet test accuracy {100 * sn['largest_test_acc']:.2f}% "
+        f"(smallest {100 * sn['smallest_test_acc']:.2f}%)",
+        highlight=False,
+    )
+    est = cfg.get("target_estimated")
+    table = Table(title=f"Pareto set on {cfg['target']} within {format_ms(cfg['budget_ms'])}", title_justify="left")
+    for col, just in [("trial", "right"), ("val acc", "right"), ("test acc", "right"),
+                      ("latency" + (" (est.)" if est else ""), "right"), ("energy" + (" (est.)" if est else ""), "right"),
+                      ("size", "right"), ("candidate", "left")]:  # fmt: skip
+        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    for _, r in outcome.pareto.iterrows():
+        energy = r.get("energy_mj")
+        table.add_row(
+            str(r["number"]),
+            f"{100 * r['val_accuracy']:.2f}%",
+            f"{100 * r['test_accuracy']:.2f}%",
+            format_ms(r["latency_ms"]),
+            "n/a" if energy is None or energy != energy else f"{energy:.3f} mJ",
+            format_bytes(r["size_bytes"]),
+            str(r.get("candidate", "")),
+        )
+    out.print(table)
+    out.print(f"latency source: {cfg['target_label']}", highlight=False)
+    out.print(f"results: {outcome.run_dir}/ (report.md, pareto.csv, pareto.png, trials.parquet, models/)")
+    out.print("next:")
+    verbs = {c.name or c.callback.__name__ for c in app.registered_commands}  # type: ignore[union-attr]
+    if "explore" in verbs:
+        out.print(f"  autocompress explore {outcome.run_dir}")
+    if "export" in verbs:
+        out.print(f"  autocompress export {outcome.run_dir} --best --format onnx")
+    out.print(f"  less {outcome.run_dir}/report.md")
+    out.print(
+        f"  autocompress search --target {cfg['target']} --budget {cfg['budget_ms']:g}ms "
+        f"--space {cfg['space_path']} --run-dir {outcome.run_dir} --resume --trials {cfg['trials'] + 30}"
+        "   # 30 more trials",
+        highlight=False,
+    )
+
+
+# --------------------------------------------------------------------------- targets / profile
+
+
+@app.command()
+def targets() -> None:
+    """List hardware targets, their aliases, precisions, table size and where the numbers came from."""
+    _targets()
+
+
+@_guard
+def _targets() -> None:
+    from autocompress.hardware.targets import list_targets
+
+    table = Table(title="Hardware targets", title_justify="left")
+    for col in ("name", "aliases", "runtime", "precisions", "rows", "source"):
+        table.add_column(col)
+    for t in list_targets():
+        d = t.device
+        table.add_row(d.name, ", ".join(d.aliases), d.runtime, ",".join(d.precisions),
+                      str(len(t.table.rows)), t.source_label)  # fmt: skip
+    out.print(table)
+
+
+@app.command()
+def profile(
+    space: Optional[str] = typer.Option(None, "--space", help="Profile every block this space can produce."),
+    name: str = typer.Option("x86-cpu-onnxruntime", "--name", help="Target name for the table."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Table folder (default: hw_latency_tables/<name>)."),
+    precision: str = typer.Option("fp32,int8", "--precision", help="Comma-separated precisions to measure."),
+    threads: int = typer.Option(1, "--threads", help="ONNX Runtime intra-op threads (recorded in the table)."),
+    reps: int = typer.Option(60, "--reps", help="Timed runs per block (after warm-up)."),
+    channels: int = typer.Option(1, "--channels", help="Input channels of the data the space is used with."),
+    classes: int = typer.Option(10, "--classes", help="Classes of the data the space is used with."),
+    merge: bool = typer.Option(True, "--merge/--replace", help="Keep rows of an existing table that were not re-measured."),
+) -> None:
+    """Measure every fused block of a space on this machine with ONNX Runtime; write a table."""
+    _profile(**locals())
+
+
+@_guard
+def _profile(**kw: Any) -> None:
+    from autocompress.hardware.profile import profile_space
+    from autocompress.hardware.targets import TABLES_DIR
+    from autocompress.space import load_space
+
+    precisions = [p.strip() for p in kw["precision"].split(",") if p.strip()]
+    folder = kw["out_dir"] or TABLES_DIR / kw["name"]
+    sp = load_space(kw["space"])
+    progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=out)  # fmt: skip
+    with progress:
+        task = progress.add_task("profiling blocks", total=None)
+
+        def tick(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        table = profile_space(
+            sp, name=kw["name"], precisions=precisions, threads=kw["threads"], reps=kw["reps"],
+            in_channels=kw["channels"], num_classes=kw["classes"], folder=folder,
+            merge=kw["merge"], on_block=tick,
+        )  # fmt: skip
+    out.print(f"wrote {len(table.rows)} rows to {folder}/ ({table.device.runtime} {table.device.runtime_version}, "
+              f"{table.device.host.get('cpu')}, {kw['threads']} thread(s))", highlight=False)  # fmt: skip
+
+
+@app.command("estimate-table")
+def estimate_table(
+    target: str = typer.Argument(..., help="An estimated target (its device.yaml holds the roofline)."),
+    space: list[str] = typer.Option(["fashion_mnist", "tiny"], "--space", help="Spaces whose blocks to cover (repeatable)."),
+    channels: int = typer.Option(1, "--channels"),
+    classes: int = typer.Option(10, "--classes"),
+) -> None:
+    """Regenerate an estimated target's blocks.csv from its roofline model (labelled estimated)."""
+    _estimate_table(target, space, channels, classes)
+
+
+@_guard
+def _estimate_table(target: str, spaces: list[str], channels: int, classes: int) -> None:
+    from autocompress.arch import all_blocks
+    from autocompress.hardware.roofline import write_estimated_table
+    from autocompress.hardware.targets import get_target
+    from autocompress.space import load_space
+
+    t = get_target(target)
+    blocks = set()
+    for name in spaces:
+        blocks |= all_blocks(load_space(name), channels, classes)
+    table = write_estimated_table(t.folder, sorted(blocks, key=repr))
+    out.print(f"wrote {len(table.rows)} estimated rows to {t.folder}/blocks.csv", highlight=False)
+
+
+# --------------------------------------------------------------------------- data
+
+
+@data_app.command("check")
+def data_check(data_dir: Optional[Path] = typer.Option(None, "--data-dir")) -> None:
+    """Exit 0 if Fashion-MNIST is present, else say where it was looked for and exit 2."""
+    _data_check(data_dir)
+
+
+@_guard
+def _data_check(data_dir: Optional[Path]) -> None:
+    from autocompress.data import FASHION_HINT, fashion_mnist_dirs, find_fashion_mnist
+    from autocompress.exceptions import DatasetError
+
+    folder = find_fashion_mnist(data_dir)
+    if folder is None:
+        where = ", ".join(str(d) for d in fashion_mnist_dirs(data_dir))
+        raise DatasetError(f"Fashion-MNIST not found (looked in {where}); {FASHION_HINT}")
+    out.print(f"Fashion-MNIST found in {folder}")
+
+
+@data_app.command("download")
+def data_download(
+    dest: Optional[Path] = typer.Option(None, "--dest", help="Folder (default: the cache)."),
+    url: str = typer.Option("", "--url", help="Mirror base URL (default: the official one)."),
+) -> None:
+    """Download Fashion-MNIST (needs internet) into the cache, checking md5 sums."""
+    _data_download(dest, url)
+
+
+@_guard
+def _data_download(dest: Optional[Path], url: str) -> None:
+    from autocompress.data import FASHION_URL, download_fashion_mnist
+
+    folder = download_fashion_mnist(dest, base_url=url or FASHION_URL)
+    out.print(f"Fashion-MNIST downloaded to {folder}")
+
+
+def run() -> None:
+    """Console-script entry point."""
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
+    try:
+        app()
+    except SystemExit:
+        raise
+    except BaseException:
+        if _state["debug"]:
+            raise
+        err.print("[bold red]internal error[/] (a bug): rerun with --debug for the traceback", highlight=False)
+        import traceback
+
+        traceback.print_exc(limit=1, file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    run()

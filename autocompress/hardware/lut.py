@@ -1,0 +1,251 @@
+"""Latency lookup tables: ``device.yaml`` (the device and where its numbers came from) and
+``blocks.csv`` (one row per fused block configuration), typed, versioned, validated on load.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from autocompress._io import atomic_write_text
+from autocompress.arch import BlockSpec
+from autocompress.exceptions import TargetError
+
+SCHEMA_VERSION = 1
+COLUMNS = (
+    "op", "in_h", "in_w", "in_c", "out_c", "kernel", "stride", "expand", "act",
+    "precision", "batch", "latency_ms", "latency_std_ms", "energy_mj", "source",
+)  # fmt: skip
+KEY_COLUMNS = COLUMNS[:11]
+OPS = ("stem", "mbconv", "head")
+SOURCES = ("measured", "published", "estimated")
+
+
+class Reference(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    figure: str
+    source: str
+
+
+class Roofline(BaseModel):
+    """The analytical model behind an estimated table."""
+
+    model_config = ConfigDict(extra="forbid")
+    peak_gops: dict[str, float] = Field(description="dense peak per precision, GOP/s")
+    efficiency: dict[str, float] = Field(description="fraction of peak reached, per op")
+    memory_bandwidth_gbs: float = Field(gt=0)
+    memory_efficiency: float = Field(0.6, gt=0, le=1)
+    kernel_overhead_ms: float = Field(ge=0, description="launch floor per fused kernel")
+    calibrated: bool = False
+
+
+class DeviceSpec(BaseModel):
+    """``device.yaml``: the target and the provenance of every number in its table."""
+
+    model_config = ConfigDict(extra="forbid")
+    schema_version: Literal[1] = 1
+    name: str
+    aliases: list[str] = []
+    description: str
+    source: Literal["measured", "published", "estimated"]
+    runtime: str
+    runtime_version: str = ""
+    precisions: list[Literal["fp32", "fp16", "int8"]] = Field(min_length=1)
+    batch: int = Field(1, ge=1)
+    overhead_ms: float = Field(ge=0, description="per inference: runtime call, input/output copies")
+    transition_ms: float = Field(0.0, ge=0, description="per precision change between blocks")
+    power_w: float | None = Field(None, gt=0, description="typical power while inferring")
+    power_note: str = ""
+    host: dict[str, Any] = {}
+    roofline: Roofline | None = None
+    references: list[Reference] = []
+    notes: str = ""
+
+
+@dataclass(frozen=True)
+class BlockKey:
+    """The lookup key of a fused block at one precision (typed, not a concatenated string)."""
+
+    op: str
+    in_h: int
+    in_w: int
+    in_c: int
+    out_c: int
+    kernel: int
+    stride: int
+    expand: float
+    act: str
+    precision: str
+    batch: int = 1
+
+    @classmethod
+    def of(cls, block: BlockSpec, precision: str, batch: int = 1) -> BlockKey:
+        return cls(block.op, block.in_h, block.in_w, block.in_c, block.out_c, block.kernel,
+                   block.stride, round(float(block.expand), 4), block.act, precision, batch)  # fmt: skip
+
+    def spec(self) -> BlockSpec:
+        return BlockSpec(self.op, self.in_h, self.in_w, self.in_c, self.out_c, self.kernel,
+                         self.stride, self.expand, self.act, 0)  # fmt: skip
+
+    def label(self) -> str:
+        if self.op == "mbconv":
+            return (f"mbconv {self.in_h}x{self.in_w} {self.in_c}->{self.out_c} k{self.kernel} "
+                    f"s{self.stride} e{self.expand:g} {self.precision}")  # fmt: skip
+        return f"{self.op} {self.in_h}x{self.in_w} {self.in_c}->{self.out_c} {self.precision}"
+
+
+@dataclass(frozen=True)
+class Row:
+    key: BlockKey
+    latency_ms: float
+    latency_std_ms: float
+    energy_mj: float | None
+    source: str
+
+    def to_csv(self) -> list[Any]:
+        k = self.key
+        return [k.op, k.in_h, k.in_w, k.in_c, k.out_c, k.kernel, k.stride, f"{k.expand:g}", k.act,
+                k.precision, k.batch, f"{self.latency_ms:.6f}", f"{self.latency_std_ms:.6f}",
+                "" if self.energy_mj is None else f"{self.energy_mj:.6f}", self.source]  # fmt: skip
+
+
+@dataclass
+class LatencyTable:
+    device: DeviceSpec
+    rows: dict[BlockKey, Row]
+    folder: Path | None = None
+    _by_family: dict[tuple[str, str, int], list[Row]] = field(default_factory=dict, repr=False)
+
+    def get(self, key: BlockKey) -> Row | None:
+        return self.rows.get(key)
+
+    def family(self, op: str, precision: str, batch: int) -> list[Row]:
+        fam = (op, precision, batch)
+        if fam not in self._by_family:
+            self._by_family[fam] = [
+                r for k, r in self.rows.items() if (k.op, k.precision, k.batch) == fam
+            ]
+        return self._by_family[fam]
+
+    def save(self, folder: Path, *, write_device: bool = True) -> None:
+        """Write ``device.yaml`` (unless told not to: a hand-written one keeps its comments) and
+        ``blocks.csv``, each atomically."""
+        folder.mkdir(parents=True, exist_ok=True)
+        if write_device:
+            data = self.device.model_dump(mode="json", exclude_none=True)
+            atomic_write_text(folder / "device.yaml", yaml.safe_dump(data, sort_keys=False, width=100))
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(COLUMNS)
+        for row in sorted(self.rows.values(), key=lambda r: _sort_key(r.key)):
+            writer.writerow(row.to_csv())
+        atomic_write_text(folder / "blocks.csv", buf.getvalue())
+
+
+def _sort_key(k: BlockKey) -> tuple[Any, ...]:
+    return (OPS.index(k.op) if k.op in OPS else 99, k.precision, k.in_h, k.in_c, k.out_c,
+            k.kernel, k.stride, k.expand, k.batch)  # fmt: skip
+
+
+def load_device(path: Path) -> DeviceSpec:
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise TargetError(f"latency table {path.parent} has no device.yaml") from None
+    except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise TargetError(f"{path}: not readable YAML ({type(exc).__name__})") from None
+    if not isinstance(raw, dict):
+        raise TargetError(f"{path}: must be a YAML mapping")
+    try:
+        return DeviceSpec.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        raise TargetError(f"{path}: field {loc}: {err['msg']}") from None
+
+
+def load_table(folder: Path) -> LatencyTable:
+    """Load and validate a table folder.
+
+    Raises:
+        TargetError: naming the file, and for ``blocks.csv`` the row and column, that broke a rule.
+    """
+    device = load_device(folder / "device.yaml")
+    path = folder / "blocks.csv"
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise TargetError(f"latency table {folder} has no blocks.csv") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TargetError(f"{path}: not readable ({type(exc).__name__})") from None
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, None)
+    if header is None or tuple(h.strip() for h in header) != COLUMNS:
+        raise TargetError(f"{path}: header must be {','.join(COLUMNS)}")
+    rows: dict[BlockKey, Row] = {}
+    for lineno, fields in enumerate(reader, start=2):
+        if not fields or all(not f.strip() for f in fields):
+            continue
+        if len(fields) != len(COLUMNS):
+            raise TargetError(f"{path}: row {lineno} has {len(fields)} columns, expected {len(COLUMNS)}")
+        row = _parse_row(path, lineno, dict(zip(COLUMNS, (f.strip() for f in fields))), device)
+        if row.key in rows:
+            raise TargetError(f"{path}: row {lineno} repeats the block of an earlier row")
+        rows[row.key] = row
+    if not rows:
+        raise TargetError(f"{path}: has no rows")
+    return LatencyTable(device=device, rows=rows, folder=folder)
+
+
+def _parse_row(path: Path, lineno: int, f: dict[str, str], device: DeviceSpec) -> Row:
+    def num(col: str, kind: type, *, low: float = 0, allow_empty: bool = False) -> Any:
+        text = f[col]
+        if text == "" and allow_empty:
+            return None
+        try:
+            value = kind(text)
+        except ValueError:
+            raise TargetError(f"{path}: row {lineno}, column {col}: {text!r} is not a number") from None
+        if isinstance(value, float) and not math.isfinite(value) or value < low:
+            raise TargetError(f"{path}: row {lineno}, column {col}: must be finite and >= {low}, got {text}")
+        return value
+
+    if f["op"] not in OPS:
+        raise TargetError(f"{path}: row {lineno}, column op: {f['op']!r} is not one of {OPS}")
+    if f["precision"] not in device.precisions:
+        raise TargetError(
+            f"{path}: row {lineno}, column precision: {f['precision']!r} is not among the "
+            f"device's precisions {device.precisions}"
+        )
+    if f["source"] not in SOURCES:
+        raise TargetError(f"{path}: row {lineno}, column source: {f['source']!r} is not one of {SOURCES}")
+    key = BlockKey(
+        op=f["op"],
+        in_h=num("in_h", int, low=1),
+        in_w=num("in_w", int, low=1),
+        in_c=num("in_c", int, low=1),
+        out_c=num("out_c", int, low=1),
+        kernel=num("kernel", int, low=1),
+        stride=num("stride", int, low=1),
+        expand=round(num("expand", float), 4),
+        act=f["act"],
+        precision=f["precision"],
+        batch=num("batch", int, low=1),
+    )
+    latency = num("latency_ms", float)
+    if latency <= 0:
+        raise TargetError(f"{path}: row {lineno}, column latency_ms: must be > 0, got {f['latency_ms']}")
+    return Row(
+        key=key,
+        latency_ms=latency,
+        latency_std_ms=num("latency_std_ms", float),
+        energy_mj=num("energy_mj", float, allow_empty=True),
+        source=f["source"],
+    )

@@ -1,0 +1,199 @@
+"""The run directory: resolved config, Optuna study, trials table, Pareto set, plot and report.
+
+    runs/<name>/
+      config.yaml      what was searched, against what, with which supernet
+      study.db         the Optuna study (SQLite)
+      trials.parquet   one row per trial, one column per choice and per result
+      pareto.csv       the feasible, non-dominated trials
+      pareto.png       accuracy vs predicted latency, budget drawn
+      models/          the exported file of every completed trial
+      report.md        a short summary with the next commands to run
+
+Every file is written to a temporary name and renamed, so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from autocompress._io import atomic_path, atomic_write_text
+from autocompress.exceptions import RunDirError
+from autocompress.units import format_bytes, format_ms
+
+RESULT_COLUMNS = ("val_accuracy", "test_accuracy", "latency_ms", "energy_mj", "size_bytes")
+CONFIG_FILE = "config.yaml"
+STUDY_FILE = "study.db"
+STUDY_NAME = "autocompress"
+
+
+def storage_url(run_dir: Path) -> str:
+    return f"sqlite:///{(run_dir / STUDY_FILE).resolve()}"
+
+
+def read_config(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / CONFIG_FILE
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise RunDirError(f"{run_dir} is not an autocompress run (no {CONFIG_FILE})") from None
+    except (OSError, yaml.YAMLError) as exc:
+        raise RunDirError(f"{path} is unreadable: {type(exc).__name__}") from None
+    if not isinstance(data, dict):
+        raise RunDirError(f"{path} is not a run configuration")
+    return data
+
+
+def write_config(run_dir: Path, config: dict[str, Any]) -> None:
+    atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump(config, sort_keys=False, width=100))
+
+
+def trials_frame(study: Any) -> pd.DataFrame:
+    """One row per trial: number, state, every choice, every result, feasibility, Pareto flag."""
+    pareto = {t.number for t in study.best_trials}
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        row: dict[str, Any] = {"number": t.number, "state": t.state.name}
+        row["candidate"] = t.user_attrs.get("description")
+        row.update(t.user_attrs.get("candidate", {}))
+        row.update(t.user_attrs.get("result", {}))
+        cons = t.constraints
+        row["latency_over_budget_ms"] = cons.get("latency") if cons else None
+        row["feasible"] = bool(cons) and all(v <= 0 for v in cons.values())
+        row["pareto"] = t.number in pareto
+        row["duplicate_of"] = t.user_attrs.get("duplicate_of")
+        row["retry_of"] = t.user_attrs.get("retry_of")
+        row["error"] = t.user_attrs.get("error")
+        if t.datetime_start and t.datetime_complete:
+            row["duration_s"] = round((t.datetime_complete - t.datetime_start).total_seconds(), 2)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def pareto_frame(trials: pd.DataFrame) -> pd.DataFrame:
+    if trials.empty or "pareto" not in trials:
+        return trials.iloc[0:0]
+    front = trials[trials["pareto"]].copy()
+    return front.sort_values(["latency_ms", "val_accuracy"], ascending=[True, False])
+
+
+def write_results(run_dir: Path, study: Any, config: dict[str, Any]) -> pd.DataFrame:
+    """Rewrite the trials table, Pareto set, plot and report from the study (atomically)."""
+    trials = trials_frame(study)
+    with atomic_path(run_dir / "trials.parquet") as tmp:
+        trials.to_parquet(tmp, index=False)
+    front = pareto_frame(trials)
+    buf = io.StringIO()
+    front.to_csv(buf, index=False)
+    atomic_write_text(run_dir / "pareto.csv", buf.getvalue())
+    if not trials.empty and "latency_ms" in trials:
+        plot_pareto(trials, config, run_dir / "pareto.png")
+    atomic_write_text(run_dir / "report.md", render_report(run_dir, trials, front, config))
+    return trials
+
+
+def load_trials(run_dir: Path) -> pd.DataFrame:
+    path = run_dir / "trials.parquet"
+    try:
+        return pd.read_parquet(path)
+    except FileNotFoundError:
+        raise RunDirError(f"{run_dir} has no trials yet ({path.name} is missing)") from None
+    except (OSError, ValueError) as exc:
+        raise RunDirError(f"{path} is unreadable: {exc}") from None
+
+
+def plot_pareto(trials: pd.DataFrame, config: dict[str, Any], out: Path) -> None:
+    """Accuracy vs predicted latency: every completed trial, the Pareto front, the budget."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = trials[trials["state"] == "COMPLETE"]
+    if done.empty:
+        return
+    feas, infeas = done[done["feasible"]], done[~done["feasible"]]
+    front = pareto_frame(trials)
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    ax.scatter(feas["latency_ms"], 100 * feas["val_accuracy"], s=18, c="#9bb7d4", label="feasible")
+    if not infeas.empty:
+        ax.scatter(infeas["latency_ms"], 100 * infeas["val_accuracy"], s=18, marker="x",
+                   c="#d49b9b", label="over budget")  # fmt: skip
+    if not front.empty:
+        ax.plot(front["latency_ms"], 100 * front["val_accuracy"], "o-", c="#1f4e79", ms=6,
+                label="Pareto set")  # fmt: skip
+    budget = config.get("budget_ms")
+    if budget:
+        ax.axvline(budget, ls="--", c="#c0392b", lw=1)
+        ax.annotate(f"budget {format_ms(budget)}", (budget, ax.get_ylim()[0]), rotation=90,
+                    va="bottom", ha="right", fontsize=8, color="#c0392b")  # fmt: skip
+    label = config.get("target_label", "")
+    est = " (ESTIMATED)" if config.get("target_estimated") else ""
+    ax.set_xlabel(f"predicted latency on {config.get('target', '?')}{est}, ms")
+    ax.set_ylabel("validation accuracy (ONNX Runtime), %")
+    ax.set_title(f"{config.get('space', {}).get('name', '')}: {len(done)} trials", fontsize=10)
+    if label:
+        fig.text(0.01, 0.01, f"latency: {label}", fontsize=7, color="#555")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def render_report(run_dir: Path, trials: pd.DataFrame, front: pd.DataFrame, config: dict[str, Any]) -> str:
+    states = trials["state"].value_counts().to_dict() if not trials.empty else {}
+    feasible = int(trials["feasible"].sum()) if "feasible" in trials else 0
+    est = config.get("target_estimated")
+    lat_note = "ESTIMATED, not measured on the device" if est else "from a measured table"
+    sn = config.get("supernet", {})
+    lines = [
+        f"# autocompress run `{run_dir.name}`",
+        "",
+        f"- target: **{config.get('target')}** — latency source: {config.get('target_label')}",
+        f"- budget: {format_ms(config.get('budget_ms', 0))} (hard constraint)",
+        f"- data: {config.get('dataset', {}).get('name')} "
+        f"(splits {config.get('dataset', {}).get('split_sizes')})",
+        f"- space: {config.get('space', {}).get('name')}, sampler {config.get('sampler')}, "
+        f"seed {config.get('seed')}",
+        f"- supernet: largest subnet test accuracy {100 * sn.get('largest_test_acc', 0):.2f}% "
+        f"(torch, after {sn.get('epochs')} epochs, {sn.get('train_seconds')} s)",
+        f"- trials: {sum(states.values())} ({', '.join(f'{k.lower()} {v}' for k, v in states.items())}),"
+        f" {feasible} within budget",
+        "",
+        f"## Pareto set (feasible, non-dominated; latency {lat_note})",
+        "",
+    ]
+    if front.empty:
+        lines.append("No completed trial met the budget.")
+    else:
+        lines.append("| trial | val acc | test acc | latency | size | params | candidate |")
+        lines.append("|---:|---:|---:|---:|---:|---:|---|")
+        for _, r in front.iterrows():
+            star = "*" if est else ""
+            lines.append(
+                f"| {r['number']} | {100 * r['val_accuracy']:.2f}% | {100 * r['test_accuracy']:.2f}% "
+                f"| {format_ms(r['latency_ms'])}{star} | {format_bytes(r['size_bytes'])} "
+                f"| {int(r['params']):,} | `{r.get('candidate', '')}` |"
+            )
+        if est:
+            lines += ["", "\\* estimated latency (roofline model), not measured on the device."]
+    lines += [
+        "",
+        "Accuracies are ONNX Runtime's on each exported file (`models/trial_NNNN.onnx`); the",
+        "search chooses by validation accuracy, test accuracy is reported only.",
+        "",
+        "![Pareto plot](pareto.png)",
+        "",
+        "## Next",
+        "",
+        f"    autocompress explore {run_dir}",
+        f"    autocompress export {run_dir} --best --format onnx",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,58 @@
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import assert_one_line_error, cli
+
+
+@pytest.mark.parametrize("budget", ["10", "abc", "-1ms", "0ms", "10 ms", "1e999ms"])
+def test_bad_budget_is_one_line_and_exit_2(budget: str) -> None:
+    proc = cli("search", "--target", "jetson", "--budget", budget)
+    assert_one_line_error(proc, 2, "budget must be", "10ms, 0.5ms, 800us, 1s", repr(budget))
+
+
+def test_unknown_target_suggests_names() -> None:
+    proc = cli("search", "--target", "jetsn-orin", "--budget", "10ms")
+    assert_one_line_error(proc, 2, "unknown target 'jetsn-orin'", "did you mean jetson-orin-nano")
+
+
+def test_bad_space_file(tmp_path: Path) -> None:
+    bad = tmp_path / "s.yaml"
+    bad.write_text("name: s\ninput: {resolution: [28]}\nstem: {width: [8]}\nstages: [{depth: [], width: [8], kernel: [3], expand: [2]}]\n")
+    proc = cli("search", "--target", "jetson", "--budget", "10ms", "--space", str(bad))
+    assert_one_line_error(proc, 2, "s.yaml: stages.0: depth needs at least one choice")
+
+
+def test_space_asking_for_unimplemented_compression_is_refused(tmp_path: Path) -> None:
+    src = (Path(__file__).parent.parent / "search_spaces" / "tiny.yaml").read_text()
+    spec = tmp_path / "int8.yaml"
+    spec.write_text(src.replace("precision: [fp32]", "precision: [fp32, int8]"))
+    proc = cli("search", "--target", "jetson", "--budget", "10ms", "--space", str(spec))
+    assert_one_line_error(proc, 2, "asks for precision int8")
+
+
+def test_missing_dataset_says_how_to_install(tmp_path: Path) -> None:
+    proc = cli("search", "--target", "jetson", "--budget", "10ms", "--space", "tiny", "--data-dir", str(tmp_path),
+               "--run-dir", str(tmp_path / "run"))  # fmt: skip
+    assert_one_line_error(proc, 2, "Fashion-MNIST not found", "apt-get install dataset-fashion-mnist")
+    proc = cli("data", "check", "--data-dir", str(tmp_path))
+    assert_one_line_error(proc, 2, "Fashion-MNIST not found")
+
+
+def test_resume_without_a_run(tmp_path: Path) -> None:
+    proc = cli("search", "--target", "jetson", "--budget", "10ms", "--space", "tiny", "--resume",
+               "--run-dir", str(tmp_path / "nothing"))  # fmt: skip
+    assert_one_line_error(proc, 2, "cannot resume", "study.db is missing")
+
+
+def test_targets_lists_sources() -> None:
+    proc = cli("targets")
+    assert proc.returncode == 0, proc.stderr
+    assert "jetson-orin-nano" in proc.stdout and "x86-cpu-onnxruntime" in proc.stdout
+    assert "estimated" in proc.stdout and "measured" in proc.stdout
+
+
+def test_version_and_help() -> None:
+    assert cli("--version").stdout.startswith("autocompress ")
+    out = cli("search", "--help").stdout
+    assert "--budget" in out and "--resume" in out and "--sampler" in out

@@ -1,0 +1,156 @@
+"""End to end: the `autocompress search` command on the tiny space and a Fashion-MNIST subset."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from autocompress.arch import block_precisions, plan
+from autocompress.data import load_dataset
+from autocompress.hardware.predict import predict
+from autocompress.hardware.targets import get_target
+from autocompress.runtime import ort_accuracy
+from autocompress.space import load_space
+from tests.helpers import ROOT, cli
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+SUBSET = "1500"
+
+
+def _budget_between_smallest_and_largest() -> float:
+    space, table = load_space("tiny"), get_target("cpu").table
+    lat = []
+    for cand in (space.smallest(), space.largest()):
+        blocks = plan(cand, space, 1, 10)
+        lat.append(predict(table, blocks, block_precisions(cand, space, blocks)).latency_ms)
+    assert lat[0] < lat[1]
+    return (lat[0] + lat[1]) / 2
+
+
+def _search(run_dir: Path, *extra: str, budget: str | None = None, trials: str = "6"):
+    budget = budget or f"{_budget_between_smallest_and_largest() * 1000:.1f}us"
+    return cli("search", "--space", "tiny", "--target", "cpu", "--budget", budget, "--subset", SUBSET,
+               "--trials", trials, "--run-dir", str(run_dir), *extra)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, fashion_dir):
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
+    proc = _search(run_dir, "--sampler", "random")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return run_dir, proc
+
+
+def test_run_directory_holds_everything(run) -> None:
+    run_dir, proc = run
+    for name in ("config.yaml", "study.db", "trials.parquet", "pareto.csv", "pareto.png", "report.md"):
+        assert (run_dir / name).is_file(), name
+    trials = pd.read_parquet(run_dir / "trials.parquet")
+    assert (trials["state"] == "COMPLETE").sum() == 6
+    for col in ("resolution", "s0_depth", "s1_kernel", "s0_precision", "s0_prune", "kd_alpha",
+                "val_accuracy", "test_accuracy", "latency_ms", "size_bytes", "params", "feasible", "pareto"):  # fmt: skip
+        assert col in trials, col
+    assert all(Path(p).is_file() for p in trials["model_path"])
+    assert "Pareto set" in proc.stdout and "measured" in proc.stdout
+    assert "report.md" in (run_dir / "report.md").read_text() or "Pareto" in (run_dir / "report.md").read_text()
+    assert not list(run_dir.rglob("*.tmp"))
+
+
+def test_budget_is_a_hard_constraint(run) -> None:
+    run_dir, _ = run
+    import yaml
+
+    budget = yaml.safe_load((run_dir / "config.yaml").read_text())["budget_ms"]
+    trials = pd.read_parquet(run_dir / "trials.parquet")
+    done = trials[trials["state"] == "COMPLETE"]
+    assert (done["feasible"] == (done["latency_ms"] <= budget)).all()
+    front = pd.read_csv(run_dir / "pareto.csv")
+    assert len(front) >= 1
+    assert (front["latency_ms"] <= budget).all()
+    assert set(front["number"]) <= set(done[done["feasible"]]["number"])
+    # the front is non-dominated among feasible trials
+    feas = done[done["feasible"]]
+    for _, p in front.iterrows():
+        dominated = (
+            (feas["val_accuracy"] >= p["val_accuracy"]) & (feas["latency_ms"] <= p["latency_ms"])
+            & (feas["size_bytes"] <= p["size_bytes"])
+            & ((feas["val_accuracy"] > p["val_accuracy"]) | (feas["latency_ms"] < p["latency_ms"])
+               | (feas["size_bytes"] < p["size_bytes"]))
+        )  # fmt: skip
+        assert not dominated.any()
+
+
+def test_pareto_accuracy_is_onnxruntime_on_the_exported_file(run) -> None:
+    run_dir, _ = run
+    front = pd.read_csv(run_dir / "pareto.csv")
+    data = load_dataset("fashion-mnist", subset=int(SUBSET), seed=0)
+    for _, p in front.iterrows():
+        path = Path(p["model_path"])
+        x, y = data.split("test", int(p["resolution"]))
+        assert ort_accuracy(path, x, y) == pytest.approx(p["test_accuracy"], abs=1e-9)
+        xv, yv = data.split("val", int(p["resolution"]))
+        assert ort_accuracy(path, xv, yv) == pytest.approx(p["val_accuracy"], abs=1e-9)
+        assert path.stat().st_size == p["size_bytes"]
+
+
+def test_second_search_reuses_the_cached_supernet(run, tmp_path) -> None:
+    proc = _search(tmp_path / "again", trials="1")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "reused from cache" in proc.stdout
+
+
+def test_infeasible_budget_keeps_results_and_names_the_fastest(tmp_path, fashion_dir) -> None:
+    proc = _search(tmp_path / "inf", budget="1us", trials="2")
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert "no candidate met the budget of 0.001 ms" in proc.stderr and "the fastest" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert (tmp_path / "inf" / "trials.parquet").is_file()
+
+
+def test_existing_run_is_not_overwritten(run) -> None:
+    run_dir, _ = run
+    proc = _search(run_dir)
+    assert proc.returncode == 2 and "already holds a search" in proc.stderr
+
+
+def test_sigkill_then_resume_keeps_completed_trials(tmp_path, fashion_dir) -> None:
+    run_dir = tmp_path / "killed"
+    budget = f"{_budget_between_smallest_and_largest() * 1000:.1f}us"
+    args = [sys.executable, "-m", "autocompress", "search", "--space", "tiny", "--target", "cpu",
+            "--budget", budget, "--subset", SUBSET, "--trials", "6", "--run-dir", str(run_dir)]  # fmt: skip
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
+    deadline = time.monotonic() + 300
+    before = pd.DataFrame()
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        try:
+            before = pd.read_parquet(run_dir / "trials.parquet")
+        except (OSError, ValueError):
+            continue
+        if (before["state"] == "COMPLETE").sum() >= 2:
+            break
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = pd.read_parquet(run_dir / "trials.parquet")
+    kept = before[before["state"] == "COMPLETE"].set_index("number")
+    assert len(kept) >= 2
+
+    resumed = cli("search", "--space", "tiny", "--target", "cpu", "--budget", budget, "--subset", SUBSET,
+                  "--trials", "6", "--run-dir", str(run_dir), "--resume")  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    after = pd.read_parquet(run_dir / "trials.parquet")
+    done = after[after["state"] == "COMPLETE"].set_index("number")
+    assert len(done) == 6
+    assert after["number"].is_unique
+    for n, row in kept.iterrows():  # nothing completed before the kill was lost or changed
+        assert done.loc[n, "val_accuracy"] == row["val_accuracy"]
+        assert done.loc[n, "model_path"] == row["model_path"]
+    interrupted = after[after["state"] == "FAIL"]["number"].tolist()
+    retried = after["retry_of"].dropna().astype(int).tolist()
+    assert sorted(retried) == sorted(interrupted)
+    assert (after["state"] == "RUNNING").sum() == 0

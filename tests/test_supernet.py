@@ -1,0 +1,102 @@
+import copy
+
+import pytest
+import torch
+
+from autocompress.arch import plan
+from autocompress.space import Candidate, StageChoice, load_space
+from autocompress.supernet import MBConv, SubNet, Supernet
+
+
+@pytest.fixture(scope="module")
+def space():
+    return load_space("fashion_mnist")
+
+
+@pytest.fixture(scope="module")
+def net(space):
+    torch.manual_seed(0)
+    n = Supernet(space, 1, 10, [0.3], [0.35])
+    # give BN non-trivial statistics so equality checks mean something
+    with torch.no_grad():
+        for m in n.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+                m.weight.uniform_(0.5, 1.5)
+    return n.eval()
+
+
+def _cands(space):
+    import random
+
+    rng = random.Random(3)
+    return [space.largest(), space.smallest()] + [space.random(rng) for _ in range(4)]
+
+
+def test_extracted_subnet_matches_supernet_output(space, net) -> None:
+    for cand in _cands(space):
+        sub = net.extract(cand).eval()
+        x = torch.rand(3, 1, cand.resolution, cand.resolution)
+        with torch.no_grad():
+            assert torch.allclose(sub(x), net(x, cand), atol=1e-4), cand.describe()
+
+
+def test_subnet_shapes_follow_the_candidate(space, net) -> None:
+    cand = Candidate(
+        resolution=24, stem_width=16,
+        stages=(StageChoice(2, 24, 5, 2), StageChoice(1, 32, 3, 4), StageChoice(3, 96, 5, 2)),
+        prune=(0.0,) * 3, precision=("fp32",) * 3, kd_alpha=0.0, kd_temperature=4.0, finetune_steps=0,
+    )  # fmt: skip
+    sub = net.extract(cand)
+    assert isinstance(sub, SubNet)
+    assert [len(s) for s in sub.stages] == [2, 1, 3]
+    first: MBConv = sub.stages[0][0]
+    assert first.expand[0].weight.shape == (32, 16, 1, 1)  # 16 in x expand 2
+    assert first.dw[0].weight.shape == (32, 1, 5, 5)
+    assert first.project[0].weight.shape == (24, 32, 1, 1)
+    assert sub.stages[2][1].residual and not sub.stages[2][0].residual
+    assert sub.classifier.weight.shape == (10, 96)
+    assert sub(torch.rand(2, 1, 24, 24)).shape == (2, 10)
+    # the plan the latency predictor prices is the network that was built
+    blocks = plan(cand, space, 1, 10)
+    assert [b.op for b in blocks] == ["stem"] + ["mbconv"] * 6 + ["head"]
+    n_params = sum(p.numel() for n, p in sub.named_parameters() if "bn" not in n and ".1." not in n)
+    assert n_params > 0
+
+
+def test_weights_are_shared_slices_and_extraction_copies(space, net) -> None:
+    cand = space.smallest()
+    sub = net.extract(cand)
+    k = cand.stages[0].kernel
+    full = net.stages[0][0].dw.conv.weight
+    off = (full.shape[-1] - k) // 2
+    hid = sub.stages[0][0].dw[0].weight.shape[0]
+    assert torch.equal(sub.stages[0][0].dw[0].weight, full[:hid, :, off : off + k, off : off + k])
+    # two candidates read the same underlying weights: training one changes the other
+    big = net.extract(space.largest())
+    assert torch.equal(big.stem[0].weight[: cand.stem_width], sub.stem[0].weight)
+    # the extracted module is standalone: changing it leaves the supernet alone
+    before = copy.deepcopy(net.stem.conv.weight)
+    with torch.no_grad():
+        sub.stem[0].weight.add_(1.0)
+    assert torch.equal(net.stem.conv.weight, before)
+
+
+def test_supernet_trains_and_is_cached(tmp_path, fashion_dir) -> None:
+    from autocompress.data import load_dataset
+    from autocompress.supernet import load_or_train
+
+    space = load_space("tiny")
+    data = load_dataset("fashion-mnist", subset=2000, seed=0)
+    net1, rep1, cached1 = load_or_train(space, data, seed=0, cache=tmp_path)
+    net2, rep2, cached2 = load_or_train(space, data, seed=0, cache=tmp_path)
+    assert (cached1, cached2) == (False, True)
+    assert rep1 == rep2 and rep1.largest_test_acc > 0.3  # well above the 10% of chance
+    for a, b in zip(net1.state_dict().values(), net2.state_dict().values()):
+        assert torch.equal(a, b)
+    # a different seed is a different cache entry
+    _, _, cached3 = load_or_train(space, data, seed=1, cache=tmp_path)
+    assert cached3 is False
+    assert len(list((tmp_path / "supernets").glob("*.pt"))) == 2
+    assert not list((tmp_path / "supernets").glob(".*tmp"))
