@@ -70,15 +70,19 @@ def _guard(fn: Any) -> Any:
     return wrapper
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(f"autocompress {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def main(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks (for bug reports)."),
-    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print the version and exit."),
 ) -> None:
     _state["debug"] = debug
-    if version:
-        out.print(f"autocompress {__version__}")
-        raise typer.Exit(0)
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(message)s")
 
 
@@ -144,6 +148,11 @@ def _search(**kw: Any) -> None:
         if "supernet" not in tasks:
             tasks["supernet"] = progress.add_task("training supernet", total=total, info="")
         progress.update(tasks["supernet"], completed=step, info=f"loss {loss:.3f}")
+        if not out.is_terminal and (step == total or step % max(1, total // 10) == 0):
+            # logs and CI get a line every 10% instead of a live bar
+            task = progress.tasks[tasks["supernet"]]
+            eta = f", ETA {task.time_remaining:.0f} s" if task.time_remaining else ""
+            out.print(f"training supernet: step {step}/{total}, loss {loss:.3f}{eta}", highlight=False)
 
     def search_start(done: int, total: int) -> None:
         tasks["trials"] = progress.add_task("trials", total=total, completed=done, info="")

@@ -67,6 +67,7 @@ def trials_frame(study: Any) -> pd.DataFrame:
         row["pareto"] = t.number in pareto
         row["duplicate_of"] = t.user_attrs.get("duplicate_of")
         row["retry_of"] = t.user_attrs.get("retry_of")
+        row["seeded"] = t.user_attrs.get("seeded")
         row["error"] = t.user_attrs.get("error")
         if t.datetime_start and t.datetime_complete:
             row["duration_s"] = round((t.datetime_complete - t.datetime_start).total_seconds(), 2)

@@ -179,6 +179,13 @@ def run_search(cfg: SearchConfig, hooks: Hooks | None = None) -> SearchOutcome:
     study.sampler = make_sampler(cfg.sampler, cfg.seed + len(study.trials))
     if cfg.resume:
         _requeue_interrupted(study)
+    elif not study.trials:
+        # Start from the two ends of the space: the largest (the fp32 teacher, the accuracy
+        # reference every Pareto point is compared with) and the smallest network.
+        sampled = {k for k, v in space.dimensions().items() if len(v) > 1}
+        for cand, role in ((space.largest(), "largest"), (space.smallest(), "smallest")):
+            params = {k: v for k, v in cand.to_flat().items() if k in sampled}
+            study.enqueue_trial(params, user_attrs={"seeded": role})
 
     evaluator = Evaluator(space=space, data=data, supernet=supernet, target=target,
                           models_dir=run_dir / "models", supernet_key=report.key, seed=cfg.seed)  # fmt: skip

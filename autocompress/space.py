@@ -144,7 +144,7 @@ class TrainingSpec(_Strict):
     sandwich_random: int = Field(2, ge=0, description="random subnets per step besides min/max")
     augment: bool = Field(True, description="random shift + horizontal flip while training the supernet")
     recalib_batches: int = Field(20, ge=0, description="BN recalibration batches per subnet")
-    finetune_lr: float = Field(0.005, gt=0)
+    finetune_lr: float = Field(0.02, gt=0)
     finetune_batch_size: int = Field(128, ge=1)
 
 
@@ -321,7 +321,8 @@ class SearchSpace:
                 {k: v for k, v in s.model_dump().items() if k not in ("prune_ratio", "precision")}
                 for s in m.stages
             ],
-            "training": m.training.model_dump(),
+            # fine-tune settings are per candidate: changing them must not retrain the supernet
+            "training": m.training.model_dump(exclude={"finetune_lr", "finetune_batch_size"}),
         }
         blob = json.dumps(payload, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]

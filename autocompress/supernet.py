@@ -349,8 +349,8 @@ def subnet_accuracy(net: Supernet, cand: Candidate, data: ImageDataset, split: s
 def extract_calibrated(net: Supernet, cand: Candidate, data: ImageDataset) -> SubNet:
     sub = net.extract(cand)
     x_cal, _ = data.split("calib", cand.resolution)
-    x_tr, _ = data.split("train")
-    images = torch.cat([x_cal, resize(x_tr[: 4096], cand.resolution)])
+    x_tr, _ = data.split("train", cand.resolution)
+    images = torch.cat([x_cal, x_tr[:4096]])
     recalibrate_bn(sub, images, net.space.model.training.recalib_batches)
     sub.eval()
     return sub

@@ -3,8 +3,8 @@
 # loader's own download, else a clear message. Used by 'make search' and 'make test'.
 set -u
 AC="${1:-.venv/bin/autocompress}"
-if "$AC" data check >/dev/null 2>&1; then
-  "$AC" data check
+if found=$("$AC" data check 2>/dev/null); then
+  echo "$found"
   exit 0
 fi
 SUDO=""

@@ -69,6 +69,11 @@ def test_budget_is_a_hard_constraint(run) -> None:
     trials = pd.read_parquet(run_dir / "trials.parquet")
     done = trials[trials["state"] == "COMPLETE"]
     assert (done["feasible"] == (done["latency_ms"] <= budget)).all()
+    # the first two trials are the largest and smallest networks: the budget (half-way between
+    # them) rejects the first and admits the second
+    seeded = done.set_index("seeded")
+    assert not seeded.loc["largest", "feasible"] and seeded.loc["smallest", "feasible"]
+    assert not seeded.loc["largest", "pareto"]
     front = pd.read_csv(run_dir / "pareto.csv")
     assert len(front) >= 1
     assert (front["latency_ms"] <= budget).all()
@@ -99,7 +104,7 @@ def test_pareto_accuracy_is_onnxruntime_on_the_exported_file(run) -> None:
 
 
 def test_second_search_reuses_the_cached_supernet(run, tmp_path) -> None:
-    proc = _search(tmp_path / "again", trials="1")
+    proc = _search(tmp_path / "again", budget="1s", trials="2")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "reused from cache" in proc.stdout
 
