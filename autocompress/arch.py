@@ -120,18 +120,18 @@ def plan(cand: Candidate, space: SearchSpace, in_channels: int, num_classes: int
     return blocks
 
 
+def stem_head_precisions(cand: Candidate, space: SearchSpace) -> tuple[str, str]:
+    """The space's first/last-layer policy: fp32, or the precision of the adjacent stage."""
+    if space.model.compression.first_last == "fp32":
+        return "fp32", "fp32"
+    return cand.precision[0], cand.precision[-1]
+
+
 def block_precisions(cand: Candidate, space: SearchSpace, blocks: list[BlockSpec]) -> list[str]:
     """The precision each block runs in: its stage's, with the space's first/last-layer policy."""
-    keep = space.model.compression.first_last == "fp32"
-    out = []
-    for b in blocks:
-        if b.op == "stem":
-            out.append("fp32" if keep else cand.precision[0])
-        elif b.op == "head":
-            out.append("fp32" if keep else cand.precision[-1])
-        else:
-            out.append(cand.precision[b.stage])
-    return out
+    stem, head = stem_head_precisions(cand, space)
+    by_op = {"stem": stem, "head": head}
+    return [by_op.get(b.op) or cand.precision[b.stage] for b in blocks]
 
 
 def all_blocks(space: SearchSpace, in_channels: int, num_classes: int) -> set[BlockSpec]:

@@ -94,9 +94,13 @@ class Evaluator:
         )  # fmt: skip
         t1 = time.perf_counter()
         path = self.models_dir / f"trial_{number:04d}.onnx"
-        export_onnx(model, path, channels=self.data.channels, resolution=cand.resolution)
-        calib, _ = self.data.split("calib", cand.resolution)
-        path = compress.finalize(path, cand, calib.numpy())
+        fp32 = self.models_dir / f".trial_{number:04d}.fp32.onnx"
+        try:
+            export_onnx(model, fp32, channels=self.data.channels, resolution=cand.resolution)
+            calib, _ = self.data.split("calib", cand.resolution)
+            compress.finalize(fp32, path, cand, self.space, calib.numpy())
+        finally:
+            fp32.unlink(missing_ok=True)
         x_val, y_val = self.data.split("val", cand.resolution)
         x_test, y_test = self.data.split("test", cand.resolution)
         result = TrialResult(

@@ -26,9 +26,9 @@ def test_bad_space_file(tmp_path: Path) -> None:
 def test_space_asking_for_unimplemented_compression_is_refused(tmp_path: Path) -> None:
     src = (Path(__file__).parent.parent / "search_spaces" / "tiny.yaml").read_text()
     spec = tmp_path / "int8.yaml"
-    spec.write_text(src.replace("precision: [fp32]", "precision: [fp32, int8]"))
+    spec.write_text(src.replace("precision: [fp32, int8]", "precision: [fp32, fp16]"))
     proc = cli("search", "--target", "jetson", "--budget", "10ms", "--space", str(spec))
-    assert_one_line_error(proc, 2, "asks for precision int8")
+    assert_one_line_error(proc, 2, "asks for precision fp16")
 
 
 def test_missing_dataset_says_how_to_install(tmp_path: Path) -> None:

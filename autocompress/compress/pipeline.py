@@ -1,9 +1,11 @@
 """The evaluator's compression seam.
 
 ``prepare`` runs on the extracted torch subnet before the fine-tune (structured pruning goes
-here); ``finalize`` runs on the exported fp32 ONNX file (quantization goes here). Today the
-pipeline implements unpruned fp32 candidates; everything else is refused up front with a clear
-error rather than scored as if it had been compressed.
+here); ``finalize`` turns the exported fp32 ONNX file into the deployable one (quantization).
+Implemented today: unpruned candidates, each stage in fp32 or int8 (ONNX Runtime static QDQ,
+per-channel weights, calibrated on the held-out ``calib`` split), so a candidate can be int8
+in the body and fp32 in the first and last layers. Anything else (fp16, pruning) is refused
+up front with a clear error rather than scored as if it had been compressed.
 """
 
 from __future__ import annotations
@@ -13,11 +15,22 @@ from pathlib import Path
 import numpy as np
 import torch.nn as nn
 
+from autocompress._io import atomic_path
+from autocompress.arch import stem_head_precisions
+from autocompress.compress.quantize import quantize_int8
 from autocompress.exceptions import CompressionUnavailableError
 from autocompress.space import Candidate, SearchSpace
 
-_PRECISIONS = ("fp32",)
+_PRECISIONS = ("fp32", "int8")
 _PRUNE_RATIOS = (0.0,)
+# ONNX node-name prefixes of each part of an exported SubNet (the exporter keeps module paths).
+NORMALIZE_PREFIX = "/normalize/"
+STEM_PREFIXES = ("/stem/",)
+HEAD_PREFIXES = ("/pool/", "/Flatten", "/classifier/")
+
+
+def stage_prefixes(stage: int) -> tuple[str, ...]:
+    return (f"/stages.{stage}/",)
 
 
 def available_precisions() -> tuple[str, ...]:
@@ -39,7 +52,8 @@ def check_supported(space: SearchSpace) -> None:
     if bad_p:
         raise CompressionUnavailableError(
             f"space {space.name} asks for precision {', '.join(bad_p)}, but this version of "
-            f"autocompress exports {', '.join(_PRECISIONS)} only; set compression.precision: [fp32]"
+            f"autocompress exports {', '.join(_PRECISIONS)} only; remove {', '.join(bad_p)} from "
+            f"compression.precision"
         )
     if bad_r:
         raise CompressionUnavailableError(
@@ -55,8 +69,29 @@ def prepare(model: nn.Module, cand: Candidate) -> nn.Module:
     return model
 
 
-def finalize(onnx_path: Path, cand: Candidate, calibration: np.ndarray) -> Path:
-    """Compression applied to the exported file (quantization); returns the deployable file."""
+def part_precisions(cand: Candidate, space: SearchSpace) -> dict[tuple[str, ...], str]:
+    """Precision of each exported part (stem, each stage, head), by node-name prefixes."""
+    stem, head = stem_head_precisions(cand, space)
+    parts = {STEM_PREFIXES: stem}
+    for s, prec in enumerate(cand.precision):
+        parts[stage_prefixes(s)] = prec
+    parts[HEAD_PREFIXES] = head
+    return parts
+
+
+def finalize(
+    src: Path, dst: Path, cand: Candidate, space: SearchSpace, calibration: np.ndarray
+) -> Path:
+    """Turn the exported fp32 file ``src`` into the deployable ``dst`` (quantizing int8 parts)."""
     if any(p not in _PRECISIONS for p in cand.precision):
         raise CompressionUnavailableError(f"precisions {cand.precision} are not implemented")
-    return onnx_path
+    parts = part_precisions(cand, space)
+    if all(p == "fp32" for p in parts.values()):
+        with atomic_path(dst) as tmp:
+            tmp.write_bytes(src.read_bytes())
+        return dst
+    keep_float = [NORMALIZE_PREFIX]  # input scaling stays float: it feeds the first quantize
+    for prefixes, prec in parts.items():
+        if prec != "int8":
+            keep_float.extend(prefixes)
+    return quantize_int8(src, dst, calibration, exclude_prefixes=keep_float)
