@@ -193,8 +193,10 @@ def render_report(run_dir: Path, trials: pd.DataFrame, front: pd.DataFrame, conf
         "",
         "## Next",
         "",
-        f"    autocompress explore {run_dir}",
-        f"    autocompress export {run_dir} --best --format onnx",
+        "More trials on the same study (completed trials are kept):",
+        "",
+        f"    autocompress search --target {config.get('target')} --budget {config.get('budget_ms', 0):g}ms "
+        f"--space {config.get('space_path')} --run-dir {run_dir} --resume --trials {int(config.get('trials', 0)) + 30}",
         "",
     ]
     return "\n".join(lines)
