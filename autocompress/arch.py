@@ -3,11 +3,17 @@
 The supernet builds subnets from this plan, the latency predictor prices it block by block,
 and the profiler enumerates every block a space can produce from it. The network is
 ``normalize -> stem (conv+bn+relu) -> stages of MBConv blocks -> global pool + linear``.
+
+Structured pruning is part of the geometry: a stage's prune ratio removes that share of the
+hidden (expanded) channels of every MBConv block in the stage (``compress/prune.py`` does it
+with torch-pruning), so ``plan`` gives each pruned block the hidden width it will really have,
+written as its effective expand ratio ``hidden / in_c``. The latency table keys blocks by that
+ratio, so a pruned block is priced (and profiled) as the smaller block it is.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from autocompress.space import Candidate, SearchSpace
 
@@ -18,7 +24,40 @@ def conv_out(size: int, stride: int) -> int:
 
 
 def hidden_channels(in_c: int, expand: float) -> int:
+    """Hidden (expanded) channels of an MBConv block with ``in_c`` inputs."""
     return max(1, round(in_c * expand))
+
+
+def pruned_channels(channels: int, ratio: float, round_to: int = 1) -> int:
+    """Channels left after structured pruning of ``ratio`` of ``channels``.
+
+    torch-pruning's rule for a local ratio, ``keep = int(channels * (1 - ratio))``, then rounded
+    down to a multiple of ``round_to``; never below ``min(channels, round_to)`` or 1. Ratio 0
+    keeps every channel. ``compress.prune`` and :func:`plan` both call this, so the pruned
+    network and the geometry the latency predictor prices cannot disagree.
+    """
+    if not 0 <= ratio < 1:
+        raise ValueError(f"prune ratio must be within [0, 1), got {ratio}")
+    if ratio == 0:
+        return channels
+    keep = max(1, int(channels * (1 - ratio)))
+    if round_to > 1:
+        keep = min(channels, max(round_to, keep - keep % round_to))
+    return keep
+
+
+def pruned_expand(in_c: int, expand: float, ratio: float, round_to: int = 1) -> float:
+    """The effective expand ratio (``hidden / in_c``) of a block after pruning its hidden
+    channels; ``expand`` itself when nothing is pruned. ``hidden_channels(in_c, result)``
+    gives back the pruned hidden width exactly."""
+    hidden = hidden_channels(in_c, expand)
+    keep = pruned_channels(hidden, ratio, round_to)
+    return expand if keep == hidden else keep / in_c
+
+
+def unpruned(cand: Candidate) -> Candidate:
+    """``cand`` with every stage's prune ratio set to 0: the subnet before pruning."""
+    return replace(cand, prune=tuple(0.0 for _ in cand.prune))
 
 
 @dataclass(frozen=True)
@@ -27,6 +66,8 @@ class BlockSpec:
 
     ``op`` is ``stem`` (conv+bn+relu), ``mbconv`` (1x1 expand, kxk depthwise, 1x1 project,
     residual add when ``stride == 1 and in_c == out_c``) or ``head`` (global pool + linear).
+    ``expand`` is the block's effective expand ratio: ``hidden / in_c`` after structured
+    pruning (e.g. 1.5 for expand 2 with a quarter of the hidden channels pruned).
     """
 
     op: str
@@ -100,8 +141,15 @@ class BlockSpec:
 
 
 def plan(cand: Candidate, space: SearchSpace, in_channels: int, num_classes: int) -> list[BlockSpec]:
-    """The blocks of ``cand``'s network, in execution order."""
+    """The blocks of ``cand``'s network, in execution order, after its structured pruning.
+
+    Stage ``s``'s ratio ``cand.prune[s]`` prunes the hidden channels of each of its MBConv
+    blocks (:func:`pruned_channels`, with the space's ``compression.prune_round_to``); block
+    inputs and outputs, and so the residual connections, keep their widths. Use
+    ``plan(unpruned(cand), ...)`` for the network as sliced from the supernet.
+    """
     stem = space.model.stem
+    round_to = space.model.compression.prune_round_to
     h = w = cand.resolution
     blocks = [
         BlockSpec("stem", h, w, in_channels, cand.stem_width, stem.kernel, stem.stride, 1.0, "relu", -1)
@@ -111,10 +159,10 @@ def plan(cand: Candidate, space: SearchSpace, in_channels: int, num_classes: int
     for s, (choice, spec) in enumerate(zip(cand.stages, space.model.stages)):
         for j in range(choice.depth):
             stride = spec.stride if j == 0 else 1
+            expand = pruned_expand(c, choice.expand, cand.prune[s], round_to)
             blocks.append(
-                BlockSpec("mbconv", h, w, c, choice.width, choice.kernel, stride, choice.expand,
-                          "relu", s, j)
-            )  # fmt: skip
+                BlockSpec("mbconv", h, w, c, choice.width, choice.kernel, stride, expand, "relu", s, j)
+            )
             h, w, c = conv_out(h, stride), conv_out(w, stride), choice.width
     blocks.append(BlockSpec("head", h, w, c, num_classes, 1, 1, 1.0, "none", len(cand.stages)))
     return blocks
@@ -135,8 +183,11 @@ def block_precisions(cand: Candidate, space: SearchSpace, blocks: list[BlockSpec
 
 
 def all_blocks(space: SearchSpace, in_channels: int, num_classes: int) -> set[BlockSpec]:
-    """Every distinct block any candidate of ``space`` can contain (ignoring stage/index)."""
+    """Every distinct block any candidate of ``space`` can contain (ignoring stage/index),
+    including the pruned geometries its stages' prune ratios produce."""
     m = space.model
+    dims = space.dimensions()
+    round_to = m.compression.prune_round_to
     found: set[BlockSpec] = set()
 
     def add(b: BlockSpec) -> None:
@@ -149,18 +200,23 @@ def all_blocks(space: SearchSpace, in_channels: int, num_classes: int) -> set[Bl
             add(BlockSpec("stem", r, r, in_channels, sw, m.stem.kernel, m.stem.stride, 1.0, "relu", -1))
         h = conv_out(r, m.stem.stride)
         in_widths = set(m.stem.width)
-        for spec in m.stages:
+        for s, spec in enumerate(m.stages):
+            ratios = dims[f"s{s}_prune"]
             for c_in in in_widths:
                 for wd in spec.width:
                     for k in spec.kernel:
                         for e in spec.expand:
-                            add(BlockSpec("mbconv", h, h, c_in, wd, k, spec.stride, e, "relu", 0))
+                            for r in ratios:
+                                pe = pruned_expand(c_in, e, r, round_to)
+                                add(BlockSpec("mbconv", h, h, c_in, wd, k, spec.stride, pe, "relu", 0))
             h2 = conv_out(h, spec.stride)
             if max(spec.depth) > 1:
                 for wd in spec.width:
                     for k in spec.kernel:
                         for e in spec.expand:
-                            add(BlockSpec("mbconv", h2, h2, wd, wd, k, 1, e, "relu", 0))
+                            for r in ratios:
+                                pe = pruned_expand(wd, e, r, round_to)
+                                add(BlockSpec("mbconv", h2, h2, wd, wd, k, 1, pe, "relu", 0))
             h, in_widths = h2, set(spec.width)
         for c_in in in_widths:
             add(BlockSpec("head", h, h, c_in, num_classes, 1, 1, 1.0, "none", 0))

@@ -1,5 +1,5 @@
-"""Candidate -> subnet -> compression -> KD fine-tune -> ONNX -> accuracy (ONNX Runtime), size,
-predicted latency and energy on the target.
+"""Candidate -> subnet -> structured pruning -> KD fine-tune -> ONNX -> quantization -> accuracy
+(ONNX Runtime), size, parameters, MACs, predicted latency and energy on the target.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import onnx
 import torch
 
 from autocompress import compress
-from autocompress.arch import block_precisions
+from autocompress.arch import block_precisions, unpruned
 from autocompress.data import ImageDataset
 from autocompress.hardware.predict import Prediction, predict
 from autocompress.hardware.targets import Target
@@ -21,10 +21,14 @@ from autocompress.runtime import export_onnx, model_size, ort_accuracy
 from autocompress.space import Candidate, SearchSpace
 from autocompress.supernet import Supernet, extract_calibrated, teacher_logits
 
+TAYLOR_SAMPLES = 256  # training samples whose gradients score channels for ``taylor`` pruning
+
 
 @dataclass(frozen=True)
 class TrialResult:
-    """What one evaluated candidate scored. Accuracies are ONNX Runtime's on the exported file."""
+    """What one evaluated candidate scored. Accuracies are ONNX Runtime's on the exported file;
+    ``params`` (weights with BatchNorm folded, whatever their precision) and ``macs`` are those of
+    the final, pruned network."""
 
     val_accuracy: float
     test_accuracy: float
@@ -75,16 +79,28 @@ class Evaluator:
 
     def predict(self, cand: Candidate) -> Prediction:
         blocks = self.supernet.plan(cand)
-        return predict(self.target.table, blocks, block_precisions(cand, self.space, blocks), batch=self.batch)
+        return predict(
+            self.target.table, blocks, block_precisions(cand, self.space, blocks), batch=self.batch
+        )
 
     def evaluate(self, cand: Candidate, number: int) -> TrialResult:
-        """Score one candidate for real; writes ``models/trial_NNNN.onnx``."""
+        """Score one candidate for real; writes ``models/trial_NNNN.onnx``.
+
+        The subnet is sliced from the supernet unpruned, pruned per stage (its BatchNorm
+        statistics re-estimated afterwards), fine-tuned with distillation from the largest
+        subnet, exported, quantized per stage and run by ONNX Runtime.
+        """
         cfg = self.space.model.training
         prediction = self.predict(cand)  # fails fast on a target that cannot price it
         t0 = time.perf_counter()
-        model = extract_calibrated(self.supernet, cand, self.data)
-        model = compress.prepare(model, cand)
+        model = extract_calibrated(self.supernet, unpruned(cand), self.data)
         x_train, y_train = self.data.split("train", cand.resolution)
+        x_cal, _ = self.data.split("calib", cand.resolution)
+        model = compress.prepare(
+            model, cand, self.space,
+            images=x_train[:TAYLOR_SAMPLES], labels=y_train[:TAYLOR_SAMPLES],
+            calibration=torch.cat([x_cal, x_train[:4096]]) if any(cand.prune) else None,
+        )  # fmt: skip
         use_kd = cand.finetune_steps > 0 and cand.kd_alpha > 0
         model = compress.finetune(
             model, x_train, y_train,
@@ -103,14 +119,15 @@ class Evaluator:
             fp32.unlink(missing_ok=True)
         x_val, y_val = self.data.split("val", cand.resolution)
         x_test, y_test = self.data.split("test", cand.resolution)
+        blocks = self.supernet.plan(cand)  # the pruned geometry; prepare checked the model has it
         result = TrialResult(
             val_accuracy=ort_accuracy(path, x_val, y_val),
             test_accuracy=ort_accuracy(path, x_test, y_test),
             latency_ms=prediction.latency_ms,
             energy_mj=prediction.energy_mj,
             size_bytes=model_size(path),
-            params=onnx_params(path),
-            macs=sum(b.macs() for b in self.supernet.plan(cand)),
+            params=sum(b.params() for b in blocks),
+            macs=sum(b.macs() for b in blocks),
             interpolated_blocks=prediction.interpolated,
             model_path=str(path),
             finetune_s=round(t1 - t0, 2),
@@ -129,4 +146,3 @@ def onnx_params(path: str | Path) -> int:
             n *= d
         total += n
     return total
-

@@ -25,7 +25,7 @@ from autocompress._io import atomic_path, atomic_write_text
 from autocompress.exceptions import RunDirError
 from autocompress.units import format_bytes, format_ms
 
-RESULT_COLUMNS = ("val_accuracy", "test_accuracy", "latency_ms", "energy_mj", "size_bytes")
+RESULT_COLUMNS = ("val_accuracy", "test_accuracy", "latency_ms", "energy_mj", "size_bytes", "params", "macs")
 CONFIG_FILE = "config.yaml"
 STUDY_FILE = "study.db"
 STUDY_NAME = "autocompress"
@@ -72,7 +72,13 @@ def trials_frame(study: Any) -> pd.DataFrame:
         if t.datetime_start and t.datetime_complete:
             row["duration_s"] = round((t.datetime_complete - t.datetime_start).total_seconds(), 2)
         rows.append(row)
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    # every result column exists, even before any trial completed (params and MACs are the
+    # final, pruned network's; the choices, s<i>_prune among them, come from each candidate)
+    for col in RESULT_COLUMNS:
+        if col not in frame:
+            frame[col] = pd.Series([None] * len(frame), dtype="float64")
+    return frame
 
 
 def pareto_frame(trials: pd.DataFrame) -> pd.DataFrame:

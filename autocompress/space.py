@@ -108,8 +108,19 @@ def _check_prune(v: list[float]) -> list[float]:
     return v
 
 
+PruneImportance = Literal["l1", "l2", "taylor", "bn_scale"]
+
+
 class CompressionSpec(_Strict):
-    prune_ratio: list[float] = [0.0]
+    prune_ratio: list[float] = Field(
+        [0.0], description="share of each MBConv block's hidden channels a stage prunes, in [0, 1)"
+    )
+    prune_importance: PruneImportance = Field(
+        "l2",
+        description="which channels go: l1/l2 (group weight magnitude), taylor (|weight x gradient| "
+        "on a few training batches) or bn_scale (|BatchNorm gamma|)",
+    )
+    prune_round_to: int = Field(1, ge=1, description="kept hidden channels are a multiple of this")
     precision: list[Precision] = ["fp32"]
     first_last: Literal["fp32", "follow"] = Field(
         "fp32", description="fp32: stem and classifier stay fp32; follow: they take their stage's"

@@ -22,7 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from autocompress._io import atomic_torch_save, atomic_write_text
-from autocompress.arch import BlockSpec, hidden_channels, plan
+from autocompress.arch import BlockSpec, hidden_channels, plan, unpruned
 from autocompress.data import ImageDataset, augment, batches, cache_dir, endless_batches, resize
 from autocompress.space import Candidate, SearchSpace
 
@@ -199,7 +199,7 @@ class Supernet(nn.Module):
 
     def extract(self, cand: Candidate) -> SubNet:
         """A standalone copy of ``cand``'s subnet (weights copied, nothing shared afterwards)."""
-        blocks = self.plan(cand)
+        blocks = self.plan(unpruned(cand))  # pruning comes after extraction
         net = SubNet(blocks, self.normalize.mean.flatten().tolist(), self.normalize.std.flatten().tolist())
         stem_kernel = self.space.model.stem.kernel
         self.stem.copy_into(net.stem, self.in_channels, cand.stem_width, stem_kernel)

@@ -30,8 +30,12 @@ def net(space):
 def _cands(space):
     import random
 
+    from autocompress.arch import unpruned
+
     rng = random.Random(3)
-    return [space.largest(), space.smallest()] + [space.random(rng) for _ in range(4)]
+    # the supernet holds architectures; a candidate's pruning is applied to its extracted
+    # subnet afterwards (compress.prepare), so extraction takes the unpruned candidate
+    return [space.largest(), space.smallest()] + [unpruned(space.random(rng)) for _ in range(4)]
 
 
 def test_extracted_subnet_matches_supernet_output(space, net) -> None:

@@ -16,13 +16,18 @@ from autocompress.compress.pipeline import (
     finalize,
     prepare,
 )
+from autocompress.compress.prune import IMPORTANCES, geometry_mismatches, prune_hidden, prune_subnet
 
 __all__ = [
+    "IMPORTANCES",
     "available_precisions",
     "available_prune_ratios",
     "check_supported",
     "finalize",
     "finetune",
+    "geometry_mismatches",
     "kd_loss",
     "prepare",
+    "prune_hidden",
+    "prune_subnet",
 ]

@@ -1,11 +1,12 @@
 """The evaluator's compression seam.
 
-``prepare`` runs on the extracted torch subnet before the fine-tune (structured pruning goes
-here); ``finalize`` turns the exported fp32 ONNX file into the deployable one (quantization).
-Implemented today: unpruned candidates, each stage in fp32 or int8 (ONNX Runtime static QDQ,
-per-channel weights, calibrated on the held-out ``calib`` split), so a candidate can be int8
-in the body and fp32 in the first and last layers. Anything else (fp16, pruning) is refused
-up front with a clear error rather than scored as if it had been compressed.
+``prepare`` runs on the extracted torch subnet before the fine-tune: structured pruning of each
+stage's MBConv hidden channels by the candidate's ratio (torch-pruning DepGraph, see
+``prune.py``). ``finalize`` turns the exported fp32 ONNX file into the deployable one: each
+stage in fp32 or int8 (ONNX Runtime static QDQ, per-channel weights, calibrated on the
+held-out ``calib`` split), so a candidate can be int8 in the body and fp32 in the first and
+last layers. Anything else (fp16) is refused up front with a clear error rather than scored
+as if it had been compressed.
 """
 
 from __future__ import annotations
@@ -13,16 +14,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 import torch.nn as nn
 
 from autocompress._io import atomic_path
 from autocompress.arch import stem_head_precisions
+from autocompress.compress.prune import prune_subnet
 from autocompress.compress.quantize import quantize_int8
 from autocompress.exceptions import CompressionUnavailableError
 from autocompress.space import Candidate, SearchSpace
+from autocompress.supernet import recalibrate_bn
 
 _PRECISIONS = ("fp32", "int8")
-_PRUNE_RATIOS = (0.0,)
+_PRUNE_RANGE = (0.0, 1.0)  # half-open: any ratio r with 0 <= r < 1
 # ONNX node-name prefixes of each part of an exported SubNet (the exporter keeps module paths).
 NORMALIZE_PREFIX = "/normalize/"
 STEM_PREFIXES = ("/stem/",)
@@ -38,8 +42,13 @@ def available_precisions() -> tuple[str, ...]:
     return _PRECISIONS
 
 
-def available_prune_ratios() -> tuple[float, ...]:
-    return _PRUNE_RATIOS
+def available_prune_ratios() -> tuple[float, float]:
+    """The half-open interval ``[low, high)`` of per-stage structured-pruning ratios supported."""
+    return _PRUNE_RANGE
+
+
+def _prune_ok(ratio: float) -> bool:
+    return _PRUNE_RANGE[0] <= ratio < _PRUNE_RANGE[1]
 
 
 def check_supported(space: SearchSpace) -> None:
@@ -48,7 +57,7 @@ def check_supported(space: SearchSpace) -> None:
     precisions = sorted({p for k, v in dims.items() if k.endswith("_precision") for p in v})
     ratios = sorted({r for k, v in dims.items() if k.endswith("_prune") for r in v})
     bad_p = [p for p in precisions if p not in _PRECISIONS]
-    bad_r = [r for r in ratios if r not in _PRUNE_RATIOS]
+    bad_r = [r for r in ratios if not _prune_ok(r)]
     if bad_p:
         raise CompressionUnavailableError(
             f"space {space.name} asks for precision {', '.join(bad_p)}, but this version of "
@@ -57,16 +66,41 @@ def check_supported(space: SearchSpace) -> None:
         )
     if bad_r:
         raise CompressionUnavailableError(
-            f"space {space.name} asks for pruning ratios {bad_r}, but this version of autocompress "
-            f"does not prune yet; set compression.prune_ratio: [0.0]"
+            f"space {space.name} asks for pruning ratios {bad_r}; structured pruning takes ratios "
+            f"within [0, 1) (the share of hidden channels removed)"
         )
 
 
-def prepare(model: nn.Module, cand: Candidate) -> nn.Module:
-    """Compression applied to the torch subnet before fine-tuning (structured pruning)."""
-    if any(r not in _PRUNE_RATIOS for r in cand.prune):
-        raise CompressionUnavailableError(f"pruning ratios {cand.prune} are not implemented")
-    return model
+def prepare(
+    model: nn.Module,
+    cand: Candidate,
+    space: SearchSpace,
+    *,
+    images: torch.Tensor | None = None,
+    labels: torch.Tensor | None = None,
+    calibration: torch.Tensor | None = None,
+) -> nn.Module:
+    """Compression applied to the torch subnet before fine-tuning: structured pruning.
+
+    ``model`` is the subnet of ``unpruned(cand)``; it comes back pruned (in place) to the
+    geometry ``arch.plan(cand, ...)`` describes, or untouched when every ratio is 0.
+
+    Args:
+        images, labels: training samples, needed by the ``taylor`` criterion only.
+        calibration: training-distribution images to re-estimate BatchNorm statistics on after
+            pruning (``space.model.training.recalib_batches`` batches). Pass them: the pruned
+            channels fed the BatchNorm after every project conv, whose running statistics are
+            stale afterwards (Fashion-MNIST's largest subnet at ratio 0.5: 27% validation
+            accuracy without re-estimation, 88% with it).
+    """
+    if any(not _prune_ok(r) for r in cand.prune):
+        raise CompressionUnavailableError(f"pruning ratios {cand.prune} are not within [0, 1)")
+    if all(r == 0 for r in cand.prune):
+        return model
+    model = prune_subnet(model, cand, space, images=images, labels=labels)
+    if calibration is not None:
+        recalibrate_bn(model, calibration, space.model.training.recalib_batches)
+    return model.eval()
 
 
 def part_precisions(cand: Candidate, space: SearchSpace) -> dict[tuple[str, ...], str]:
@@ -79,9 +113,7 @@ def part_precisions(cand: Candidate, space: SearchSpace) -> dict[tuple[str, ...]
     return parts
 
 
-def finalize(
-    src: Path, dst: Path, cand: Candidate, space: SearchSpace, calibration: np.ndarray
-) -> Path:
+def finalize(src: Path, dst: Path, cand: Candidate, space: SearchSpace, calibration: np.ndarray) -> Path:
     """Turn the exported fp32 file ``src`` into the deployable ``dst`` (quantizing int8 parts)."""
     if any(p not in _PRECISIONS for p in cand.precision):
         raise CompressionUnavailableError(f"precisions {cand.precision} are not implemented")
