@@ -6,7 +6,7 @@ TARGET ?= jetson
 BUDGET ?= 10ms
 ARGS   ?=
 
-.PHONY: search test data install lint profile clean
+.PHONY: search test data install lint profile validate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,openvino]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -36,10 +36,19 @@ test: $(VENV)/.installed-dev data
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check autocompress tests
 
-# Re-measure this machine's latency table for the shipped spaces (fp32 + int8, 1 thread).
-profile: $(VENV)/.installed
+# Re-measure this machine's latency tables for the shipped spaces (fp32 + int8, 1 thread),
+# with ONNX Runtime and with OpenVINO; then check them against end-to-end measurements.
+profile: $(VENV)/.installed-dev
 	$(BIN)/autocompress profile --space fashion_mnist --replace
-	$(BIN)/autocompress profile --space tiny
+	$(BIN)/autocompress profile --space tiny --networks 0
+	$(BIN)/autocompress profile --runtime openvino --space fashion_mnist --replace
+	$(BIN)/autocompress profile --runtime openvino --space tiny --networks 0
+
+validate: $(VENV)/.installed-dev
+	$(BIN)/autocompress validate-latency --target x86-cpu-onnxruntime -n 100 --precision fp32
+	$(BIN)/autocompress validate-latency --target x86-cpu-onnxruntime -n 100 --precision int8
+	$(BIN)/autocompress validate-latency --target x86-cpu-openvino -n 100 --precision fp32
+	$(BIN)/autocompress validate-latency --target x86-cpu-openvino -n 100 --precision int8
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -26,7 +26,7 @@ from rich.progress import (
 from rich.table import Table
 
 from autocompress import __version__
-from autocompress.exceptions import AutoCompressError
+from autocompress.exceptions import AutoCompressError, BadInputError
 from autocompress.units import format_bytes, format_ms, parse_budget, parse_size
 
 app = typer.Typer(
@@ -248,27 +248,37 @@ def _targets() -> None:
 @app.command()
 def profile(
     space: Optional[str] = typer.Option(None, "--space", help="Profile every block this space can produce."),
-    name: str = typer.Option("x86-cpu-onnxruntime", "--name", help="Target name for the table."),
+    runtime: str = typer.Option("onnxruntime", "--runtime", help="onnxruntime or openvino."),
+    name: Optional[str] = typer.Option(None, "--name",
+                                       help="Target name for the table (default: x86-cpu-<runtime>)."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Table folder (default: hw_latency_tables/<name>)."),
     precision: str = typer.Option("fp32,int8", "--precision", help="Comma-separated precisions to measure."),
-    threads: int = typer.Option(1, "--threads", help="ONNX Runtime intra-op threads (recorded in the table)."),
-    reps: int = typer.Option(60, "--reps", help="Timed runs per block (after warm-up)."),
+    threads: int = typer.Option(1, "--threads", help="Inference threads (pinned to as many CPUs; recorded)."),
+    reps: int = typer.Option(60, "--reps", help="Timed runs per block and pass (after warm-up)."),
+    passes: int = typer.Option(3, "--passes", help="Passes over all blocks, spread over time; the fastest is kept."),
+    networks: int = typer.Option(24, "--networks", help="Random whole networks timed to fit block_scale "
+                                 "(0: keep the table's current factor)."),
     channels: int = typer.Option(1, "--channels", help="Input channels of the data the space is used with."),
     classes: int = typer.Option(10, "--classes", help="Classes of the data the space is used with."),
     merge: bool = typer.Option(True, "--merge/--replace", help="Keep rows of an existing table that were not re-measured."),
+    pin: bool = typer.Option(False, "--pin/--no-pin", help="Pin the process to the first --threads CPUs "
+                             "(steadier on a dedicated board; worse on a shared VM, where other work lands there)."),
 ) -> None:
-    """Measure every fused block of a space on this machine with ONNX Runtime; write a table."""
+    """Measure every fused block of a space on this machine (ONNX Runtime or OpenVINO); write a table."""
     _profile(**locals())
 
 
 @_guard
 def _profile(**kw: Any) -> None:
-    from autocompress.hardware.profile import profile_space
+    from autocompress.hardware.profile import DEFAULT_NAMES, profile_space
     from autocompress.hardware.targets import TABLES_DIR
     from autocompress.space import load_space
 
     precisions = [p.strip() for p in kw["precision"].split(",") if p.strip()]
-    folder = kw["out_dir"] or TABLES_DIR / kw["name"]
+    if kw["runtime"] not in DEFAULT_NAMES:
+        raise BadInputError(f"--runtime must be one of {', '.join(DEFAULT_NAMES)}; got {kw['runtime']!r}")
+    name = kw["name"] or DEFAULT_NAMES[kw["runtime"]]
+    folder = kw["out_dir"] or TABLES_DIR / name
     sp = load_space(kw["space"])
     progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=out)  # fmt: skip
@@ -279,12 +289,92 @@ def _profile(**kw: Any) -> None:
             progress.update(task, completed=done, total=total)
 
         table = profile_space(
-            sp, name=kw["name"], precisions=precisions, threads=kw["threads"], reps=kw["reps"],
+            sp, name=name, precisions=precisions, threads=kw["threads"], reps=kw["reps"], runtime=kw["runtime"],
             in_channels=kw["channels"], num_classes=kw["classes"], folder=folder,
-            merge=kw["merge"], on_block=tick,
+            merge=kw["merge"], pin=kw["pin"], passes=kw["passes"], networks=kw["networks"], on_block=tick,
         )  # fmt: skip
     out.print(f"wrote {len(table.rows)} rows to {folder}/ ({table.device.runtime} {table.device.runtime_version}, "
               f"{table.device.host.get('cpu')}, {kw['threads']} thread(s))", highlight=False)  # fmt: skip
+
+
+@app.command("validate-latency")
+def validate_latency(
+    target: str = typer.Option("cpu", "--target", "-t", help="A table measured on this machine."),
+    n: int = typer.Option(100, "-n", help="Random candidates to build, time and predict."),
+    space: Optional[str] = typer.Option(None, "--space", help="Search space to draw candidates from."),
+    precision: str = typer.Option("mixed", "--precision", help="fp32, int8 (every stage), or mixed (as sampled)."),
+    seed: int = typer.Option(0, "--seed"),
+    reps: int = typer.Option(50, "--reps", help="Timed runs per candidate and pass (after warm-up)."),
+    passes: int = typer.Option(3, "--passes", help="Passes over all candidates, spread over time; the fastest is kept."),
+    channels: int = typer.Option(1, "--channels"),
+    classes: int = typer.Option(10, "--classes"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Folder for validation.json/.csv/.png "
+                                           "(default: runs/validate-latency/<target>-<precision>)."),
+) -> None:
+    """Time N random candidates end to end on this machine and compare with the table's prediction."""
+    _validate_latency(**locals())
+
+
+@_guard
+def _validate_latency(**kw: Any) -> None:
+    from autocompress.hardware.targets import get_target
+    from autocompress.hardware.validate import validate_latency as run_validation
+    from autocompress.hardware.validate import write_validation
+    from autocompress.space import load_space
+
+    t = get_target(kw["target"])
+    sp = load_space(kw["space"])
+    folder = kw["out_dir"] or Path("runs") / "validate-latency" / f"{t.name}-{kw['precision']}"
+    progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=out)  # fmt: skip
+    with progress:
+        task = progress.add_task("building and timing candidates", total=kw["n"])
+
+        def tick(stage: str, done: int, total: int) -> None:
+            progress.update(task, description=f"{stage} candidates", completed=done, total=total)
+
+        report = run_validation(
+            t, sp, n=kw["n"], precision=kw["precision"], seed=kw["seed"], reps=kw["reps"], passes=kw["passes"],
+            channels=kw["channels"], classes=kw["classes"], on_progress=tick,
+        )  # fmt: skip
+    paths = write_validation(report, folder)
+    s = report.summary()
+    table = Table(title=f"Latency table {t.name} vs this machine", title_justify="left")
+    for col in ("candidates", "within ±10%", "MAPE", "median error", "Spearman", "runtime", "threads"):
+        table.add_column(col)
+    table.add_row(str(s["candidates"]), f"{100 * report.within:.1f}%", f"{report.mape:.2f}%",
+                  f"{report.bias:+.2f}%", f"{report.spearman:.4f}", str(s["runtime"]), str(report.threads))  # fmt: skip
+    out.print(table)
+    worst = sorted(report.points, key=lambda p: -abs(p.error))[:3]
+    for p in worst:
+        out.print(f"  worst: {100 * p.error:+.1f}%  predicted {p.predicted_ms:.3f} ms, measured "
+                  f"{p.measured_ms:.3f} ms  {p.candidate}", highlight=False)  # fmt: skip
+    if report.table_cpu != report.cpu:
+        out.print(f"note: the table was measured on {report.table_cpu!r}; this machine is {report.cpu!r}",
+                  highlight=False)  # fmt: skip
+    out.print(f"wrote {paths['json']}, {paths['csv'].name}, {paths['png'].name}", highlight=False)
+
+
+@app.command()
+def calibrate(
+    target: list[str] = typer.Argument(None, help="Estimated targets (names or aliases)."),
+    all_: bool = typer.Option(False, "--all", help="Every estimated target."),
+) -> None:
+    """Refit an estimated target's roofline to the published figures in its device.yaml,
+    print the leave-one-out errors, and regenerate its blocks.csv."""
+    _calibrate(target or [], all_)
+
+
+@_guard
+def _calibrate(names: list[str], all_: bool) -> None:
+    from autocompress.hardware.calibrate import calibrate_target, summary
+    from autocompress.hardware.targets import get_target, list_targets
+
+    targets = [t for t in list_targets() if t.estimated] if all_ else [get_target(n) for n in names]
+    if not targets:
+        raise BadInputError("name at least one estimated target, or pass --all")
+    for t in targets:
+        out.print(summary(calibrate_target(t.folder)), highlight=False)
 
 
 @app.command("estimate-table")

@@ -29,6 +29,10 @@ class RunDirError(BadInputError):
     """A run directory is missing, unwritable or belongs to another search."""
 
 
+class RuntimeUnavailableError(AutoCompressError):
+    """An inference runtime the command needs is not installed or cannot run here."""
+
+
 class CompressionUnavailableError(AutoCompressError):
     """A candidate asks for a compression the evaluator cannot apply."""
 

@@ -1,4 +1,5 @@
-"""Export to ONNX and run exported files with ONNX Runtime: accuracy and wall-clock latency."""
+"""Export to ONNX and run exported files with ONNX Runtime or OpenVINO: accuracy and
+wall-clock latency."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import os
 import statistics
 import time
 import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +16,9 @@ import numpy as np
 import torch
 
 from autocompress._io import atomic_path
+from autocompress.exceptions import RuntimeUnavailableError
 
+RUNTIMES = ("onnxruntime", "openvino")
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 OPSET = 17
@@ -92,9 +97,141 @@ class Timing:
     reps: int
 
 
+@contextmanager
+def pinned_cpus(n: int) -> Iterator[list[int]]:
+    """Pin this process to its first ``n`` allowed CPUs while timing (0: leave it alone).
+
+    Yields the CPUs pinned to, so tables can record them; restores the old affinity after.
+    """
+    if n <= 0 or not hasattr(os, "sched_setaffinity"):
+        yield []
+        return
+    before = os.sched_getaffinity(0)
+    cpus = sorted(before)[:n]
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield cpus
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def runtime_version(runtime: str) -> str:
+    """The installed version of ``runtime`` (one of :data:`RUNTIMES`)."""
+    if runtime == "onnxruntime":
+        import onnxruntime as ort
+
+        return ort.__version__
+    return _openvino().__version__.split("-")[0]
+
+
+def _openvino():  # noqa: ANN202
+    try:
+        import openvino
+    except ImportError:
+        raise RuntimeUnavailableError(
+            "OpenVINO is not installed; install it with: pip install 'autocompress[openvino]'"
+        ) from None
+    return openvino
+
+
+def openvino_model(path: str | Path, *, threads: int = 1):  # noqa: ANN201
+    """An OpenVINO CPU compiled model: latency hint, one stream, ``threads`` threads pinned, fp32
+    inference precision (int8 where the file carries QDQ nodes)."""
+    ov = _openvino()
+    import openvino.properties as props
+    import openvino.properties.hint as hints
+    import openvino.properties.streams as streams
+
+    config = {
+        hints.performance_mode: hints.PerformanceMode.LATENCY,
+        streams.num: 1,
+        props.inference_num_threads: threads,
+        hints.enable_cpu_pinning: True,
+        hints.inference_precision: ov.Type.f32,
+    }
+    return ov.Core().compile_model(str(path), "CPU", config)
+
+
+def runner(
+    path: str | Path, *, runtime: str = "onnxruntime", threads: int = 1
+) -> Callable[[np.ndarray], np.ndarray]:
+    """A function ``x -> logits`` running the exported file with ``runtime`` on the CPU."""
+    if runtime == "onnxruntime":
+        sess = session(path, threads=threads)
+        in_name, out_name = sess.get_inputs()[0].name, sess.get_outputs()[0].name
+        return lambda x: sess.run([out_name], {in_name: x})[0]
+    if runtime == "openvino":
+        compiled = openvino_model(path, threads=threads)
+        request = compiled.create_infer_request()
+        output = compiled.output(0)
+        return lambda x: request.infer({0: x})[output]
+    raise ValueError(f"unknown runtime {runtime!r}; expected one of {', '.join(RUNTIMES)}")
+
+
+def measure_passes(
+    paths: list[Path], shapes: list[tuple[int, ...]], *, passes: int = 3, group: int = 24, threads: int = 1,
+    reps: int = 50, runtime: str = "onnxruntime", seed: int = 0,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> list[Timing]:  # fmt: skip
+    """Time many models in ``passes`` passes spread over time, each pass in a new random order
+    and grouping (``group`` models interleaved at once, see :func:`measure_latency`).
+
+    A model's timing is its fastest pass (the lowest 10th percentile and median): on a shared
+    machine another process slows a whole group while it runs, never speeds it up, and a
+    group-long disturbance is what a single pass cannot tell from the model's own latency.
+    """
+    if passes < 1 or group < 1:
+        raise ValueError(f"passes and group must be >= 1; got {passes}, {group}")
+    best: list[Timing | None] = [None] * len(paths)
+    rng = np.random.default_rng(seed)
+    done, total = 0, passes * len(paths)
+    for _ in range(passes):
+        order = rng.permutation(len(paths))
+        for start in range(0, len(order), group):
+            idx = [int(i) for i in order[start : start + group]]
+            timings = measure_latency([paths[i] for i in idx], shape=[shapes[i] for i in idx], threads=threads,
+                                      reps=reps, runtime=runtime)  # fmt: skip
+            for i, t in zip(idx, timings):
+                old = best[i]
+                best[i] = t if old is None else Timing(
+                    min(old.median_ms, t.median_ms), min(old.std_ms, t.std_ms), min(old.p10_ms, t.p10_ms),
+                    min(old.p90_ms, t.p90_ms), old.reps + t.reps,
+                )  # fmt: skip
+            done += len(idx)
+            if on_progress:
+                on_progress(done, total)
+    return [t for t in best if t is not None]
+
+
+def bound_runner(
+    path: str | Path, x: np.ndarray, *, runtime: str = "onnxruntime", threads: int = 1
+) -> Callable[[], None]:
+    """A zero-argument call running the file on the fixed input ``x`` with every input and output
+    bound to buffers allocated once, so repeated timing measures the graph, not per-call
+    allocation of its outputs (which would scale with a graph's output count)."""
+    if runtime == "onnxruntime":
+        import onnxruntime as ort
+
+        sess = session(path, threads=threads)
+        binding = sess.io_binding()
+        binding.bind_ortvalue_input(sess.get_inputs()[0].name, ort.OrtValue.ortvalue_from_numpy(x))
+        for out in sess.get_outputs():
+            binding.bind_output(out.name, "cpu")
+        sess.run_with_iobinding(binding)  # allocates the outputs once; later runs reuse them
+        for name, value in zip([o.name for o in sess.get_outputs()], binding.get_outputs()):
+            binding.bind_ortvalue_output(name, value)
+        return lambda: sess.run_with_iobinding(binding)
+    if runtime == "openvino":
+        compiled = openvino_model(path, threads=threads)
+        request = compiled.create_infer_request()
+        request.set_input_tensor(0, _openvino().Tensor(x))
+        return lambda: request.infer()
+    raise ValueError(f"unknown runtime {runtime!r}; expected one of {', '.join(RUNTIMES)}")
+
+
 def measure_latency(
     paths: list[Path], *, shape: tuple[int, ...] | list[tuple[int, ...]], threads: int = 1,
-    warmup: int = 10, reps: int = 50, rounds: int = 5,
+    warmup: int = 10, reps: int = 50, rounds: int = 5, runtime: str = "onnxruntime",
 ) -> list[Timing]:  # fmt: skip
     """Batch-1 wall-clock latency of several models, interleaved so drift hits all alike.
 
@@ -102,20 +239,18 @@ def measure_latency(
     turn; the median and spread are over all repetitions.
     """
     shapes = shape if isinstance(shape, list) else [shape] * len(paths)
-    sessions = [session(p, threads=threads) for p in paths]
     inputs = [np.random.default_rng(0).random(s, dtype=np.float32) for s in shapes]
-    out_names = [s.get_outputs()[0].name for s in sessions]
-    in_names = [s.get_inputs()[0].name for s in sessions]
-    for sess, x, i, o in zip(sessions, inputs, in_names, out_names):
+    runs = [bound_runner(p, x, runtime=runtime, threads=threads) for p, x in zip(paths, inputs)]
+    for run in runs:
         for _ in range(warmup):
-            sess.run([o], {i: x})
+            run()
     samples: list[list[float]] = [[] for _ in paths]
     per_round = max(1, reps // rounds)
     for _ in range(rounds):
-        for k, (sess, x, i, o) in enumerate(zip(sessions, inputs, in_names, out_names)):
+        for k, run in enumerate(runs):
             for _ in range(per_round):
                 t0 = time.perf_counter()
-                sess.run([o], {i: x})
+                run()
                 samples[k].append((time.perf_counter() - t0) * 1000.0)
     out = []
     for s in samples:

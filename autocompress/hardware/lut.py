@@ -29,21 +29,84 @@ SOURCES = ("measured", "published", "estimated")
 
 
 class Reference(BaseModel):
+    """A datasheet or published figure a device's numbers rest on, with where it was read."""
+
     model_config = ConfigDict(extra="forbid")
     figure: str
     source: str
 
 
-class Roofline(BaseModel):
-    """The analytical model behind an estimated table."""
+class CalibrationFigure(BaseModel):
+    """One published whole-network latency a roofline is calibrated against.
+
+    The input side (network .. notes) is written by hand from the source; ``predicted_ms`` and
+    ``loo_error_pct`` are written by ``autocompress.hardware.calibrate`` (the model's prediction
+    with every figure in the fit, and the error when this figure is left out of the fit).
+    """
 
     model_config = ConfigDict(extra="forbid")
-    peak_gops: dict[str, float] = Field(description="dense peak per precision, GOP/s")
-    efficiency: dict[str, float] = Field(description="fraction of peak reached, per op")
+    network: str = Field(description="a key of autocompress.hardware.reference_nets.BUILDERS")
+    input_size: int = Field(gt=0, description="square input side, pixels")
+    precision: Literal["fp32", "fp16", "int8"]
+    batch: int = Field(1, ge=1)
+    latency_ms: float = Field(gt=0, description="published batch latency, ms (converted as 'published' says)")
+    published: str = Field(description="the figure exactly as published, and how it was converted to ms")
+    includes_overhead: bool = Field(
+        True, description="the figure includes the per-inference runtime overhead (overhead_ms)"
+    )
+    runtime: str = ""
+    source: str = Field(description="URL (and revision) the figure was read from")
+    title: str = ""
+    notes: str = ""
+    use_in_fit: bool = True
+    predicted_ms: float | None = None
+    loo_error_pct: float | None = Field(
+        None, description="(prediction - published) / published, left out of the fit, %"
+    )
+
+
+class CalibrationFit(BaseModel):
+    """What a calibration fitted, what it fixed by assumption, and how well it fits."""
+
+    model_config = ConfigDict(extra="forbid")
+    method: str = "least squares on log latency (scipy.optimize.least_squares)"
+    figures: int = Field(ge=0)
+    free: list[str] = Field([], description="parameters to fit (read by the calibration, hand-chosen)")
+    assumptions: list[str] = Field([], description="why each parameter that is not fitted has its value")
+    fixed: list[str] = Field([], description="parameters not fitted, with their values (written by the fit)")
+    rms_error_pct: float | None = None
+    loo_rms_error_pct: float | None = None
+
+
+class Roofline(BaseModel):
+    """The analytical model behind an estimated table, per layer (kernel).
+
+    A layer's latency is ``max(2 * MACs / (peak[precision] * efficiency), bytes / (bandwidth *
+    memory_efficiency)) + kernel_overhead_ms``; a fused block or a reference network is the sum
+    of its layers. The efficiency of a layer is ``precision_efficiency[precision] *
+    layer_efficiency[kind]`` when ``precision_efficiency`` is given (calibrated files), else the
+    legacy per-block-op ``efficiency[op]`` (``default`` when the op is missing).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    peak_gops: dict[str, float] = Field(description="dense datasheet peak per precision, GOP/s")
+    efficiency: dict[str, float] = Field({}, description="legacy: fraction of peak reached, per block op")
+    precision_efficiency: dict[str, float] = Field(
+        {}, description="fraction of the precision's peak reached by dense convolutions"
+    )
+    layer_efficiency: dict[str, float] = Field(
+        {}, description="throughput of each layer kind relative to a dense convolution (conv = 1)"
+    )
     memory_bandwidth_gbs: float = Field(gt=0)
     memory_efficiency: float = Field(0.6, gt=0, le=1)
     kernel_overhead_ms: float = Field(ge=0, description="launch floor per fused kernel")
     calibrated: bool = False
+    calibration: list[CalibrationFigure] = []
+    fit: CalibrationFit | None = None
+
+    def calibration_figures(self) -> int:
+        """How many published figures the current parameters were fitted to."""
+        return sum(f.use_in_fit for f in self.calibration) if self.calibrated else 0
 
 
 class DeviceSpec(BaseModel):
@@ -60,7 +123,16 @@ class DeviceSpec(BaseModel):
     precisions: list[Literal["fp32", "fp16", "int8"]] = Field(min_length=1)
     batch: int = Field(1, ge=1)
     overhead_ms: float = Field(ge=0, description="per inference: runtime call, input/output copies")
-    transition_ms: float = Field(0.0, ge=0, description="per precision change between blocks")
+    transition_ms: float = Field(0.0, ge=0, description="per entry into a reduced precision (int8/fp16)")
+    block_scale: float | dict[str, float] = Field(
+        1.0, description="factor on block rows (one, or per precision), fitted to end-to-end timings of networks"
+    )
+
+    def scale(self, precision: str) -> float:
+        """The factor on a ``precision`` block's row (1 where none was fitted)."""
+        if isinstance(self.block_scale, dict):
+            return float(self.block_scale.get(precision, 1.0))
+        return float(self.block_scale)
     power_w: float | None = Field(None, gt=0, description="typical power while inferring")
     power_note: str = ""
     host: dict[str, Any] = {}
@@ -129,9 +201,7 @@ class LatencyTable:
     def family(self, op: str, precision: str, batch: int) -> list[Row]:
         fam = (op, precision, batch)
         if fam not in self._by_family:
-            self._by_family[fam] = [
-                r for k, r in self.rows.items() if (k.op, k.precision, k.batch) == fam
-            ]
+            self._by_family[fam] = [r for k, r in self.rows.items() if (k.op, k.precision, k.batch) == fam]
         return self._by_family[fam]
 
     def save(self, folder: Path, *, write_device: bool = True) -> None:

@@ -53,13 +53,13 @@ def predict(
         key = BlockKey.of(block, prec, batch)
         row = table.get(key)
         if row is not None:
-            costs.append(BlockCost(key.label(), row.latency_ms, row.energy_mj, False))
+            energy_mj = None if row.energy_mj is None else row.energy_mj * dev.scale(prec)
+            costs.append(BlockCost(key.label(), row.latency_ms * dev.scale(prec), energy_mj, False))
         else:
             ms = interpolate(table, key)
             log.warning("%s: block %s is not in the table; interpolated %.4f ms", dev.name, key.label(), ms)
-            costs.append(BlockCost(key.label(), ms, None, True))
-    changes = sum(a != b for a, b in zip(precisions, precisions[1:]))
-    transitions = changes * dev.transition_ms
+            costs.append(BlockCost(key.label(), ms * dev.scale(prec), None, True))
+    transitions = precision_entries(precisions) * dev.transition_ms
     latency = dev.overhead_ms + transitions + sum(c.latency_ms for c in costs)
     if all(c.energy_mj is not None for c in costs):
         energy: float | None = sum(c.energy_mj for c in costs)  # type: ignore[misc]
@@ -70,6 +70,15 @@ def predict(
     else:
         energy = None
     return Prediction(latency, energy, tuple(costs), dev.overhead_ms, transitions)
+
+
+def precision_entries(precisions: list[str]) -> int:
+    """How often a network enters a reduced precision (int8/fp16): at its input when its first
+    block is reduced, and at every switch into a reduced block. Each entry quantizes (or
+    reformats) one activation; leaving is folded into the last reduced block's own row.
+    """
+    seq = ["fp32", *precisions]
+    return sum(b != "fp32" and b != a for a, b in zip(seq, seq[1:]))
 
 
 def interpolate(table: LatencyTable, key: BlockKey) -> float:

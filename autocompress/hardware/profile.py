@@ -1,4 +1,5 @@
-"""Measure fused blocks on this machine with ONNX Runtime and write a ``source=measured`` table.
+"""Measure fused blocks on this machine (ONNX Runtime or OpenVINO) and write a
+``source=measured`` table.
 
 Each block is exported alone (and quantized for int8), warmed up, then timed many times
 interleaved with the other blocks of its group; the table stores the median minus the latency
@@ -16,20 +17,22 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
+import onnx
 import torch
 import torch.nn as nn
+from onnx import numpy_helper
 
 from autocompress import __version__
 from autocompress.arch import BlockSpec, all_blocks
 from autocompress.compress.quantize import quantize_int8
 from autocompress.exceptions import BadInputError, TargetError
 from autocompress.hardware.lut import BlockKey, DeviceSpec, LatencyTable, Row, load_table
-from autocompress.runtime import export_onnx, measure_latency
+from autocompress.runtime import RUNTIMES, export_onnx, measure_passes, pinned_cpus, runtime_version
 from autocompress.space import SearchSpace
 from autocompress.supernet import ConvBNAct, MBConv
 
 MIN_BLOCK_MS = 0.001  # a block is never free; below timer resolution it is stored as 1 us
-GROUP = 12  # blocks timed interleaved with each other
+GROUP = 24  # graphs timed interleaved with each other
 
 
 class _Head(nn.Module):
@@ -42,12 +45,7 @@ class _Head(nn.Module):
         return self.classifier(torch.flatten(self.pool(x), 1))
 
 
-class _Trivial(nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(x)
-
-
-def block_module(spec: BlockSpec) -> nn.Module:
+def block_module(spec: BlockSpec, seed: int = 0) -> nn.Module:
     """The fused block alone, as a module with realistic (non-degenerate) BN statistics."""
     if spec.op == "stem":
         module: nn.Module = ConvBNAct(spec.in_c, spec.out_c, spec.kernel, spec.stride)
@@ -57,8 +55,10 @@ def block_module(spec: BlockSpec) -> nn.Module:
         module = _Head(spec)
     else:
         raise BadInputError(f"cannot profile op {spec.op!r}")
-    gen = torch.Generator().manual_seed(0)
+    gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
         for m in module.modules():
             if isinstance(m, nn.BatchNorm2d):
                 m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
@@ -66,9 +66,8 @@ def block_module(spec: BlockSpec) -> nn.Module:
     return module.eval()
 
 
-def host_info(threads: int) -> dict[str, object]:
-    import onnxruntime as ort
-
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), or what ``platform`` knows."""
     cpu = platform.processor() or "unknown cpu"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -77,16 +76,109 @@ def host_info(threads: int) -> dict[str, object]:
                 break
     except OSError:
         pass
+    return cpu
+
+
+def host_info(threads: int, runtime: str = "onnxruntime", cpus: list[int] | None = None) -> dict[str, object]:
     return {
-        "cpu": cpu,
+        "cpu": cpu_model(),
         "logical_cpus": os.cpu_count(),
         "threads": threads,
+        "pinned_cpus": cpus or [],
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
-        "onnxruntime": ort.__version__,
+        runtime: runtime_version(runtime),
         "tool": f"autocompress {__version__} profile",
         "date": date.today().isoformat(),
     }
+
+
+def supported_precisions(runtime: str) -> list[str]:
+    """Precisions the profiler measures with ``runtime`` on a CPU.
+
+    fp16 is left out: ONNX Runtime's CPU provider has no fp16 convolutions (it would time
+    casts), and OpenVINO computes fp16 on a CPU only with AVX512-FP16/AMX-FP16 or ARM fp16,
+    which x86 machines like this one's (OPTIMIZATION_CAPABILITIES = FP32, INT8) lack.
+    """
+    if runtime == "openvino":
+        from autocompress.runtime import _openvino
+
+        _openvino()  # a clear error when it is not installed
+    return ["fp32", "int8"]
+
+
+COPIES = 8  # a block is timed alone and as COPIES independent copies in one graph
+PASSES = 3  # each graph timed in this many passes spread over the run; the fastest is kept
+
+
+def replicate(model: onnx.ModelProto, k: int) -> onnx.ModelProto:
+    """``k`` independent copies of a one-block graph, all reading its input, each its own output.
+
+    Copies get their own (slightly rescaled) initializers, so no runtime can merge them as
+    common subexpressions. A quantized block's input QuantizeLinear is shared, as in a network,
+    where the previous block's quantized output feeds the next block.
+    """
+    g = model.graph
+    inp = g.input[0].name
+    shared: set[str] = {inp}
+    shared_nodes = []
+    for node in g.node:  # the input's QuantizeLinear; each copy keeps its own DequantizeLinear,
+        # since runtimes fuse DQ -> Conv into an int8 conv only when the DQ has one consumer
+        if node.op_type == "QuantizeLinear" and node.input[0] in shared:
+            shared.update(node.output)
+            shared_nodes.append(node)
+    used_by_shared = {name for n in shared_nodes for name in n.input[1:]}
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    del out.graph.node[:], out.graph.initializer[:], out.graph.output[:], out.graph.value_info[:]
+    out.graph.node.extend(shared_nodes)
+    out.graph.initializer.extend(i for i in g.initializer if i.name in used_by_shared)
+    for c in range(k):
+
+        def rn(name: str, c: int = c) -> str:
+            return name if (name in shared or name in used_by_shared or not name) else f"c{c}/{name}"
+
+        for node in g.node:
+            if any(node is s for s in shared_nodes):
+                continue
+            new = onnx.NodeProto()
+            new.CopyFrom(node)
+            new.name = f"c{c}/{node.name}"
+            new.input[:] = [rn(i) for i in node.input]
+            new.output[:] = [rn(o) for o in node.output]
+            out.graph.node.append(new)
+        for init in g.initializer:
+            if init.name in used_by_shared:
+                continue
+            arr = numpy_helper.to_array(init)
+            if arr.dtype in (np.float32, np.float16) and arr.size > 1:
+                arr = (arr * (1.0 + 0.01 * c)).astype(arr.dtype)
+            out.graph.initializer.append(numpy_helper.from_array(arr, rn(init.name)))
+        for o in g.output:
+            new_o = onnx.ValueInfoProto()
+            new_o.CopyFrom(o)
+            new_o.name = rn(o.name)
+            out.graph.output.append(new_o)
+    return out
+
+
+def block_onnx(spec: BlockSpec, precision: str, workdir: Path, tag: str, calib: np.ndarray) -> Path:
+    """The block alone, exported (and quantized for int8) once: ``workdir/tag.<precision>.onnx``."""
+    fp32 = workdir / f"{tag}.fp32.onnx"
+    if not fp32.exists():
+        export_onnx(block_module(spec), fp32, channels=spec.in_c, resolution=spec.in_h)
+    if precision == "fp32":
+        return fp32
+    if precision == "int8":
+        return quantize_int8(fp32, workdir / f"{tag}.int8.onnx", calib)
+    raise BadInputError(f"cannot profile precision {precision!r}")
+
+
+def copies_onnx(src: Path, k: int) -> Path:
+    """``src`` replicated ``k`` times (see :func:`replicate`), saved beside it."""
+    dst = src.with_name(f"{src.stem}.x{k}.onnx")
+    onnx.save(replicate(onnx.load(str(src)), k), str(dst))
+    return dst
 
 
 def profile_blocks(
@@ -96,103 +188,182 @@ def profile_blocks(
     threads: int = 1,
     reps: int = 60,
     workdir: Path,
+    runtime: str = "onnxruntime",
+    copies: int = COPIES,
+    passes: int = PASSES,
     on_block: Callable[[int, int], None] | None = None,
-) -> tuple[float, list[Row]]:
-    """Time each block at each precision; returns (per-call overhead ms, rows)."""
+) -> tuple[float, float, list[Row]]:
+    """Time each block at each precision.
+
+    Each block is timed as a graph of 1 copy and of ``copies`` copies; the row is the slope
+    ``(T_k - T_1) / (k - 1)`` of their 10th-percentile times (the fastest decile: on a shared
+    machine other processes only ever add time, and the low quantile of runs interleaved with
+    other blocks is what repeats from one profile to the next), so the per-call overhead
+    cancels instead of being subtracted (it is as large as a small block here) and timer jitter
+    is divided by ``k - 1``. Every graph is timed in ``passes`` passes, in a new random grouping
+    each time, and keeps its fastest (see :func:`autocompress.runtime.measure_passes`). The
+    intercepts ``T_1 - slope`` give the per-inference overhead (median over fp32 blocks) and
+    the cost of entering int8 (median int8 minus fp32 intercept: the input's QuantizeLinear).
+
+    Returns:
+        (overhead ms, transition ms, rows)
+    """
+    if copies < 2:
+        raise BadInputError(f"copies must be >= 2; got {copies}")
     jobs = [(b, p) for b in blocks for p in precisions]
-    total = len(jobs)
-    trivial = export_onnx(_Trivial(), workdir / "trivial.onnx", channels=1, resolution=8)
-    (overhead_t,) = measure_latency([trivial], shape=(1, 1, 8, 8), threads=threads, reps=max(reps, 200))
-    overhead = overhead_t.median_ms
     rows: list[Row] = []
+    intercepts: dict[tuple[BlockSpec, str], float] = {}
     rng = np.random.default_rng(0)
-    for start in range(0, total, GROUP):
-        group = jobs[start : start + GROUP]
-        paths, shapes = [], []
-        for i, (spec, prec) in enumerate(group):
-            shape = (1, spec.in_c, spec.in_h, spec.in_w)
-            path = export_onnx(block_module(spec), workdir / f"b{start + i}.onnx",
-                               channels=spec.in_c, resolution=spec.in_h)  # fmt: skip
-            if prec == "int8":
-                calib = np.abs(rng.standard_normal((16, *shape[1:]), dtype=np.float32))
-                path = quantize_int8(path, workdir / f"b{start + i}.int8.onnx", calib)
-            elif prec != "fp32":
-                raise BadInputError(f"profiling {prec} with onnxruntime on CPU is not supported")
-            paths.append(path)
-            shapes.append(shape)
-        timings = measure_latency(paths, shape=shapes, threads=threads, reps=reps)
-        for (spec, prec), t in zip(group, timings):
-            rows.append(
-                Row(
-                    key=BlockKey.of(spec, prec),
-                    latency_ms=max(MIN_BLOCK_MS, t.median_ms - overhead),
-                    latency_std_ms=t.std_ms,
-                    energy_mj=None,
-                    source="measured",
-                )
-            )
-        for p in paths:
-            p.unlink(missing_ok=True)
+    paths, shapes = [], []
+    for n, (spec, prec) in enumerate(jobs):  # export everything first: passes re-time the files
+        shape = (1, spec.in_c, spec.in_h, spec.in_w)
+        calib = np.abs(rng.standard_normal((16, *shape[1:]), dtype=np.float32))
+        one = block_onnx(spec, prec, workdir, f"b{blocks.index(spec)}", calib)
+        paths += [one, copies_onnx(one, copies)]
+        shapes += [shape, shape]
         if on_block:
-            on_block(min(start + GROUP, total), total)
-    return overhead, rows
+            on_block(n + 1, len(jobs) * (1 + passes))
+    timings = measure_passes(
+        paths, shapes, passes=passes, group=GROUP, threads=threads, reps=reps, runtime=runtime,
+        on_progress=(lambda d, t: on_block(len(jobs) + d // 2, len(jobs) * (1 + passes))) if on_block else None,
+    )  # fmt: skip
+    for j, (spec, prec) in enumerate(jobs):
+        one, many = timings[2 * j], timings[2 * j + 1]
+        slope = (many.p10_ms - one.p10_ms) / (copies - 1)
+        intercepts[(spec, prec)] = one.p10_ms - slope
+        rows.append(
+            Row(
+                key=BlockKey.of(spec, prec),
+                latency_ms=max(MIN_BLOCK_MS, slope),
+                latency_std_ms=float(np.hypot(many.std_ms, one.std_ms) / (copies - 1)),
+                energy_mj=None,
+                source="measured",
+            )
+        )
+    fp32 = [v for (spec, prec), v in intercepts.items() if prec == "fp32"]
+    overhead = float(np.median(fp32)) if fp32 else float(np.median(list(intercepts.values())))
+    entering = [v - intercepts[(spec, "fp32")] for (spec, prec), v in intercepts.items()
+                if prec == "int8" and (spec, "fp32") in intercepts]  # fmt: skip
+    transition = max(0.0, float(np.median(entering))) if entering else 0.0
+    return max(0.0, overhead), transition, rows
+
+
+DEFAULT_NAMES = {"onnxruntime": "x86-cpu-onnxruntime", "openvino": "x86-cpu-openvino"}
+DEFAULT_ALIASES = {
+    "x86-cpu-onnxruntime": ["cpu", "x86", "x86-cpu"],
+    "x86-cpu-openvino": ["openvino", "cpu-openvino", "x86-openvino"],
+}
 
 
 def profile_space(
     space: SearchSpace,
     *,
-    name: str,
+    name: str | None = None,
     precisions: list[str],
     folder: Path,
+    runtime: str = "onnxruntime",
     threads: int = 1,
     reps: int = 60,
     in_channels: int = 1,
     num_classes: int = 10,
     merge: bool = True,
+    pin: bool = False,
+    passes: int = PASSES,
+    networks: int = 24,
     on_block: Callable[[int, int], None] | None = None,
 ) -> LatencyTable:
-    """Measure every block ``space`` can produce and write (or extend) the table in ``folder``."""
-    import onnxruntime as ort
-
-    bad = [p for p in precisions if p not in ("fp32", "int8")]
+    """Measure every block ``space`` can produce with ``runtime`` on this machine and write (or
+    extend) the table in ``folder``."""
+    if runtime not in RUNTIMES:
+        raise BadInputError(f"--runtime must be one of {', '.join(RUNTIMES)}; got {runtime!r}")
+    name = name or DEFAULT_NAMES[runtime]
+    runs = supported_precisions(runtime)
+    bad = [p for p in precisions if p not in runs]
     if bad or not precisions:
-        raise BadInputError(f"--precision must list fp32 and/or int8 for onnxruntime on CPU; got {precisions}")
+        raise BadInputError(
+            f"--precision: {runtime} on this CPU runs {', '.join(runs)}; got {','.join(precisions) or 'nothing'}"
+        )
     if threads < 1 or reps < 5:
         raise BadInputError(f"--threads must be >= 1 and --reps >= 5; got {threads} and {reps}")
-    blocks = sorted(all_blocks(space, in_channels, num_classes), key=lambda b: (b.op, b.in_h, b.in_c, b.out_c, b.kernel, b.expand))
-    with tempfile.TemporaryDirectory() as tmp:
-        overhead, rows = profile_blocks(blocks, precisions, threads=threads, reps=reps,
-                                        workdir=Path(tmp), on_block=on_block)  # fmt: skip
+    blocks = sorted(all_blocks(space, in_channels, num_classes),
+                    key=lambda b: (b.op, b.in_h, b.in_c, b.out_c, b.kernel, b.expand))  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp, pinned_cpus(threads if pin else 0) as cpus:
+        overhead, transition, rows = profile_blocks(blocks, precisions, threads=threads, reps=reps, runtime=runtime,
+                                                    passes=passes, workdir=Path(tmp), on_block=on_block)  # fmt: skip
     merged: dict[BlockKey, Row] = {}
     old_precisions: list[str] = []
+    block_scale: float | dict[str, float] = 1.0
+    scale_note = "block_scale 1: not fitted"
     if merge and (folder / "blocks.csv").is_file():
         try:
             old = load_table(folder)
         except TargetError:
             old = None
-        if old is not None and old.device.source == "measured" and old.device.host.get("threads") == threads:
+        if (
+            old is not None
+            and old.device.source == "measured"
+            and old.device.runtime == runtime
+            and old.device.host.get("threads") == threads
+        ):
             merged.update(old.rows)
             old_precisions = list(old.device.precisions)
+            block_scale = old.device.block_scale
+            scale_note = str(old.device.host.get("block_scale_fit", scale_note))
     merged.update({r.key: r for r in rows})
+    version = runtime_version(runtime)
+    label = {"onnxruntime": f"ONNX Runtime {version} (CPUExecutionProvider)",
+             "openvino": f"OpenVINO {version} (CPU plugin, latency hint, 1 stream)"}[runtime]  # fmt: skip
+    int8 = {"onnxruntime": "ONNX Runtime static QDQ per-channel",
+            "openvino": "the ONNX Runtime static QDQ file, compiled by OpenVINO's low-precision transformations"}[runtime]  # fmt: skip
     device = DeviceSpec(
         name=name,
-        aliases=["cpu", "x86", "x86-cpu"] if name == "x86-cpu-onnxruntime" else [],
-        description=f"This machine's CPU with ONNX Runtime {ort.__version__} (CPUExecutionProvider), batch 1",
+        aliases=DEFAULT_ALIASES.get(name, []),
+        description=f"This machine's CPU with {label}, batch 1",
         source="measured",
-        runtime="onnxruntime",
-        runtime_version=ort.__version__,
+        runtime=runtime,
+        runtime_version=version,
         precisions=sorted(set(precisions) | set(old_precisions), key=["fp32", "fp16", "int8"].index),
         overhead_ms=round(overhead, 6),
-        transition_ms=0.0,
+        transition_ms=round(transition, 6),
         power_w=None,
         power_note="no power meter on this machine: energy is not reported for this target",
-        host=host_info(threads),
+        host=host_info(threads, runtime, cpus),
         notes=(
-            "Each row: median of timed runs of the block alone (exported by autocompress, int8 = "
-            "ONNX Runtime static QDQ per-channel), minus overhead_ms (a trivial graph's latency). "
-            "int8 rows include the block's own quantize/dequantize at its edges, so transition_ms is 0."
+            f"Each row: the block timed as a graph of 1 copy and of {COPIES} independent copies (10th percentile of "
+            f"{reps} interleaved runs, fastest of {passes} passes, int8 = {int8}); row = (T_{COPIES} - T_1) / {COPIES - 1}, so the "
+            "per-call overhead cancels. overhead_ms = median fp32 intercept (T_1 - row); transition_ms = "
+            "median extra intercept of int8 blocks (quantizing the input when entering int8)."
         ),
     )
+    device = device.model_copy(
+        update={"block_scale": block_scale, "host": {**device.host, "block_scale_fit": scale_note}}
+    )
     table = LatencyTable(device=device, rows=merged, folder=folder)
+    table.save(folder)
+    if networks > 0:
+        with pinned_cpus(threads if pin else 0):
+            table = fit_table_scale(folder, space, networks=networks, passes=passes, channels=in_channels,
+                                    classes=num_classes)  # fmt: skip
+    return table
+
+
+def fit_table_scale(
+    folder: Path, space: SearchSpace, *, networks: int = 24, passes: int = PASSES, channels: int = 1,
+    classes: int = 10,
+) -> LatencyTable:  # fmt: skip
+    """Time ``networks`` random networks of ``space`` end to end and store the fitted per-precision
+    ``block_scale`` in the measured table in ``folder`` (see ``validate.fit_block_scale``)."""
+    from autocompress.hardware.targets import Target
+    from autocompress.hardware.validate import fit_block_scale
+
+    table = load_table(folder)
+    scales, fitted = fit_block_scale(Target(folder=folder, device=table.device), space, n=networks,
+                                     passes=passes, channels=channels, classes=classes)  # fmt: skip
+    note = (f"block_scale fitted on {fitted} random {space.model.name} networks timed end to end "
+            f"(seed 1000003, disjoint from validate-latency's)")  # fmt: skip
+    device = table.device.model_copy(
+        update={"block_scale": scales, "host": {**table.device.host, "block_scale_fit": note}}
+    )
+    table = LatencyTable(device=device, rows=table.rows, folder=folder)
     table.save(folder)
     return table

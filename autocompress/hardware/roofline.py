@@ -1,35 +1,97 @@
-"""Estimated tables for devices this machine cannot measure: a roofline per fused block
-(compute at a fraction of the precision's peak vs memory traffic at a fraction of bandwidth)
-plus a per-kernel launch floor. Everything it produces is labelled ``estimated``.
+"""Estimated tables for devices this machine cannot measure: a roofline model per *layer*
+(kernel), shared by our fused blocks (decomposed into their layers) and by the reference
+networks a device is calibrated on (``reference_nets``, ``calibrate``).
+
+A layer costs ``max(compute, memory) + kernel_overhead_ms``, where compute is its
+multiply-adds at a fraction of the precision's datasheet peak and memory its activation and
+weight bytes at a fraction of the memory bandwidth. Everything it produces is labelled
+``estimated``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from autocompress.arch import BlockSpec
 from autocompress.exceptions import TargetError
-from autocompress.hardware.lut import BlockKey, DeviceSpec, LatencyTable, Row, load_device
+from autocompress.hardware.lut import BlockKey, DeviceSpec, LatencyTable, Roofline, Row, load_device
+from autocompress.hardware.reference_nets import Layer, conv_layer, global_pool_layer, linear_layer
 
 BYTES_PER_ELEM = {"fp32": 4, "fp16": 2, "int8": 1}
+DEFAULT_EFFICIENCY = 0.1
 
 
-def block_latency_ms(device: DeviceSpec, spec: BlockSpec, precision: str) -> float:
-    """Roofline latency of one fused block at ``precision`` on ``device``."""
+def block_layers(spec: BlockSpec) -> list[Layer]:
+    """The kernels a runtime runs for one fused block (their MACs add up to ``spec.macs()``).
+
+    ``stem``: one conv (+bn+relu); ``mbconv``: 1x1 expand, kxk depthwise, 1x1 project with the
+    residual add fused into it; ``head``: global average pool, linear.
+    """
+    if spec.op == "stem":
+        return [
+            conv_layer(spec.in_h, spec.in_w, spec.in_c, spec.out_c, spec.kernel, spec.stride, name="stem")[0]
+        ]
+    if spec.op == "head":
+        return [
+            global_pool_layer(spec.in_h, spec.in_w, spec.in_c, "pool"),
+            linear_layer(spec.in_c, spec.out_c, "fc"),
+        ]
+    if spec.op != "mbconv":
+        raise TargetError(f"no roofline decomposition for block op {spec.op!r}")
+    hid = spec.hidden
+    expand, h, w = conv_layer(spec.in_h, spec.in_w, spec.in_c, hid, 1, name="expand")
+    dw, oh, ow = conv_layer(h, w, hid, hid, spec.kernel, spec.stride, groups=hid, name="depthwise")
+    project, _, _ = conv_layer(oh, ow, hid, spec.out_c, 1, residual=spec.residual, name="project")
+    return [expand, dw, project]
+
+
+def _check(device: DeviceSpec, precision: str) -> Roofline:
     roof = device.roofline
     if roof is None:
         raise TargetError(f"target {device.name} has no roofline section to estimate from")
     if precision not in roof.peak_gops:
         raise TargetError(f"target {device.name}: roofline has no peak for {precision}")
-    eff = roof.efficiency.get(spec.op, roof.efficiency.get("default", 0.1))
-    compute_s = 2.0 * spec.macs() / (roof.peak_gops[precision] * 1e9 * eff)
-    traffic = (spec.activation_elems() + spec.params()) * BYTES_PER_ELEM[precision]
+    return roof
+
+
+def layer_efficiency(roof: Roofline, kind: str, precision: str, op: str = "") -> float:
+    """Fraction of ``precision``'s peak a layer of ``kind`` (inside a block ``op``) reaches."""
+    if roof.precision_efficiency:
+        prec = roof.precision_efficiency.get(precision)
+        if prec is None:
+            raise TargetError(f"roofline has no precision_efficiency for {precision}")
+        return prec * roof.layer_efficiency.get(kind, 1.0)
+    eff = roof.efficiency
+    return eff.get(kind, eff.get(op, eff.get("default", DEFAULT_EFFICIENCY)))
+
+
+def layer_latency_ms(roof: Roofline, layer: Layer, precision: str, op: str = "") -> float:
+    """Roofline latency of one kernel: the slower of compute and memory, plus the launch floor."""
+    compute_s = 0.0
+    if layer.macs:
+        gops = roof.peak_gops[precision] * layer_efficiency(roof, layer.kind, precision, op)
+        compute_s = 2.0 * layer.macs / (gops * 1e9)
+    traffic = (layer.in_elems + layer.out_elems + layer.weights) * BYTES_PER_ELEM[precision]
     memory_s = traffic / (roof.memory_bandwidth_gbs * 1e9 * roof.memory_efficiency)
-    return max(compute_s, memory_s) * 1e3 + spec.kernels() * roof.kernel_overhead_ms
+    return max(compute_s, memory_s) * 1e3 + roof.kernel_overhead_ms
+
+
+def layers_latency_ms(device: DeviceSpec, layers: Sequence[Layer], precision: str, *, op: str = "",
+                      include_overhead: bool = False) -> float:  # fmt: skip
+    """Sum of the kernels' roofline latencies (plus the per-inference overhead if asked)."""
+    roof = _check(device, precision)
+    total = sum(layer_latency_ms(roof, layer, precision, op) for layer in layers)
+    return total + (device.overhead_ms if include_overhead else 0.0)
+
+
+def block_latency_ms(device: DeviceSpec, spec: BlockSpec, precision: str) -> float:
+    """Roofline latency of one fused block at ``precision`` on ``device``."""
+    return layers_latency_ms(device, block_layers(spec), precision, op=spec.op)
 
 
 def estimate_rows(device: DeviceSpec, blocks: Iterable[BlockSpec]) -> list[Row]:
+    """One ``estimated`` row per block and device precision (energy = latency x power)."""
     rows = []
     for spec in blocks:
         for prec in device.precisions:

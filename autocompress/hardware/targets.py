@@ -54,7 +54,8 @@ class Target:
             return "measured (" + ", ".join(b for b in bits if b) + ")"
         if d.source == "published":
             return "published"
-        cal = "calibrated" if d.roofline and d.roofline.calibrated else "uncalibrated"
+        n = d.roofline.calibration_figures() if d.roofline else 0
+        cal = f"calibrated on {n} published figure{'s' if n != 1 else ''}" if n else "uncalibrated"
         return f"estimated (roofline model, {cal}; not measured on the device)"
 
 

@@ -1,36 +1,121 @@
 from pathlib import Path
 
+import numpy as np
+import onnx
+
 from autocompress.arch import BlockSpec
 from autocompress.hardware.lut import BlockKey, load_table
-from autocompress.hardware.profile import profile_blocks, profile_space
-from autocompress.space import load_space
+from autocompress.hardware.profile import block_onnx, copies_onnx, profile_blocks, profile_space
+from autocompress.runtime import runner
+
+BLOCKS = [
+    BlockSpec("stem", 16, 16, 1, 8, 3, 1, 1.0, "relu", -1),
+    BlockSpec("mbconv", 16, 16, 8, 16, 3, 2, 2.0, "relu", 0),
+    BlockSpec("head", 8, 8, 16, 10, 1, 1, 1.0, "none", 1),
+]
 
 
 def test_profile_measures_fp32_and_int8_blocks(tmp_path: Path) -> None:
-    blocks = [
-        BlockSpec("stem", 16, 16, 1, 8, 3, 1, 1.0, "relu", -1),
-        BlockSpec("mbconv", 16, 16, 8, 16, 3, 2, 2.0, "relu", 0),
-        BlockSpec("head", 8, 8, 16, 10, 1, 1, 1.0, "none", 1),
-    ]
-    overhead, rows = profile_blocks(blocks, ["fp32", "int8"], reps=20, workdir=tmp_path)
-    assert overhead > 0
+    overhead, transition, rows = profile_blocks(BLOCKS, ["fp32", "int8"], reps=20, workdir=tmp_path)
+    assert overhead > 0 and transition >= 0
     assert len(rows) == 6
     assert all(r.latency_ms > 0 and r.source == "measured" for r in rows)
     assert {r.key.precision for r in rows} == {"fp32", "int8"}
 
 
+def _calib(spec: BlockSpec) -> np.ndarray:
+    return np.abs(np.random.default_rng(0).standard_normal((8, spec.in_c, spec.in_h, spec.in_w), dtype=np.float32))
+
+
+def test_copies_are_independent_so_no_runtime_merges_them(tmp_path: Path) -> None:
+    """The slope method needs k real copies: identical weights would let ONNX Runtime's
+    common-subexpression elimination fold them into one."""
+    spec = BLOCKS[1]
+    path = copies_onnx(block_onnx(spec, "fp32", tmp_path, "b", _calib(spec)), 4)
+    graph = onnx.load(str(path)).graph
+    assert len(graph.output) == 4
+    assert sum(n.op_type == "Conv" for n in graph.node) == 4 * 3
+    x = _calib(spec)[:1]
+    outs = runner_all(path)(x)
+    assert len(outs) == 4 and not np.allclose(outs[0], outs[1])
+    assert outs[0].shape == (1, 16, 8, 8)
+
+
+def test_int8_copies_share_the_input_quantization(tmp_path: Path) -> None:
+    spec = BLOCKS[1]
+    one = block_onnx(spec, "int8", tmp_path, "b", _calib(spec))
+    many = onnx.load(str(copies_onnx(one, 4))).graph
+    reads_input = [n for n in many.node if "input" in n.input]
+    assert [n.op_type for n in reads_input] == ["QuantizeLinear"]
+    convs = sum(n.op_type == "Conv" for n in many.node)
+    assert convs == 4 * sum(n.op_type == "Conv" for n in onnx.load(str(one)).graph.node)
+
+
+def runner_all(path: Path):
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return lambda x: sess.run(None, {"input": x})
+
+
+def test_bigger_block_costs_more(tmp_path: Path) -> None:
+    small = BlockSpec("mbconv", 14, 14, 16, 16, 3, 1, 2.0, "relu", 0)
+    big = BlockSpec("mbconv", 14, 14, 96, 96, 5, 1, 4.0, "relu", 0)  # ~60x the MACs
+    _, _, rows = profile_blocks([small, big], ["fp32"], reps=30, workdir=tmp_path)
+    by = {r.key: r.latency_ms for r in rows}
+    assert by[BlockKey.of(big, "fp32")] > 3 * by[BlockKey.of(small, "fp32")]
+
+
+def micro_space():
+    """The tiny space cut to one choice per dimension: a handful of blocks, quick to profile."""
+    import yaml
+
+    from autocompress.space import SPACES_DIR, space_from_dict
+
+    raw = yaml.safe_load((SPACES_DIR / "tiny.yaml").read_text())
+    raw["input"]["resolution"] = [12]
+    for stage in raw["stages"]:
+        for key in ("depth", "width", "kernel", "expand"):
+            stage[key] = stage[key][:1]
+    raw["compression"]["prune_ratio"] = [0.0]
+    return space_from_dict(raw)
+
+
 def test_profile_space_writes_a_loadable_measured_table(tmp_path: Path) -> None:
-    space = load_space("tiny")
+    space = micro_space()
     folder = tmp_path / "mine"
-    table = profile_space(space, name="mine", precisions=["fp32"], folder=folder, reps=10)
+    table = profile_space(space, name="mine", precisions=["fp32"], folder=folder, reps=10, networks=0)
     loaded = load_table(folder)
     assert loaded.device.source == "measured" and loaded.device.host["threads"] == 1
+    assert loaded.device.host["pinned_cpus"] == [], "not pinned unless asked"
     assert loaded.device.runtime == "onnxruntime" and loaded.device.runtime_version
     assert set(loaded.rows) == set(table.rows)
     assert all(k.precision == "fp32" for k in loaded.rows)
     # a second pass adding int8 keeps the fp32 rows (merge)
-    profile_space(space, name="mine", precisions=["int8"], folder=folder, reps=10)
+    assert loaded.device.scale("fp32") == 1.0
+    profile_space(space, name="mine", precisions=["int8"], folder=folder, reps=10, pin=True, networks=3)
     merged = load_table(folder)
     assert {k.precision for k in merged.rows} == {"fp32", "int8"}
     assert merged.device.precisions == ["fp32", "int8"]
+    assert len(merged.device.host["pinned_cpus"]) == 1, "pinned to one CPU per thread, and recorded"
+    # whole networks timed end to end fit the factor on the sum of blocks, recorded with its source
+    scales = merged.device.block_scale
+    assert isinstance(scales, dict) and set(scales) == {"fp32", "int8"}
+    assert all(0.5 <= v <= 2.0 for v in scales.values()) and scales != {"fp32": 1.0, "int8": 1.0}
+    assert "fitted on" in merged.device.host["block_scale_fit"]
     assert isinstance(next(iter(merged.rows)), BlockKey)
+
+
+def test_openvino_runs_the_same_model_as_onnxruntime(tmp_path: Path) -> None:
+    path = block_onnx(BLOCKS[1], "fp32", tmp_path, "b", _calib(BLOCKS[1]))
+    x = np.random.default_rng(0).random((2, 8, 16, 16), dtype=np.float32)
+    np.testing.assert_allclose(runner(path, runtime="openvino")(x), runner(path)(x), rtol=1e-4, atol=1e-5)
+
+
+def test_profile_with_openvino_writes_its_own_table(tmp_path: Path) -> None:
+    folder = tmp_path / "ov"
+    profile_space(micro_space(), precisions=["fp32", "int8"], folder=folder, reps=10, runtime="openvino", networks=0)
+    table = load_table(folder)
+    assert table.device.name == "x86-cpu-openvino" and table.device.runtime == "openvino"
+    assert table.device.host["openvino"] == table.device.runtime_version
+    assert {k.precision for k in table.rows} == {"fp32", "int8"}

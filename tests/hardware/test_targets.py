@@ -40,14 +40,15 @@ def test_every_target_covers_the_shipped_spaces(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", TARGETS)
-def test_latency_is_blocks_plus_overhead(name: str) -> None:
+def test_latency_is_overhead_plus_scaled_blocks(name: str) -> None:
     table = get_target(name).table
     space = load_space("fashion_mnist")
     cand = space.largest()
     blocks = plan(cand, space, 1, 10)
     precs = block_precisions(cand, space, blocks)
     pred = predict(table, blocks, precs)
-    expected = table.device.overhead_ms + sum(table.get(BlockKey.of(b, p)).latency_ms for b, p in zip(blocks, precs))
+    dev = table.device
+    expected = dev.overhead_ms + sum(dev.scale(p) * table.get(BlockKey.of(b, p)).latency_ms for b, p in zip(blocks, precs))
     assert pred.latency_ms == pytest.approx(expected)
     assert pred.interpolated == 0 and len(pred.breakdown) == len(blocks)
     small = space.smallest()

@@ -1,0 +1,348 @@
+"""Check a measured latency table against reality: build random candidates of a space, export
+each as the search would deploy it, time it end to end with the table's runtime on this
+machine, and compare with what the table predicts.
+
+Writes ``validation.json`` (summary + every point), ``validation.csv`` and ``validation.png``
+(predicted vs measured, with the ±10% band).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import tempfile
+import zlib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch.nn as nn
+
+from autocompress import __version__
+from autocompress._io import atomic_path, atomic_write_text
+from autocompress.arch import block_precisions, plan
+from autocompress.exceptions import BadInputError, TargetError
+from autocompress.hardware.predict import predict
+from autocompress.hardware.profile import cpu_model
+from autocompress.hardware.targets import Target
+from autocompress.runtime import export_onnx, measure_passes, pinned_cpus
+from autocompress.space import Candidate, SearchSpace
+
+log = logging.getLogger(__name__)
+
+PRECISION_MODES = ("fp32", "int8", "mixed")
+GROUP = 10  # models timed interleaved with each other
+TOLERANCE = 0.10
+
+
+@dataclass(frozen=True)
+class Point:
+    """One candidate: what the table predicted and what this machine measured."""
+
+    candidate: str
+    precisions: str
+    macs: int
+    predicted_ms: float
+    measured_ms: float  # 10th percentile of the timed runs, as the table's rows
+    measured_median_ms: float
+    measured_p90_ms: float
+    interpolated_blocks: int
+
+    @property
+    def error(self) -> float:
+        """Signed relative error of the prediction, (predicted - measured) / measured."""
+        return (self.predicted_ms - self.measured_ms) / self.measured_ms
+
+
+@dataclass
+class Validation:
+    target: str
+    runtime: str
+    runtime_version: str
+    table_cpu: str
+    cpu: str
+    threads: int
+    precision: str
+    space: str
+    seed: int
+    reps: int
+    passes: int = 1
+    points: list[Point] = field(default_factory=list)
+    date: str = ""
+
+    @property
+    def errors(self) -> np.ndarray:
+        return np.array([p.error for p in self.points])
+
+    @property
+    def within(self) -> float:
+        """Share of candidates predicted within ±10% of the measured latency."""
+        return float(np.mean(np.abs(self.errors) <= TOLERANCE + 1e-12)) if self.points else math.nan
+
+    @property
+    def mape(self) -> float:
+        """Mean absolute percentage error, in percent."""
+        return float(100 * np.mean(np.abs(self.errors))) if self.points else math.nan
+
+    @property
+    def bias(self) -> float:
+        """Median signed error, in percent (positive: the table over-predicts)."""
+        return float(100 * np.median(self.errors)) if self.points else math.nan
+
+    @property
+    def spearman(self) -> float:
+        """Rank correlation of predicted and measured latency (what the search's ranking needs)."""
+        if len(self.points) < 3:
+            return math.nan
+        from scipy.stats import spearmanr
+
+        pred = [p.predicted_ms for p in self.points]
+        meas = [p.measured_ms for p in self.points]
+        return float(spearmanr(pred, meas).statistic)
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "target": self.target,
+            "runtime": f"{self.runtime} {self.runtime_version}",
+            "precision": self.precision,
+            "candidates": len(self.points),
+            "within_10pct": round(self.within, 4),
+            "mape_pct": round(self.mape, 2),
+            "median_error_pct": round(self.bias, 2),
+            "spearman": round(self.spearman, 4),
+            "threads": self.threads,
+            "cpu": self.cpu,
+            "table_cpu": self.table_cpu,
+        }
+
+
+def candidates(space: SearchSpace, n: int, mode: str, precisions: list[str], seed: int) -> list[Candidate]:
+    """``n`` distinct random candidates (architecture + compression), precisions per ``mode``."""
+    if mode not in PRECISION_MODES:
+        raise BadInputError(f"--precision must be one of {', '.join(PRECISION_MODES)}; got {mode!r}")
+    if mode in ("fp32", "int8") and mode not in precisions:
+        raise BadInputError(f"the table has no {mode} rows (it has {', '.join(precisions)})")
+    rng = random.Random(seed)
+    found: dict[tuple, Candidate] = {}
+    for _ in range(50 * n):
+        cand = space.random(rng)
+        if mode != "mixed":
+            cand = replace(cand, precision=tuple(mode for _ in cand.precision))
+        elif any(p not in precisions for p in cand.precision):
+            continue
+        # the fine-tune settings do not change the deployed graph: one of each network
+        key = (cand.resolution, cand.stem_width, cand.stages, cand.precision, cand.prune)
+        found.setdefault(key, cand)
+        if len(found) == n:
+            break
+    return list(found.values())
+
+
+def build_model(
+    cand: Candidate, space: SearchSpace, channels: int, classes: int, folder: Path, name: str
+) -> Path:
+    """Export ``cand``'s network (random weights, realistic BN statistics) as the search would
+    deploy it: fp32 ONNX, then int8 QDQ for the stages the candidate marks int8."""
+    from autocompress.compress import finalize
+    from autocompress.supernet import SubNet
+
+    blocks = plan(cand, space, channels, classes)
+    net = SubNet(blocks, [0.5] * channels, [0.5] * channels)
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.data = m.running_mean.new_tensor(rng.normal(0, 0.1, m.num_features))
+            m.running_var.data = m.running_var.new_tensor(rng.uniform(0.5, 1.5, m.num_features))
+    fp32 = export_onnx(
+        net.eval(), folder / f"{name}.fp32.onnx", channels=channels, resolution=cand.resolution
+    )
+    if all(p == "fp32" for p in cand.precision):
+        return fp32
+    calib = rng.random((32, channels, cand.resolution, cand.resolution), dtype=np.float32)
+    return finalize(fp32, folder / f"{name}.onnx", cand, space, calib)
+
+
+def validate_latency(
+    target: Target,
+    space: SearchSpace,
+    *,
+    n: int = 100,
+    precision: str = "mixed",
+    seed: int = 0,
+    reps: int = 50,
+    passes: int = 3,
+    channels: int = 1,
+    classes: int = 10,
+    on_progress: Callable[[str, int, int], None] | None = None,
+) -> Validation:
+    """Predict and measure ``n`` random candidates of ``space`` on ``target`` (a table measured
+    on this machine), with the table's runtime and thread count."""
+    dev = target.device
+    if dev.source != "measured":
+        raise TargetError(
+            f"{dev.name} is {dev.source}, not measured here: validate-latency times models on this "
+            f"machine, so it can only check a table measured on it (run 'autocompress profile' on "
+            f"the device itself, then 'autocompress validate-latency' there)"
+        )
+    if n < 3:
+        raise BadInputError(f"-n must be at least 3 (a rank correlation needs them); got {n}")
+    if reps < 5 or passes < 1:
+        raise BadInputError(f"--reps must be at least 5 and --passes at least 1; got {reps} and {passes}")
+    threads = int(dev.host.get("threads") or 1)
+    cpu = cpu_model()
+    table_cpu = str(dev.host.get("cpu", "unknown"))
+    if table_cpu != cpu:
+        log.warning("table %s was measured on %r, this machine is %r", dev.name, table_cpu, cpu)
+    cands = candidates(space, n, precision, list(dev.precisions), seed)
+    report = Validation(
+        target=dev.name, runtime=dev.runtime, runtime_version=dev.runtime_version, table_cpu=table_cpu,
+        cpu=cpu, threads=threads, precision=precision, space=space.model.name, seed=seed, reps=reps, passes=passes,
+        date=datetime.now(UTC).isoformat(timespec="seconds"),
+    )  # fmt: skip
+    table = target.table
+    pin = threads if dev.host.get("pinned_cpus") else 0  # time as the table was timed
+    with tempfile.TemporaryDirectory() as tmp, pinned_cpus(pin):
+        folder = Path(tmp)
+        paths, shapes, preds = [], [], []
+        for i, cand in enumerate(cands):  # build everything first: passes re-time the files
+            blocks = plan(cand, space, channels, classes)
+            preds.append((predict(table, blocks, block_precisions(cand, space, blocks)), blocks))
+            paths.append(build_model(cand, space, channels, classes, folder, f"c{i}"))
+            shapes.append((1, channels, cand.resolution, cand.resolution))
+            if on_progress:
+                on_progress("export", i + 1, len(cands))
+        timings = measure_passes(
+            paths, shapes, passes=passes, group=GROUP, threads=threads, reps=reps, runtime=dev.runtime, seed=seed,
+            on_progress=(lambda d, t: on_progress("time", d, t)) if on_progress else None,
+        )  # fmt: skip
+        for cand, (pred, blocks), t in zip(cands, preds, timings):
+            report.points.append(
+                Point(
+                    candidate=cand.describe(),
+                    precisions="/".join(cand.precision),
+                    macs=sum(b.macs() for b in blocks),
+                    predicted_ms=pred.latency_ms,
+                    measured_ms=t.p10_ms,
+                    measured_median_ms=t.median_ms,
+                    measured_p90_ms=t.p90_ms,
+                    interpolated_blocks=pred.interpolated,
+                )
+            )
+    return report
+
+
+def fit_block_scale(
+    target: Target, space: SearchSpace, *, n: int = 24, seed: int = 1_000_003, reps: int = 50, passes: int = 3,
+    channels: int = 1, classes: int = 10,
+) -> tuple[dict[str, float], int]:  # fmt: skip
+    """Fit a measured table's ``block_scale`` per precision from ``n`` random networks per
+    precision, timed end to end.
+
+    fp32 first, on all-fp32 networks: the factor ``s`` minimising the relative error of
+    ``overhead + s * sum(rows)``. Then each reduced precision on networks whose stages all run
+    in it (their fp32 stem and head priced with the fp32 factor). Blocks timed alone run a
+    little slower than inside a network (a network's activations stay in cache from one block
+    to the next), by a different amount in int8 (runtimes fuse a block's QDQ edges with its
+    neighbours'); the factors absorb that. The networks come from a seed far from
+    validate-latency's default, so a validation never scores them.
+
+    Returns:
+        (factor per precision, networks timed)
+    """
+    dev = target.device
+    unit = dev.model_copy(update={"block_scale": 1.0})
+    table = type(target.table)(device=unit, rows=target.table.rows, folder=target.folder)
+    threads = int(dev.host.get("threads") or 1)
+    order = sorted(dev.precisions, key=lambda p: p != "fp32")
+    scales = dict.fromkeys(order, 1.0)
+    timed = 0
+    for prec in order:
+        cands = candidates(space, n, prec, list(dev.precisions), seed)
+        with tempfile.TemporaryDirectory() as tmp:
+            paths, shapes, known, mine = [], [], [], []
+            for i, cand in enumerate(cands):
+                blocks = plan(cand, space, channels, classes)
+                bprec = block_precisions(cand, space, blocks)
+                pred = predict(table, blocks, bprec)
+                ours = sum(c.latency_ms for c, q in zip(pred.breakdown, bprec) if q == prec)
+                others = sum(c.latency_ms * scales[q] for c, q in zip(pred.breakdown, bprec) if q != prec)
+                known.append(pred.overhead_ms + pred.transitions_ms + others)
+                mine.append(ours)
+                paths.append(build_model(cand, space, channels, classes, Path(tmp), f"s{i}"))
+                shapes.append((1, channels, cand.resolution, cand.resolution))
+            timings = measure_passes(paths, shapes, passes=passes, group=GROUP, threads=threads, reps=reps,
+                                     runtime=dev.runtime, seed=seed)  # fmt: skip
+        m = np.array([t.p10_ms for t in timings])
+        b, k = np.array(mine), np.array(known)
+        if np.any(b > 0):
+            scales[prec] = round(
+                min(2.0, max(0.5, float(np.sum((m - k) * b / m**2) / np.sum(b**2 / m**2)))), 4
+            )
+        timed += len(cands)
+    return scales, timed
+
+
+def write_validation(report: Validation, out: Path) -> dict[str, Path]:
+    """Write ``validation.json``, ``validation.csv`` and ``validation.png`` into ``out``."""
+    import pandas as pd
+
+    out.mkdir(parents=True, exist_ok=True)
+    frame = pd.DataFrame([{**asdict(p), "error_pct": 100 * p.error} for p in report.points])
+    paths = {"json": out / "validation.json", "csv": out / "validation.csv", "png": out / "validation.png"}
+    payload = {
+        "summary": report.summary(),
+        "space": report.space,
+        "seed": report.seed,
+        "reps": report.reps,
+        "passes": report.passes,
+        "date": report.date,
+        "tool": f"autocompress {__version__} validate-latency",
+        "points": frame.to_dict(orient="records"),
+    }
+    atomic_write_text(paths["json"], json.dumps(payload, indent=2) + "\n")
+    atomic_write_text(paths["csv"], frame.to_csv(index=False))
+    plot_validation(report, paths["png"])
+    return paths
+
+
+def plot_validation(report: Validation, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    meas = np.array([p.measured_ms for p in report.points])
+    pred = np.array([p.predicted_ms for p in report.points])
+    mixes = [p.precisions for p in report.points]
+    fig, ax = plt.subplots(figsize=(6.4, 5.6), dpi=120)
+    lo, hi = 0.9 * min(meas.min(), pred.min()), 1.1 * max(meas.max(), pred.max())
+    line = np.linspace(lo, hi, 50)
+    ax.plot(line, line, color="black", lw=1, label="predicted = measured")
+    ax.fill_between(line, line * (1 - TOLERANCE), line * (1 + TOLERANCE), color="tab:green", alpha=0.15,
+                    label="±10%")  # fmt: skip
+    n_int8 = np.array([m.count("int8") for m in mixes])
+    if n_int8.min() == n_int8.max():  # one precision mix: one colour
+        ax.scatter(meas, pred, s=18, color="tab:blue", edgecolors="none", label=report.precision)
+    else:
+        sc = ax.scatter(meas, pred, c=n_int8, cmap="viridis", s=18, edgecolors="none")
+        fig.colorbar(sc, ax=ax, label="int8 stages", ticks=sorted(set(n_int8.tolist())))
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    ax.set_xlabel(f"measured on this machine (ms, {report.runtime} {report.runtime_version}, "
+                  f"{report.threads} thread{'s' if report.threads != 1 else ''})")  # fmt: skip
+    ax.set_ylabel(f"predicted from table {report.target} (ms)")
+    ax.set_title(
+        f"{len(report.points)} random candidates, {report.precision}: {100 * report.within:.0f}% within ±10%\n"
+        f"MAPE {report.mape:.1f}%, Spearman {report.spearman:.3f}, median error {report.bias:+.1f}%",
+        fontsize=10,
+    )
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
