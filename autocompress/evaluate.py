@@ -112,7 +112,8 @@ class Evaluator:
         path = self.models_dir / f"trial_{number:04d}.onnx"
         fp32 = self.models_dir / f".trial_{number:04d}.fp32.onnx"
         try:
-            export_onnx(model, fp32, channels=self.data.channels, resolution=cand.resolution)
+            export_onnx(compress.for_export(model, cand, self.space), fp32, channels=self.data.channels,
+                        resolution=cand.resolution)  # fmt: skip
             calib, _ = self.data.split("calib", cand.resolution)
             compress.finalize(fp32, path, cand, self.space, calib.numpy())
         finally:

@@ -23,12 +23,13 @@ def test_bad_space_file(tmp_path: Path) -> None:
     assert_one_line_error(proc, 2, "s.yaml: stages.0: depth needs at least one choice")
 
 
-def test_space_asking_for_unimplemented_compression_is_refused(tmp_path: Path) -> None:
+def test_space_precision_the_target_cannot_run_is_refused(tmp_path: Path) -> None:
     src = (Path(__file__).parent.parent / "search_spaces" / "tiny.yaml").read_text()
-    spec = tmp_path / "int8.yaml"
+    spec = tmp_path / "fp16.yaml"
     spec.write_text(src.replace("precision: [fp32, int8]", "precision: [fp32, fp16]"))
-    proc = cli("search", "--target", "jetson", "--budget", "10ms", "--space", str(spec))
-    assert_one_line_error(proc, 2, "asks for precision fp16")
+    proc = cli("search", "--target", "cpu", "--budget", "10ms", "--space", str(spec), "--run-dir", str(tmp_path / "r"))
+    assert_one_line_error(proc, 2, "uses fp16 but target x86-cpu-onnxruntime runs fp32, int8")
+    assert not (tmp_path / "r").exists()
 
 
 def test_missing_dataset_says_how_to_install(tmp_path: Path) -> None:

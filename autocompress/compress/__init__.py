@@ -1,5 +1,6 @@
 """Compression steps the evaluator calls, in order: ``prepare`` (on the torch subnet, before the
-fine-tune: structured pruning) and ``finalize`` (on the exported ONNX file: quantization).
+fine-tune: structured pruning), ``for_export`` (fp16 parts in half precision) and ``finalize``
+(on the exported ONNX file: int8 quantization).
 
 Each op is registered by name with the candidate choices it implements; a candidate that asks
 for something no registered op implements fails with a clear error instead of being scored as
@@ -14,6 +15,7 @@ from autocompress.compress.pipeline import (
     available_prune_ratios,
     check_supported,
     finalize,
+    for_export,
     prepare,
 )
 from autocompress.compress.prune import IMPORTANCES, geometry_mismatches, prune_hidden, prune_subnet
@@ -24,6 +26,7 @@ __all__ = [
     "available_prune_ratios",
     "check_supported",
     "finalize",
+    "for_export",
     "finetune",
     "geometry_mismatches",
     "kd_loss",

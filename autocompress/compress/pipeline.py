@@ -5,8 +5,9 @@ stage's MBConv hidden channels by the candidate's ratio (torch-pruning DepGraph,
 ``prune.py``). ``finalize`` turns the exported fp32 ONNX file into the deployable one: each
 stage in fp32 or int8 (ONNX Runtime static QDQ, per-channel weights, calibrated on the
 held-out ``calib`` split), so a candidate can be int8 in the body and fp32 in the first and
-last layers. Anything else (fp16) is refused up front with a clear error rather than scored
-as if it had been compressed.
+last layers; stages marked fp16 are exported with fp16 weights and activations (``for_export``
+wraps them in casts, so the file stores them in half precision and every runtime computes them
+from fp16 values).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from autocompress.exceptions import CompressionUnavailableError
 from autocompress.space import Candidate, SearchSpace
 from autocompress.supernet import recalibrate_bn
 
-_PRECISIONS = ("fp32", "int8")
+_PRECISIONS = ("fp32", "fp16", "int8")
 _PRUNE_RANGE = (0.0, 1.0)  # half-open: any ratio r with 0 <= r < 1
 # ONNX node-name prefixes of each part of an exported SubNet (the exporter keeps module paths).
 NORMALIZE_PREFIX = "/normalize/"
@@ -113,12 +114,44 @@ def part_precisions(cand: Candidate, space: SearchSpace) -> dict[tuple[str, ...]
     return parts
 
 
+class HalfPart(nn.Module):
+    """A part of the network stored and run in fp16, with casts at its edges."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner.half()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x.half()).float()
+
+
+def for_export(model: nn.Module, cand: Candidate, space: SearchSpace) -> nn.Module:
+    """The module to export: a copy of ``model`` whose fp16 parts (stages the candidate marks
+    fp16, and the stem/classifier when the first/last policy follows them) run in half
+    precision. ``model`` itself is left in fp32."""
+    stem, head = stem_head_precisions(cand, space)
+    if "fp16" not in (*cand.precision, stem, head):
+        return model
+    import copy
+
+    out = copy.deepcopy(model).eval()
+    for s, prec in enumerate(cand.precision):
+        if prec == "fp16":
+            out.stages[s] = HalfPart(out.stages[s])
+    if stem == "fp16":
+        out.stem = HalfPart(out.stem)
+    if head == "fp16":
+        out.classifier = HalfPart(out.classifier)
+    return out
+
+
 def finalize(src: Path, dst: Path, cand: Candidate, space: SearchSpace, calibration: np.ndarray) -> Path:
-    """Turn the exported fp32 file ``src`` into the deployable ``dst`` (quantizing int8 parts)."""
+    """Turn the exported file ``src`` (fp32, with fp16 parts already in half precision, see
+    ``for_export``) into the deployable ``dst``, quantizing the int8 parts."""
     if any(p not in _PRECISIONS for p in cand.precision):
         raise CompressionUnavailableError(f"precisions {cand.precision} are not implemented")
     parts = part_precisions(cand, space)
-    if all(p == "fp32" for p in parts.values()):
+    if all(p != "int8" for p in parts.values()):
         with atomic_path(dst) as tmp:
             tmp.write_bytes(src.read_bytes())
         return dst

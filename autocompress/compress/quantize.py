@@ -64,10 +64,14 @@ def quantize_int8(
     }
     src, dst = Path(src), Path(dst)
     prefixes = tuple(exclude_prefixes)
-    exclude = [n.name for n in onnx.load(str(src)).graph.node if prefixes and n.name.startswith(prefixes)]
+    graph = onnx.load(str(src)).graph
+    exclude = [n.name for n in graph.node if prefixes and n.name.startswith(prefixes)]
+    # ONNX Runtime's graph optimisation would rewrite fp16 parts for the CPU (a Cast to fp32 in
+    # front of every fp16 conv) and save that: keep the deployable fp16 parts as exported
+    has_fp16 = any(i.data_type == onnx.TensorProto.FLOAT16 for i in graph.initializer)
     with tempfile.TemporaryDirectory() as tmpdir:
         pre = Path(tmpdir) / "pre.onnx"
-        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True, skip_optimization=has_fp16)
         with atomic_path(dst) as tmp:
             quantize_static(
                 str(pre),

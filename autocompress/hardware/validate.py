@@ -146,7 +146,7 @@ def build_model(
     cand: Candidate, space: SearchSpace, channels: int, classes: int, folder: Path, name: str
 ) -> Path:
     """Export ``cand``'s network (random weights, realistic BN statistics) as the search would
-    deploy it: fp32 ONNX, then int8 QDQ for the stages the candidate marks int8."""
+    deploy it: ONNX with fp16 parts in half precision, then int8 QDQ for the int8 stages."""
     from autocompress.compress import finalize
     from autocompress.supernet import SubNet
 
@@ -157,10 +157,13 @@ def build_model(
         if isinstance(m, nn.BatchNorm2d):
             m.running_mean.data = m.running_mean.new_tensor(rng.normal(0, 0.1, m.num_features))
             m.running_var.data = m.running_var.new_tensor(rng.uniform(0.5, 1.5, m.num_features))
+    from autocompress.compress import for_export
+
     fp32 = export_onnx(
-        net.eval(), folder / f"{name}.fp32.onnx", channels=channels, resolution=cand.resolution
-    )
-    if all(p == "fp32" for p in cand.precision):
+        for_export(net.eval(), cand, space), folder / f"{name}.fp32.onnx", channels=channels,
+        resolution=cand.resolution,
+    )  # fmt: skip
+    if "int8" not in cand.precision:
         return fp32
     calib = rng.random((32, channels, cand.resolution, cand.resolution), dtype=np.float32)
     return finalize(fp32, folder / f"{name}.onnx", cand, space, calib)

@@ -5,8 +5,9 @@ from pathlib import Path
 
 import onnx
 import pytest
+import torch
 
-from autocompress.compress import finalize
+from autocompress.compress import finalize, for_export
 from autocompress.data import load_dataset
 from autocompress.runtime import export_onnx, ort_accuracy
 from autocompress.space import load_space
@@ -71,3 +72,42 @@ def test_int8_everywhere_is_smaller_and_keeps_accuracy(setup) -> None:
     x, y = data.split("test", cand.resolution)
     acc32, acc8 = ort_accuracy(fp32, x, y), ort_accuracy(out, x, y)
     assert acc8 > acc32 - 0.03, (acc32, acc8)
+
+
+def _fp16_convs(path: Path) -> dict[str, bool]:
+    """Conv/Gemm node name -> whether its weight is stored in fp16."""
+    graph = onnx.load(str(path)).graph
+    dtype = {i.name: i.data_type for i in graph.initializer}
+    return {n.name: dtype.get(n.input[1]) == onnx.TensorProto.FLOAT16 for n in graph.node if n.op_type in ("Conv", "Gemm")}
+
+
+def test_fp16_stage_is_stored_and_run_in_half_precision(setup) -> None:
+    space, data, cand, fp32, folder = setup
+    net, _, _ = load_or_train(space, data, seed=0)
+    model = extract_calibrated(net, cand, data)
+    half = replace(cand, precision=("fp32", "fp16"))
+    src = export_onnx(for_export(model, half, space), folder / "half.src.onnx", channels=1, resolution=cand.resolution)
+    out = finalize(src, folder / "half.onnx", half, space, data.split("calib", cand.resolution)[0].numpy())
+    convs = _fp16_convs(out)
+    for name, is_half in convs.items():
+        assert is_half == name.startswith("/stages.1/"), name
+    assert "Cast" in {n.op_type for n in onnx.load(str(out)).graph.node}
+    assert _tensor_bytes(out) < _tensor_bytes(fp32)
+    x, y = data.split("test", cand.resolution)
+    assert abs(ort_accuracy(out, x, y) - ort_accuracy(fp32, x, y)) < 0.005
+    assert next(model.parameters()).dtype.is_floating_point and next(model.parameters()).dtype != torch.float16
+
+
+def test_fp16_and_int8_stages_in_one_model(setup) -> None:
+    space, data, cand, fp32, folder = setup
+    net, _, _ = load_or_train(space, data, seed=0)
+    model = extract_calibrated(net, cand, data)
+    mix = replace(cand, precision=("int8", "fp16"))
+    src = export_onnx(for_export(model, mix, space), folder / "mix.src.onnx", channels=1, resolution=cand.resolution)
+    out = finalize(src, folder / "mix.onnx", mix, space, data.split("calib", cand.resolution)[0].numpy())
+    q, h = _quantized_convs(out), _fp16_convs(out)
+    for name in q:
+        assert q[name] == name.startswith("/stages.0/"), name
+        assert h[name] == name.startswith("/stages.1/"), name
+    x, y = data.split("test", cand.resolution)
+    assert ort_accuracy(out, x, y) > ort_accuracy(fp32, x, y) - 0.03
