@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from autocompress.compress.distill import finetune, kd_loss
 from autocompress.compress.pipeline import (
-    available_precisions,
-    available_prune_ratios,
     check_supported,
     finalize,
     for_export,
@@ -22,8 +20,6 @@ from autocompress.compress.prune import IMPORTANCES, geometry_mismatches, prune_
 
 __all__ = [
     "IMPORTANCES",
-    "available_precisions",
-    "available_prune_ratios",
     "check_supported",
     "finalize",
     "for_export",

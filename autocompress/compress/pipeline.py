@@ -38,16 +38,6 @@ def stage_prefixes(stage: int) -> tuple[str, ...]:
     return (f"/stages.{stage}/",)
 
 
-def available_precisions() -> tuple[str, ...]:
-    """Stage precisions the evaluator can produce for real."""
-    return _PRECISIONS
-
-
-def available_prune_ratios() -> tuple[float, float]:
-    """The half-open interval ``[low, high)`` of per-stage structured-pruning ratios supported."""
-    return _PRUNE_RANGE
-
-
 def _prune_ok(ratio: float) -> bool:
     return _PRUNE_RANGE[0] <= ratio < _PRUNE_RANGE[1]
 

@@ -19,14 +19,12 @@ Fitted precisions are kept in order (int8 at least as fast as fp16, fp16 as fp32
 achieved ops/s); a device precision without figures is given the fraction of its own peak
 the nearest fitted precision reached (see :func:`_tie_precisions`).
 
-Run ``python -m autocompress.hardware.calibrate TARGET [TARGET ...]`` (or ``--all``).
+Run ``autocompress calibrate TARGET [TARGET ...]`` (or ``--all``).
 """
 
 from __future__ import annotations
 
-import argparse
 import math
-import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -402,31 +400,3 @@ def summary(device: DeviceSpec) -> str:
             f"  rms error {roof.fit.rms_error_pct}%, leave-one-out rms {roof.fit.loo_rms_error_pct}%"
         )
     return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m autocompress.hardware.calibrate TARGET ...``: recalibrate and print."""
-    from autocompress.hardware.targets import get_target, list_targets
-
-    parser = argparse.ArgumentParser(
-        prog="python -m autocompress.hardware.calibrate", description=__doc__.splitlines()[0]
-    )
-    parser.add_argument("targets", nargs="*", help="estimated targets (names or aliases)")
-    parser.add_argument("--all", action="store_true", help="every estimated target")
-    args = parser.parse_args(argv)
-    try:
-        targets = (
-            [t for t in list_targets() if t.estimated] if args.all else [get_target(n) for n in args.targets]
-        )
-        if not targets:
-            parser.error("name at least one target, or --all")
-        for target in targets:
-            print(summary(calibrate_target(target.folder)))
-    except TargetError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

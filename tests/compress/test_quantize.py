@@ -81,13 +81,20 @@ def _fp16_convs(path: Path) -> dict[str, bool]:
     return {n.name: dtype.get(n.input[1]) == onnx.TensorProto.FLOAT16 for n in graph.node if n.op_type in ("Conv", "Gemm")}
 
 
-def test_fp16_stage_is_stored_and_run_in_half_precision(setup) -> None:
-    space, data, cand, fp32, folder = setup
+def _deploy(setup, precision: tuple[str, ...], name: str) -> tuple[Path, torch.nn.Module]:
+    """The largest tiny candidate at ``precision`` per stage, exported and finalized as a trial is."""
+    space, data, cand, _, folder = setup
     net, _, _ = load_or_train(space, data, seed=0)
     model = extract_calibrated(net, cand, data)
-    half = replace(cand, precision=("fp32", "fp16"))
-    src = export_onnx(for_export(model, half, space), folder / "half.src.onnx", channels=1, resolution=cand.resolution)
-    out = finalize(src, folder / "half.onnx", half, space, data.split("calib", cand.resolution)[0].numpy())
+    mixed = replace(cand, precision=precision)
+    src = export_onnx(for_export(model, mixed, space), folder / f"{name}.src.onnx", channels=1,
+                      resolution=cand.resolution)  # fmt: skip
+    return finalize(src, folder / f"{name}.onnx", mixed, space, data.split("calib", cand.resolution)[0].numpy()), model
+
+
+def test_fp16_stage_is_stored_and_run_in_half_precision(setup) -> None:
+    _, data, cand, fp32, _ = setup
+    out, model = _deploy(setup, ("fp32", "fp16"), "half")
     convs = _fp16_convs(out)
     for name, is_half in convs.items():
         assert is_half == name.startswith("/stages.1/"), name
@@ -99,12 +106,8 @@ def test_fp16_stage_is_stored_and_run_in_half_precision(setup) -> None:
 
 
 def test_fp16_and_int8_stages_in_one_model(setup) -> None:
-    space, data, cand, fp32, folder = setup
-    net, _, _ = load_or_train(space, data, seed=0)
-    model = extract_calibrated(net, cand, data)
-    mix = replace(cand, precision=("int8", "fp16"))
-    src = export_onnx(for_export(model, mix, space), folder / "mix.src.onnx", channels=1, resolution=cand.resolution)
-    out = finalize(src, folder / "mix.onnx", mix, space, data.split("calib", cand.resolution)[0].numpy())
+    _, data, cand, fp32, _ = setup
+    out, _ = _deploy(setup, ("int8", "fp16"), "mix")
     q, h = _quantized_convs(out), _fp16_convs(out)
     for name in q:
         assert q[name] == name.startswith("/stages.0/"), name

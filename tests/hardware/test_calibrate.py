@@ -4,9 +4,7 @@ published figures, and the contract every shipped estimated table keeps."""
 from __future__ import annotations
 
 import math
-import os
 import shutil
-import subprocess
 from collections import defaultdict
 from pathlib import Path
 
@@ -20,7 +18,6 @@ from autocompress.hardware.calibrate import (
     calibrate_device,
     calibrate_target,
     leave_one_out,
-    main,
 )
 from autocompress.hardware.lut import CalibrationFigure, DeviceSpec, load_device, load_table
 from autocompress.hardware.reference_nets import PUBLISHED_GMACS, reference_net
@@ -173,15 +170,6 @@ def test_device_without_figures_stays_uncalibrated() -> None:
     assert out.roofline.precision_efficiency == roof.precision_efficiency
 
 
-def test_calibrate_module_entry_point(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    shutil.copytree(shipped("raspberry-pi-4").folder, tmp_path / "raspberry-pi-4")
-    monkeypatch.setenv("AUTOCOMPRESS_TABLES", str(tmp_path))
-    assert main(["rpi4"]) == 0
-    out = capsys.readouterr().out
-    assert "raspberry-pi-4: calibrated" in out and "yolov8n" in out
-    assert main(["no-such-board"]) == 2
-
-
 # --------------------------------------------------------------------------- shipped tables
 
 
@@ -277,14 +265,10 @@ def test_reduced_precision_is_never_slower_than_fp32_on_jetsons(name: str) -> No
 @pytest.mark.e2e
 @pytest.mark.parametrize("name", sorted(ESTIMATED))
 def test_estimate_table_command_reproduces_shipped_rows(name: str, tmp_path: Path) -> None:
+    from tests.helpers import cli
+
     shutil.copytree(shipped(name).folder, tmp_path / name)
-    exe = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "autocompress"
-    if not exe.exists():
-        pytest.skip("autocompress console script not installed")
-    env = {**os.environ, "AUTOCOMPRESS_TABLES": str(tmp_path)}
-    proc = subprocess.run(
-        [str(exe), "estimate-table", name], capture_output=True, text=True, env=env, timeout=300
-    )
+    proc = cli("estimate-table", name, env={"AUTOCOMPRESS_TABLES": str(tmp_path)})
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / name / "blocks.csv").read_text() == (shipped(name).folder / "blocks.csv").read_text()
 
@@ -303,3 +287,4 @@ def test_cli_calibrate_is_reproducible_and_refuses_measured_tables(tmp_path: Pat
     assert "leave-one-out" in proc.stdout and "resnet50" in proc.stdout
     assert (tmp_path / "jetson-nano" / "device.yaml").read_text() == before
     assert_one_line_error(cli("calibrate", "cpu"), 2, "only estimated tables")
+    assert_one_line_error(cli("calibrate", "no-such-board"), 2, "unknown target 'no-such-board'")
