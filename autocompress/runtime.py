@@ -88,6 +88,28 @@ def ort_accuracy(
     return correct / max(1, len(y))
 
 
+def accuracy(
+    path: str | Path, images: torch.Tensor, labels: torch.Tensor, *, runtime: str = "onnxruntime",
+    batch_size: int = 500,
+) -> float:  # fmt: skip
+    """Top-1 accuracy of the exported file as ``runtime`` (onnxruntime or openvino) runs it."""
+    if runtime == "onnxruntime":
+        return ort_accuracy(path, images, labels, batch_size=batch_size)
+    run = runner(path, runtime=runtime, threads=os.cpu_count() or 1)
+    x = images.numpy().astype(np.float32, copy=False)
+    y = labels.numpy()
+    correct = sum(
+        int((run(x[i : i + batch_size]).argmax(1) == y[i : i + batch_size]).sum())
+        for i in range(0, len(y), batch_size)
+    )
+    return correct / max(1, len(y))
+
+
+def accuracy_runtime(device_runtime: str) -> str:
+    """Which runtime measures a target's accuracy: its own where we have it, else ONNX Runtime."""
+    return device_runtime if device_runtime in RUNTIMES else "onnxruntime"
+
+
 @dataclass(frozen=True)
 class Timing:
     median_ms: float

@@ -121,7 +121,7 @@ def run_search(cfg: SearchConfig, hooks: Hooks | None = None) -> SearchOutcome:
     target = get_target(cfg.target)
     table = target.table  # validates the whole table now, not mid-search
     space = load_space(cfg.space)
-    check_supported(space)
+    check_supported(space, table.device.runtime)
     used = sorted({p for k, v in space.dimensions().items() if k.endswith("_precision") for p in v})
     missing = [p for p in used if p not in table.device.precisions]
     if missing:

@@ -21,6 +21,7 @@ from autocompress.exceptions import SpaceError
 
 Precision = Literal["fp32", "fp16", "int8"]
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
+ARCH_SUFFIXES = ("_depth", "_width", "_kernel", "_expand")  # per-stage architecture dimensions
 SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
 DEFAULT_SPACE = SPACES_DIR / "fashion_mnist.yaml"
 
@@ -109,6 +110,7 @@ def _check_prune(v: list[float]) -> list[float]:
 
 
 PruneImportance = Literal["l1", "l2", "taylor", "bn_scale"]
+QuantCalibration = Literal["minmax", "entropy", "percentile"]
 
 
 class CompressionSpec(_Strict):
@@ -128,6 +130,22 @@ class CompressionSpec(_Strict):
     kd_alpha: list[float] = [0.0]
     kd_temperature: list[float] = [4.0]
     finetune_steps: list[int] = [0]
+    calibration: list[QuantCalibration] = Field(
+        ["minmax"],
+        description="how int8 activation ranges are calibrated: minmax, entropy or percentile "
+        "(ONNX Runtime); OpenVINO targets (NNCF) take minmax and percentile",
+    )
+    qat: list[bool] = Field(
+        [False],
+        description="true: when int8 post-training quantization loses more than qat_threshold_pp "
+        "validation accuracy, fine-tune with fake quantization (QAT) and quantize again",
+    )
+    qat_threshold_pp: float = Field(
+        0.5, ge=-100, le=100,
+        description="PTQ loss of validation accuracy (percentage points) above which QAT runs; "
+        "negative: QAT for every int8 candidate that allows it",
+    )
+    qat_steps: int = Field(200, ge=1, description="QAT fine-tune steps")
 
     @model_validator(mode="after")
     def _check(self) -> CompressionSpec:
@@ -136,6 +154,8 @@ class CompressionSpec(_Strict):
         _choices(self.kd_alpha, "compression.kd_alpha")
         _choices(self.kd_temperature, "compression.kd_temperature")
         _choices(self.finetune_steps, "compression.finetune_steps")
+        _choices(self.calibration, "compression.calibration")
+        _choices(self.qat, "compression.qat")
         if any(a < 0 or a > 1 for a in self.kd_alpha):
             raise ValueError(f"kd_alpha must be within [0, 1], got {self.kd_alpha}")
         if any(t <= 0 for t in self.kd_temperature):
@@ -170,6 +190,13 @@ class SpaceModel(_Strict):
     training: TrainingSpec = TrainingSpec()
 
 
+def _as_bool(v: Any) -> bool:
+    """A choice read back from a table or a YAML file: True/False, 1/0 or 'true'/'false'."""
+    if isinstance(v, str):
+        return v.strip().lower() in ("true", "1", "yes")
+    return bool(v)
+
+
 @dataclass(frozen=True)
 class StageChoice:
     depth: int
@@ -190,6 +217,8 @@ class Candidate:
     kd_alpha: float
     kd_temperature: float
     finetune_steps: int
+    calibration: str = "minmax"
+    qat: bool = False
 
     def to_flat(self) -> dict[str, Any]:
         """One column per choice, as in the trials table and Optuna's params."""
@@ -202,6 +231,8 @@ class Candidate:
             kd_alpha=self.kd_alpha,
             kd_temperature=self.kd_temperature,
             finetune_steps=self.finetune_steps,
+            calibration=self.calibration,
+            qat=self.qat,
         )
         return flat
 
@@ -229,6 +260,9 @@ class Candidate:
                 kd_alpha=float(flat["kd_alpha"]),
                 kd_temperature=float(flat["kd_temperature"]),
                 finetune_steps=int(flat["finetune_steps"]),
+                # runs written before these choices existed used the defaults
+                calibration=str(flat.get("calibration", "minmax")),
+                qat=_as_bool(flat.get("qat", False)),
             )
         except KeyError as exc:
             raise SpaceError(f"candidate is missing the choice {exc.args[0]!r}") from None
@@ -239,8 +273,11 @@ class Candidate:
             f"d{s.depth}w{s.width}k{s.kernel}e{s.expand:g}" for s in self.stages
         )
         comp = ",".join(f"{p}/{r:g}" for p, r in zip(self.precision, self.prune))
+        quant = ""
+        if "int8" in self.precision:
+            quant = f" {self.calibration}" + (" qat" if self.qat else "")
         return (
-            f"r{self.resolution} s{self.stem_width} | {arch} | {comp} | "
+            f"r{self.resolution} s{self.stem_width} | {arch} | {comp}{quant} | "
             f"kd{self.kd_alpha:g}/T{self.kd_temperature:g} ft{self.finetune_steps}"
         )
 
@@ -277,6 +314,8 @@ class SearchSpace:
         dims["kd_alpha"] = list(c.kd_alpha)
         dims["kd_temperature"] = list(c.kd_temperature)
         dims["finetune_steps"] = list(c.finetune_steps)
+        dims["calibration"] = list(c.calibration)
+        dims["qat"] = list(c.qat)
         return dims
 
     def sample(self, trial: Any) -> Candidate:
@@ -307,14 +346,23 @@ class SearchSpace:
                 flat[name] = 0.0 if 0.0 in choices else min(choices)
             elif name.endswith("_precision"):
                 flat[name] = "fp32" if "fp32" in choices else choices[0]
-            elif name in ("kd_alpha", "kd_temperature", "finetune_steps"):
+            elif name == "qat":
+                flat[name] = False if False in choices else choices[0]
+            elif name in ("kd_alpha", "kd_temperature", "finetune_steps", "calibration"):
                 flat[name] = choices[0]
             else:
                 flat[name] = pick(choices)
         return Candidate.from_flat(flat)
 
-    def random(self, rng: random.Random) -> Candidate:
-        return Candidate.from_flat({k: rng.choice(v) for k, v in self.dimensions().items()})
+    def random(self, rng: random.Random, *, architecture_only: bool = False) -> Candidate:
+        """A uniformly random candidate. ``architecture_only``: compression choices take their
+        first value and draw nothing from ``rng`` (supernet training: its weights then depend
+        on the architecture dimensions only, as its cache key says)."""
+        flat = {}
+        for name, choices in self.dimensions().items():
+            arch = name in ("resolution", "stem_width") or name.endswith(ARCH_SUFFIXES)
+            flat[name] = rng.choice(choices) if arch or not architecture_only else choices[0]
+        return Candidate.from_flat(flat)
 
     def size(self) -> int:
         n = 1

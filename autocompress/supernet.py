@@ -316,7 +316,7 @@ def train_supernet(
         loss = F.cross_entropy(logits, y, label_smoothing=0.1)
         loss.backward()
         soft = logits.detach().softmax(1)
-        for cand in [smallest] + [space.random(rng) for _ in range(cfg.sandwich_random)]:
+        for cand in [smallest] + [space.random(rng, architecture_only=True) for _ in range(cfg.sandwich_random)]:
             out = net(resize(x, cand.resolution).contiguous(memory_format=CL), cand)
             F.cross_entropy(out, soft).backward()
         nn.utils.clip_grad_norm_(net.parameters(), 5.0)

@@ -35,10 +35,12 @@ def finetune(
     lr: float = 0.005,
     batch_size: int = 128,
     seed: int = 0,
+    freeze_bn: bool = False,
 ) -> nn.Module:
     """Fine-tune ``model`` for ``steps`` SGD steps, distilling with weight ``alpha`` from
     ``teacher_logits`` (the teacher's outputs for ``images``, row for row, computed once per
-    search so that no step pays for a teacher forward pass).
+    search so that no step pays for a teacher forward pass). ``freeze_bn`` keeps BatchNorm
+    statistics as they are (quantization-aware fine-tuning).
 
     Raises:
         FloatingPointError: the loss became NaN or infinite.
@@ -53,6 +55,10 @@ def finetune(
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
     order = torch.empty(0, dtype=torch.long)
     model.train()
+    if freeze_bn:
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
     for step in range(steps):
         if order.numel() < batch_size:
             order = torch.cat([order, torch.randperm(images.shape[0], generator=gen)])

@@ -3,8 +3,8 @@
 ``prepare`` runs on the extracted torch subnet before the fine-tune: structured pruning of each
 stage's MBConv hidden channels by the candidate's ratio (torch-pruning DepGraph, see
 ``prune.py``). ``finalize`` turns the exported fp32 ONNX file into the deployable one: each
-stage in fp32 or int8 (ONNX Runtime static QDQ, per-channel weights, calibrated on the
-held-out ``calib`` split), so a candidate can be int8 in the body and fp32 in the first and
+stage in fp32 or int8 (static QDQ, per-channel weights, calibrated on the held-out ``calib``
+split; ONNX Runtime's quantizer, or NNCF for OpenVINO targets), so a candidate can be int8 in the body and fp32 in the first and
 last layers; stages marked fp16 are exported with fp16 weights and activations (``for_export``
 wraps them in casts, so the file stores them in half precision and every runtime computes them
 from fp16 values).
@@ -21,7 +21,7 @@ import torch.nn as nn
 from autocompress._io import atomic_path
 from autocompress.arch import stem_head_precisions
 from autocompress.compress.prune import prune_subnet
-from autocompress.compress.quantize import quantize_int8
+from autocompress.compress.quantize import check_method, quantize_int8, quantize_int8_nncf
 from autocompress.exceptions import CompressionUnavailableError
 from autocompress.space import Candidate, SearchSpace
 from autocompress.supernet import recalibrate_bn
@@ -42,9 +42,13 @@ def _prune_ok(ratio: float) -> bool:
     return _PRUNE_RANGE[0] <= ratio < _PRUNE_RANGE[1]
 
 
-def check_supported(space: SearchSpace) -> None:
-    """Fail before any training if the space asks for a compression the evaluator lacks."""
+def check_supported(space: SearchSpace, runtime: str = "onnxruntime") -> None:
+    """Fail before any training if the space asks for a compression the evaluator lacks
+    (``runtime``: the target's; OpenVINO targets quantize with NNCF)."""
     dims = space.dimensions()
+    if any(p == "int8" for k, v in dims.items() if k.endswith("_precision") for p in v):
+        for method in dims["calibration"]:
+            check_method(method, runtime)
     precisions = sorted({p for k, v in dims.items() if k.endswith("_precision") for p in v})
     ratios = sorted({r for k, v in dims.items() if k.endswith("_prune") for r in v})
     bad_p = [p for p in precisions if p not in _PRECISIONS]
@@ -104,6 +108,14 @@ def part_precisions(cand: Candidate, space: SearchSpace) -> dict[tuple[str, ...]
     return parts
 
 
+def int8_modules(cand: Candidate, space: SearchSpace) -> list[str]:
+    """Attribute paths of the SubNet parts the candidate runs in int8 (for QAT)."""
+    stem, head = stem_head_precisions(cand, space)
+    names = ["stem"] if stem == "int8" else []
+    names += [f"stages.{s}" for s, prec in enumerate(cand.precision) if prec == "int8"]
+    return names + (["classifier"] if head == "int8" else [])
+
+
 class HalfPart(nn.Module):
     """A part of the network stored and run in fp16, with casts at its edges."""
 
@@ -135,9 +147,13 @@ def for_export(model: nn.Module, cand: Candidate, space: SearchSpace) -> nn.Modu
     return out
 
 
-def finalize(src: Path, dst: Path, cand: Candidate, space: SearchSpace, calibration: np.ndarray) -> Path:
+def finalize(
+    src: Path, dst: Path, cand: Candidate, space: SearchSpace, calibration: np.ndarray,
+    *, runtime: str = "onnxruntime",
+) -> Path:  # fmt: skip
     """Turn the exported file ``src`` (fp32, with fp16 parts already in half precision, see
-    ``for_export``) into the deployable ``dst``, quantizing the int8 parts."""
+    ``for_export``) into the deployable ``dst``, quantizing the int8 parts with the candidate's
+    calibration method: NNCF when the target's ``runtime`` is OpenVINO, else ONNX Runtime."""
     if any(p not in _PRECISIONS for p in cand.precision):
         raise CompressionUnavailableError(f"precisions {cand.precision} are not implemented")
     parts = part_precisions(cand, space)
@@ -149,4 +165,6 @@ def finalize(src: Path, dst: Path, cand: Candidate, space: SearchSpace, calibrat
     for prefixes, prec in parts.items():
         if prec != "int8":
             keep_float.extend(prefixes)
-    return quantize_int8(src, dst, calibration, exclude_prefixes=keep_float)
+    if runtime == "openvino":
+        return quantize_int8_nncf(src, dst, calibration, exclude_prefixes=keep_float, method=cand.calibration)
+    return quantize_int8(src, dst, calibration, exclude_prefixes=keep_float, method=cand.calibration)
