@@ -25,7 +25,7 @@ from autocompress.data import load_dataset  # noqa: E402
 from autocompress.evaluate import Evaluator  # noqa: E402
 from autocompress.hardware.targets import get_target  # noqa: E402
 from autocompress.runtime import measure_passes  # noqa: E402
-from autocompress.space import Candidate, load_space  # noqa: E402
+from autocompress.space import Candidate, load_space, space_from_dict  # noqa: E402
 from autocompress.supernet import load_or_train  # noqa: E402
 
 KD = {"kd_alpha": 0.5, "kd_temperature": 4.0, "finetune_steps": 200}
@@ -33,16 +33,21 @@ NO_KD = {"kd_alpha": 0.0, "kd_temperature": 4.0, "finetune_steps": 200}
 NO_FT = {"kd_alpha": 0.0, "kd_temperature": 4.0, "finetune_steps": 0}
 
 
-def variant(base: dict, stages: int, prune: float, precision: str, train: dict) -> Candidate:
+def variant(base: dict, stages: int, prune: float, precision: str, train: dict, qat: bool = False) -> Candidate:
     flat = dict(base)
     for i in range(stages):
         flat[f"s{i}_prune"] = prune
         flat[f"s{i}_precision"] = precision
-    return Candidate.from_flat({**flat, **train})
+    return Candidate.from_flat({**flat, **train, "qat": qat})
 
 
 def main() -> None:
     space = load_space("fashion_mnist")
+    # QAT rows: QAT runs whatever PTQ lost (threshold below any loss), so PTQ and QAT are both
+    # measured; the evaluator deploys the one better on validation
+    raw = space.to_dict()
+    raw["compression"]["qat_threshold_pp"] = -100.0
+    space = space_from_dict(raw)
     data = load_dataset("fashion-mnist", seed=0)
     supernet, report, cached = load_or_train(space, data, seed=0)
     jetson = get_target("jetson")
@@ -56,9 +61,11 @@ def main() -> None:
         "prune 0.75 + KD fine-tune": variant(base, n, 0.75, "fp32", KD),
         "prune 0.50, fine-tune without KD": variant(base, n, 0.5, "fp32", NO_KD),
         "int8 PTQ (stages), no fine-tune": variant(base, n, 0.0, "int8", NO_FT),
+        "int8 PTQ then QAT (200 steps, KD)": variant(base, n, 0.0, "int8", {**NO_FT, "kd_alpha": 0.5}, qat=True),
         "fp16 (stages), no fine-tune": variant(base, n, 0.0, "fp16", NO_FT),
         "prune 0.50 + KD + int8 PTQ": variant(base, n, 0.5, "int8", KD),
         "prune 0.75 + KD + int8 PTQ": variant(base, n, 0.75, "int8", KD),
+        "prune 0.75 + KD + int8 PTQ then QAT": variant(base, n, 0.75, "int8", KD, qat=True),
     }
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -79,6 +86,13 @@ def main() -> None:
     out = ROOT / "benchmarks" / "results" / "techniques.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"supernet_cached": cached, "rows": rows}, indent=2) + "\n")
+    print("\nint8 rows, validation accuracy: float → PTQ → QAT")
+    for r in rows:
+        if r.get("float_val_accuracy") is not None:
+            ptq = r["float_val_accuracy"] - r["ptq_drop_pp"] / 100
+            qat = r.get("qat_val_accuracy")
+            print(f"  {r['variant']}: {100 * r['float_val_accuracy']:.2f}% → {100 * ptq:.2f}%"
+                  + (f" → {100 * qat:.2f}% (deployed: {'QAT' if r['qat_applied'] else 'PTQ'})" if qat else ""))
     print("\n| variant | test acc (Δ pp) | size (× smaller) | params | MACs | measured CPU ms (× faster) | jetson est. ms |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
