@@ -464,8 +464,6 @@ def explore(
 
 @_guard
 def _explore(run_dir: Optional[Path], runs_dir: Path, host: str, port: int) -> None:
-    import subprocess
-
     from autocompress.exceptions import RunDirError
 
     try:
@@ -483,9 +481,11 @@ def _explore(run_dir: Optional[Path], runs_dir: Path, host: str, port: int) -> N
         env["AUTOCOMPRESS_RUN"] = str(run_dir.resolve())
     cmd = [sys.executable, "-m", "streamlit", "run", str(EXPLORER), "--server.headless", "true",
            "--server.address", host, "--server.port", str(port), "--browser.gatherUsageStats", "false",
-           "--global.developmentMode", "false"]  # fmt: skip
+           "--global.developmentMode", "false", "--client.toolbarMode", "minimal"]  # fmt: skip
     out.print(f"explorer: http://{host}:{port}  (Ctrl-C to stop)", highlight=False)
-    raise typer.Exit(subprocess.call(cmd, env=env))
+    sys.stdout.flush()
+    # become the Streamlit server (exec, not a child): signals reach it, nothing is left orphaned
+    os.execve(sys.executable, cmd, env)
 
 
 # --------------------------------------------------------------------------- data

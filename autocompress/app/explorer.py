@@ -46,7 +46,7 @@ def watch(run_dir: Path, stamp: tuple[float, ...]) -> None:
 def show_summary(view: logic.RunView) -> dict:
     s = logic.summary(view.config, view.trials)
     st.title(f"Run {view.run_dir.name}")
-    c = st.columns(6)
+    c = st.columns([2.2, 1, 1, 1, 1, 1.2])
     c[0].metric("Target", s["target"] or "?")
     c[1].metric("Budget", s["budget"])
     c[2].metric("Sampler", s["sampler"] or "?")
@@ -89,21 +89,22 @@ def show_detail(view: logic.RunView, df, teacher, s: dict) -> None:  # noqa: ANN
     row = df.set_index("number").loc[trial]
     row["number"] = trial
     est = " (est.)" if s["estimated"] else ""
-    c = st.columns(5)
+    c = st.columns(6)
     c[0].metric("Val accuracy", f"{row['val_acc_pct']:.2f}%")
     c[1].metric("Test accuracy", f"{row['test_acc_pct']:.2f}%")
     c[2].metric("Latency" + est, format_ms(float(row["latency_ms"])))
     c[3].metric("Size", format_bytes(float(row["size_bytes"])))
-    c[4].metric("Params / MACs", f"{int(row['params']):,} / {int(row['macs']):,}")
+    c[4].metric("Params", f"{int(row['params']):,}")
+    c[5].metric("MACs", f"{int(row['macs']):,}")
     if teacher is not None and int(teacher["number"]) != trial:
         d = logic.teacher_deltas(row, teacher)
         st.markdown(f"**vs the fp32 teacher** (trial {int(teacher['number'])}, the largest network)")
         t = st.columns(3)
         t[0].metric("Test accuracy vs teacher", f"{row['test_acc_pct']:.2f}%", f"{d['test_accuracy_pp']:+.2f} pp")
         t[1].metric("Latency vs teacher" + est, format_ms(float(row["latency_ms"])),
-                    f"{d['latency_pct']:+.1f}% ({d['speedup_x']:.2f}x)", delta_color="inverse")  # fmt: skip
+                    f"{d['latency_pct']:+.1f}% ({1 / d['speedup_x']:.2f}x the teacher's)", delta_color="inverse")  # fmt: skip
         t[2].metric("Size vs teacher", format_bytes(float(row["size_bytes"])),
-                    f"{d['size_pct']:+.1f}% ({d['compression_x']:.2f}x smaller)", delta_color="inverse")  # fmt: skip
+                    f"{d['size_pct']:+.1f}% ({1 / d['compression_x']:.2f}x the teacher's)", delta_color="inverse")  # fmt: skip
     elif teacher is None:
         st.info("The fp32 teacher (the seeded largest network) has no completed trial in this run: no deltas.")
     else:
@@ -205,8 +206,8 @@ def main() -> None:
 
     st.subheader("Compare")
     numbers = [int(n) for n in shown["number"]]
-    default = [int(n) for n in shown[shown["pareto"]].sort_values("val_accuracy", ascending=False)["number"][:2]]
-    picked = st.multiselect("Trials to compare", numbers, default=default or numbers[:2], key="compare")
+    ranked = shown.sort_values(["pareto", "val_accuracy"], ascending=[False, False])["number"]
+    picked = st.multiselect("Trials to compare", numbers, default=[int(n) for n in ranked[:2]], key="compare")
     if len(picked) < 2:
         st.info("Pick two or more trials to compare them side by side.")
     else:

@@ -209,8 +209,12 @@ TABLE_COLUMNS = {
 
 def table(df: pd.DataFrame, *, estimated: bool = False) -> pd.DataFrame:
     """The sortable table: one row per candidate, readable column names, best first."""
-    cols = [c for c in TABLE_COLUMNS if c in df]
-    out = df.sort_values(["pareto", "val_accuracy", "latency_ms"], ascending=[False, False, True])[cols]
+    cols = [c for c in TABLE_COLUMNS if c in df and not (c == "energy_mj" and df[c].isna().all())]
+    out = df.sort_values(["pareto", "val_accuracy", "latency_ms"], ascending=[False, False, True])[cols].copy()
+    for col, digits in (("val_acc_pct", 2), ("test_acc_pct", 2), ("latency_ms", 4), ("energy_mj", 4),
+                        ("size_kb", 1), ("prune_mean", 2)):  # fmt: skip
+        if col in out:
+            out[col] = out[col].astype(float).round(digits)
     names = dict(TABLE_COLUMNS)
     if estimated:
         names["latency_ms"] = "latency ms (est.)"
@@ -318,7 +322,7 @@ def compare(rows: list[pd.Series], *, ref: pd.Series | None = None) -> pd.DataFr
             "val acc %": round(100 * float(r["val_accuracy"]), 2),
             "test acc %": round(100 * float(r["test_accuracy"]), 2),
             "latency": format_ms(float(r["latency_ms"])),
-            "energy mJ": None if pd.isna(r.get("energy_mj")) else round(float(r["energy_mj"]), 4),
+            "energy mJ": "n/a" if pd.isna(r.get("energy_mj")) else round(float(r["energy_mj"]), 4),
             "size": format_bytes(float(r["size_bytes"])),
             "params": int(r["params"]),
             "MACs": int(r["macs"]),
@@ -328,8 +332,8 @@ def compare(rows: list[pd.Series], *, ref: pd.Series | None = None) -> pd.DataFr
         if ref is not None:
             dl = teacher_deltas(r, ref)
             d["Δ test acc vs teacher (pp)"] = round(dl["test_accuracy_pp"], 2)
-            d["latency vs teacher"] = f"{dl['speedup_x']:.2f}x faster"
-            d["size vs teacher"] = f"{dl['compression_x']:.2f}x smaller"
+            d["latency vs teacher"] = f"{1 / dl['speedup_x']:.2f}x"
+            d["size vs teacher"] = f"{1 / dl['compression_x']:.2f}x"
         for _, s in stages(r).iterrows():
             i = int(s["stage"])
             d[f"stage {i}"] = (f"d{s['depth']} w{s['width']} k{s['kernel']} e{s['expand']:g}, "
@@ -362,7 +366,7 @@ def pareto_figure(df: pd.DataFrame, config: dict[str, Any], *, x: str = "latency
         "<extra></extra>"
     )
     custom = ["number", "status", "candidate", "val_acc_pct", "test_acc_pct", "latency_ms", "size_kb"]
-    groups = [("Pareto", 1.0, "circle", 11), ("dominated", 0.3, "circle", 8), ("over budget", 0.3, "x", 8)]
+    groups = [("Pareto", 1.0, "circle", 12), ("dominated", 0.35, "circle", 9), ("over budget", 0.45, "x", 9)]
     if color == "precision":
         mixes = sorted(plot["precision_mix"].unique())
         palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
@@ -384,7 +388,7 @@ def pareto_figure(df: pd.DataFrame, config: dict[str, Any], *, x: str = "latency
                 x=part[xcol], y=part[ycol], mode="markers", name=status,
                 marker={"color": part["size_kb"], "colorscale": "Viridis", "symbol": symbol, "size": size,
                         "opacity": opacity, "cmin": float(plot["size_kb"].min()), "cmax": float(plot["size_kb"].max()),
-                        "showscale": status == "Pareto" or (plot["status"] != "Pareto").all(),
+                        "showscale": bool(status == "Pareto" or (plot["status"] != "Pareto").all()),
                         "colorbar": {"title": "size KB"},
                         "line": {"width": 1, "color": "#222"} if status == "Pareto" else {"width": 0}},
                 customdata=part[custom].to_numpy(), hovertemplate=hover,
