@@ -26,6 +26,11 @@ def _app(monkeypatch: pytest.MonkeyPatch, run_dir: Path):
     return at
 
 
+def _frame(at, column: str) -> pd.DataFrame:  # noqa: ANN001
+    """The page's table that has ``column`` (AppTest finds dataframes by position, not key)."""
+    return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
 def _caption(at) -> str:  # noqa: ANN001
     return next(c.value for c in at.caption if "candidates match the filters" in c.value)
 
@@ -101,12 +106,12 @@ def test_page_shows_run_chart_table_and_follows_a_filter(small_run, cands, monke
     assert not at.exception
     n = int((cands["val_acc_pct"] >= cut).sum())
     assert _caption(at).startswith(f"{n} of 5 candidates")
-    assert len(at.dataframe(key="table").value) == n
+    assert len(_frame(at, "status")) == n
 
     at.radio(key="x_axis").set_value("size").run()
     assert not at.exception
     at.multiselect(key="compare").set_value([int(x) for x in cands["number"][:3]]).run()
-    compared = at.dataframe(key="compare_table").value
+    compared = _frame(at, f"trial {int(cands['number'].iloc[0])}")
     assert list(compared.columns) == [f"trial {int(x)}" for x in cands["number"][:3]]
 
 
@@ -145,4 +150,13 @@ def test_estimated_targets_are_labelled(small_run, tmp_path, monkeypatch) -> Non
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Latency figures"] == "ESTIMATED"
     assert any("ESTIMATED" in w.value for w in at.warning)
-    assert "latency ms (est.)" in at.dataframe(key="table").value.columns
+    assert "latency ms (est.)" in _frame(at, "status").columns
+
+
+def test_explore_verb_refuses_a_missing_run_in_one_line(tmp_path) -> None:
+    from tests.helpers import assert_one_line_error, cli
+
+    proc = cli("explore", str(tmp_path / "no-such-run"), "--port", "1")
+    assert_one_line_error(proc, 2, "does not exist")
+    proc = cli("explore", str(tmp_path), "--port", "70000")
+    assert_one_line_error(proc, 2, "--port must be between 1 and 65535")
