@@ -63,7 +63,7 @@ def show_summary(view: logic.RunView) -> dict:
     return s
 
 
-def sidebar_filters(df) -> logic.Filters:  # noqa: ANN001
+def sidebar_filters(config: dict, df) -> logic.Filters:  # noqa: ANN001
     sb = st.sidebar
     sb.header("Filters")
     max_lat = sb.number_input("Max latency (ms)", min_value=0.0, value=None, step=0.01, format="%.4f",
@@ -71,11 +71,10 @@ def sidebar_filters(df) -> logic.Filters:  # noqa: ANN001
     min_acc = sb.number_input("Min accuracy (%)", min_value=0.0, max_value=100.0, value=None, step=0.5,
                               key="f_min_accuracy", help="validation accuracy, as the search chose")  # fmt: skip
     max_kb = sb.number_input("Max size (KB)", min_value=0.0, value=None, step=1.0, key="f_max_size")
-    options = logic.precision_options(df)
+    options, hi = logic.filter_bounds(config, df)
     precs = sb.multiselect("Precisions allowed", options, default=options, key="f_precisions")
-    hi = max(0.0, float(df["prune_mean"].max())) if not df.empty else 0.0
-    prune = sb.slider("Pruning ratio (stage mean)", 0.0, max(hi, 0.01), (0.0, max(hi, 0.01)), step=0.01,
-                      key="f_prune")  # fmt: skip
+    hi = max(hi, 0.01)
+    prune = sb.slider("Pruning ratio (stage mean)", 0.0, hi, (0.0, hi), step=0.01, key="f_prune")
     only = sb.checkbox("Pareto set only", value=False, key="f_only_pareto")
     return logic.Filters(max_lat, min_acc, max_kb, tuple(precs), (float(prune[0]), float(prune[1])), only)
 
@@ -182,7 +181,7 @@ def main() -> None:
         return
     s = show_summary(view)
     df = logic.candidates(view.trials)
-    filters = sidebar_filters(df)
+    filters = sidebar_filters(view.config, df)
     shown = logic.apply_filters(df, filters)
 
     st.subheader("Pareto front")

@@ -222,8 +222,25 @@ def table(df: pd.DataFrame, *, estimated: bool = False) -> pd.DataFrame:
     return out.rename(columns=names).reset_index(drop=True)
 
 
+def filter_bounds(config: dict[str, Any], df: pd.DataFrame) -> tuple[list[str], float]:
+    """The precisions and the largest pruning ratio the run's space allows (so the filters do not
+    change, and drop new trials, while a search adds them); from the trials if the space is unreadable."""
+    from autocompress.space import space_from_dict
+
+    try:
+        dims = space_from_dict(config.get("space")).dimensions()
+    except AutoCompressError:
+        return precision_options(df), float(df["prune_mean"].max()) if not df.empty else 0.0
+    precisions = {p for k, v in dims.items() if k.endswith("_precision") for p in v}
+    prune = max((r for k, v in dims.items() if k.endswith("_prune") for r in v), default=0.0)
+    return _ordered(precisions | set(precision_options(df))), float(prune)
+
+
 def precision_options(df: pd.DataFrame) -> list[str]:
-    found = sorted({p for ps in df.get("precisions", []) for p in ps})
+    return _ordered({p for ps in df.get("precisions", []) for p in ps})
+
+
+def _ordered(found: set[str]) -> list[str]:
     order = ["fp32", "fp16", "int8", "int4"]
     return sorted(found, key=lambda p: order.index(p) if p in order else len(order))
 

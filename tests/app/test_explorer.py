@@ -42,7 +42,7 @@ def cands(small_run) -> pd.DataFrame:
     return logic.candidates(view.trials)
 
 
-def test_filters_narrow_the_candidates(cands) -> None:
+def test_filters_narrow_the_candidates(small_run, cands) -> None:
     assert len(cands) == 5
     everything = logic.apply_filters(cands, logic.Filters())
     assert len(everything) == 5
@@ -61,6 +61,9 @@ def test_filters_narrow_the_candidates(cands) -> None:
     f = logic.apply_filters(cands, logic.Filters(prune_range=(0.0, 0.0)))
     unpruned = cands[(cands["s0_prune"] == 0) & (cands["s1_prune"] == 0)]
     assert set(f["number"]) == set(unpruned["number"])
+    config = yaml.safe_load((small_run / "config.yaml").read_text())
+    # the filters' ranges come from the space, not from the trials so far (a growing run keeps them)
+    assert logic.filter_bounds(config, cands.iloc[:2]) == (["fp32", "int8"], 0.5)
     f = logic.apply_filters(cands, logic.Filters(only_pareto=True))
     assert f["pareto"].all() and len(f) == int(cands["pareto"].sum())
     table = logic.table(f)
@@ -110,9 +113,12 @@ def test_page_shows_run_chart_table_and_follows_a_filter(small_run, cands, monke
 
     at.radio(key="x_axis").set_value("size").run()
     assert not at.exception
-    at.multiselect(key="compare").set_value([int(x) for x in cands["number"][:3]]).run()
-    compared = _frame(at, f"trial {int(cands['number'].iloc[0])}")
-    assert list(compared.columns) == [f"trial {int(x)}" for x in cands["number"][:3]]
+    kept = [int(x) for x in cands[cands["val_acc_pct"] >= cut]["number"]]
+    assert len(kept) >= 2
+    at.multiselect(key="compare").set_value(kept).run()
+    compared = _frame(at, f"trial {kept[0]}")
+    assert list(compared.columns) == [f"trial {x}" for x in kept]
+    assert "Δ test acc vs teacher (pp)" in compared.index
 
 
 def test_empty_partial_and_corrupt_runs_show_a_message(small_run, tmp_path, monkeypatch) -> None:
