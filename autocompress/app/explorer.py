@@ -46,13 +46,13 @@ def watch(run_dir: Path, stamp: tuple[float, ...]) -> None:
 def show_summary(view: logic.RunView) -> dict:
     s = logic.summary(view.config, view.trials)
     st.title(f"Run {view.run_dir.name}")
-    c = st.columns([2.2, 1, 1, 1, 1, 1.2])
+    c = st.columns(3) + st.columns(3)
     c[0].metric("Target", s["target"] or "?")
     c[1].metric("Budget", s["budget"])
-    c[2].metric("Sampler", s["sampler"] or "?")
-    c[3].metric("Trials done", f"{s['trials_done']} / {s['trials_requested']}")
-    c[4].metric("Within budget", s["feasible"])
-    c[5].metric("Latency figures", s["latency_source"].upper() if s["estimated"] else s["latency_source"])
+    c[2].metric("Latency figures", s["latency_source"].upper() if s["estimated"] else s["latency_source"])
+    c[3].metric("Sampler", s["sampler"] or "?")
+    c[4].metric("Trials done", f"{s['trials_done']} / {s['trials_requested']}")
+    c[5].metric("Within budget", s["feasible"])
     note = f"space {s['space']}, data {s['dataset']}; latency source: {s['latency_label']}"
     if s["trials_failed"] or s["trials_running"]:
         note += f"; {s['trials_failed']} failed, {s['trials_running']} running"
