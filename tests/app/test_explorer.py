@@ -166,3 +166,22 @@ def test_explore_verb_refuses_a_missing_run_in_one_line(tmp_path) -> None:
     assert_one_line_error(proc, 2, "does not exist")
     proc = cli("explore", str(tmp_path), "--port", "70000")
     assert_one_line_error(proc, 2, "--port must be between 1 and 65535")
+
+
+def test_export_button_writes_the_model_and_card_and_offers_downloads(small_run, tmp_path, monkeypatch) -> None:
+    import json
+
+    run = tmp_path / "run"
+    shutil.copytree(small_run, run)
+    at = _app(monkeypatch, run)
+    trial = at.selectbox(key="detail").value
+    at.radio(key="export_format").set_value("onnx").run()
+    at.button(key="export").click().run()
+    assert not at.exception and not at.error
+    out = run / "exports" / f"trial_{trial:04d}-onnx"
+    assert at.success[0].value == f"Exported to {out}"
+    card = json.loads((out / "model_card.json").read_text())  # the same code path as the CLI
+    row = pd.read_parquet(run / "trials.parquet").set_index("number").loc[trial]
+    assert card["run"]["trial"] == trial and card["accuracy"]["test"] == pytest.approx(row["test_accuracy"])
+    labels = [b.label for b in at.get("download_button")]
+    assert labels == [f"Download trial_{trial:04d}.onnx", "Download model_card.md"]
