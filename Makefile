@@ -5,8 +5,9 @@ BIN    := $(VENV)/bin
 TARGET ?= jetson
 BUDGET ?= 10ms
 ARGS   ?=
+RUN    ?=
 
-.PHONY: search test data install lint profile validate clean
+.PHONY: search test data install lint profile validate clean explore
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +20,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(BIN)/python -m pip install -q -e '.[dev,openvino]'
+	$(BIN)/python -m pip install -q -e '.[dev,openvino,app]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -32,6 +33,10 @@ search: $(VENV)/.installed data
 
 test: $(VENV)/.installed-dev data
 	$(BIN)/python -m pytest -q $(ARGS)
+
+# The Pareto explorer on 127.0.0.1:8501 (RUN=runs/<name> to open one run; default: pick in runs/)
+explore: $(VENV)/.installed-dev
+	$(BIN)/autocompress explore $(RUN) $(ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check autocompress tests

@@ -403,6 +403,91 @@ def _estimate_table(target: str, spaces: list[str], channels: int, classes: int)
     out.print(f"wrote {len(table.rows)} estimated rows to {t.folder}/blocks.csv", highlight=False)
 
 
+# --------------------------------------------------------------------------- export / explore
+
+
+@app.command()
+def export(
+    run_dir: Path = typer.Argument(..., help="A run directory (runs/<name>)."),
+    trial: Optional[int] = typer.Option(None, "--trial", help="Export this trial number."),
+    best: bool = typer.Option(False, "--best", help="Export the most accurate feasible Pareto trial."),
+    budget: Optional[str] = typer.Option(None, "--budget", help="With --best: a tighter latency budget, e.g. 5ms."),
+    fmt: str = typer.Option("onnx", "--format", "-f", help="onnx or openvino (IR: .xml + .bin)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o",
+                                           help="Output folder (default: RUN_DIR/exports/trial_NNNN-FORMAT)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),
+) -> None:
+    """Write a trial's deployable model and its model card; re-check its accuracy on the exported file."""
+    _export(**locals())
+
+
+@_guard
+def _export(**kw: Any) -> None:
+    from autocompress.export import FORMATS, export_trial, load_run, select_trial
+
+    if kw["fmt"] not in FORMATS:
+        raise BadInputError(f"unknown format {kw['fmt']!r}; use one of {', '.join(FORMATS)}")
+    budget_ms = parse_budget(kw["budget"]) if kw["budget"] else None
+    out_dir = kw["out_dir"]
+    if out_dir is None:
+        _, trials = load_run(kw["run_dir"])
+        row = select_trial(trials, trial=kw["trial"], best=kw["best"], budget_ms=budget_ms)
+        out_dir = kw["run_dir"] / "exports" / f"trial_{int(row['number']):04d}-{kw['fmt']}"
+    with err.status("exporting, re-checking accuracy on the exported file, timing it here"):
+        result = export_trial(kw["run_dir"], out_dir=out_dir, fmt=kw["fmt"], trial=kw["trial"], best=kw["best"],
+                              budget_ms=budget_ms, overwrite=kw["overwrite"])  # fmt: skip
+    card = result.card
+    p, m = card["predicted"], card["measured_here"]
+    est = " ESTIMATED" if p["source"] == "estimated" else ""
+    out.print(f"exported trial {card['run']['trial']} ({card['format']}) to {result.out_dir}/", highlight=False)
+    out.print(f"  files: {', '.join(card['files'])} ({format_bytes(card['size_bytes'])}), model_card.md, "
+              "model_card.json", highlight=False)  # fmt: skip
+    acc = card["accuracy"]
+    same = "matches the trials table" if acc["test"] == acc["test_in_trials_table"] else (
+        f"trials table {100 * acc['test_in_trials_table']:.2f}% with ONNX Runtime, within the allowed "
+        f"{100 * acc['allowed_difference']:.1f} points")  # fmt: skip
+    out.print(f"  test accuracy {100 * acc['test']:.2f}% ({acc['measured_with']}; {same})", highlight=False)
+    out.print(f"  predicted on {p['target']}: {format_ms(p['latency_ms'])}{est}; measured here: "
+              f"{format_ms(m['median_ms'])} ({m['runtime']} {m['runtime_version']}, 1 thread)", highlight=False)  # fmt: skip
+
+
+@app.command()
+def explore(
+    run_dir: Optional[Path] = typer.Argument(None, help="Open this run (default: pick one in --runs-dir)."),
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Folder of run directories to pick from."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback unless told otherwise)."),
+    port: int = typer.Option(8501, "--port", help="Port to serve on."),
+) -> None:
+    """Open the Streamlit Pareto explorer over run directories."""
+    _explore(run_dir, runs_dir, host, port)
+
+
+@_guard
+def _explore(run_dir: Optional[Path], runs_dir: Path, host: str, port: int) -> None:
+    from autocompress.exceptions import RunDirError
+
+    try:
+        import streamlit  # noqa: F401
+    except ImportError:
+        raise BadInputError("the explorer needs Streamlit: pip install 'autocompress[app]'") from None
+    if run_dir is not None and not run_dir.is_dir():
+        raise RunDirError(f"run directory {run_dir} does not exist")
+    if not 0 < port < 65536:
+        raise BadInputError(f"--port must be between 1 and 65535; got {port}")
+    from autocompress.app import EXPLORER
+
+    env = {**os.environ, "AUTOCOMPRESS_RUNS_DIR": str((run_dir.parent if run_dir else runs_dir).resolve())}
+    if run_dir is not None:
+        env["AUTOCOMPRESS_RUN"] = str(run_dir.resolve())
+    cmd = [sys.executable, "-m", "streamlit", "run", str(EXPLORER), "--server.headless", "true",
+           "--server.address", host, "--server.port", str(port), "--browser.gatherUsageStats", "false",
+           "--global.developmentMode", "false", "--client.toolbarMode", "minimal"]  # fmt: skip
+    out.print(f"explorer: http://{host}:{port}  (Ctrl-C to stop)", highlight=False)
+    sys.stdout.flush()
+    # become the Streamlit server (exec, not a child): signals reach it, nothing is left orphaned
+    os.execve(sys.executable, cmd, env)
+
+
 # --------------------------------------------------------------------------- data
 
 

@@ -24,3 +24,19 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, code: int, *fragmen
     assert len(lines) == 1, proc.stderr
     for frag in fragments:
         assert frag in lines[0], (frag, lines[0])
+
+
+def tiny_mid_budget_us() -> float:
+    """A latency budget (µs) half-way between the tiny space's smallest and largest network on
+    the measured CPU table."""
+    from autocompress.arch import block_precisions, plan
+    from autocompress.hardware.predict import predict
+    from autocompress.hardware.targets import get_target
+    from autocompress.space import load_space
+
+    space, table = load_space("tiny"), get_target("cpu").table
+    lat = []
+    for cand in (space.smallest(), space.largest()):
+        blocks = plan(cand, space, 1, 10)
+        lat.append(predict(table, blocks, block_precisions(cand, space, blocks)).latency_ms)
+    return 1000 * (lat[0] + lat[1]) / 2

@@ -1,0 +1,400 @@
+"""Ship a trial: copy its deployed ONNX file (or convert it to OpenVINO IR), re-measure the
+exported file's test accuracy, time it on this machine, and write a model card.
+
+    out/
+      trial_NNNN.onnx                  (--format onnx), or
+      trial_NNNN.xml + trial_NNNN.bin  (--format openvino)
+      model_card.md, model_card.json
+
+Everything is written into a temporary folder beside ``out`` and renamed into place only once
+the exported file's accuracy matched the trials table, so a failed export leaves nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from autocompress import __version__
+from autocompress.exceptions import AutoCompressError, BadInputError, RunDirError
+from autocompress.results import load_trials, read_config
+from autocompress.units import format_bytes, format_ms
+
+FORMATS = ("onnx", "openvino")
+RUNTIME_OF = {"onnx": "onnxruntime", "openvino": "openvino"}
+# The ONNX export is the very file the search scored with the very runtime: it must agree
+# exactly. OpenVINO runs the same graph with its own int8 kernels, which may round a few
+# borderline samples differently; more than this share of the test split is a real difference.
+TOLERANCE = {"onnx": 0.0, "openvino": 0.005}
+
+
+class ExportMismatchError(AutoCompressError):
+    """The exported file's accuracy is not the one the trials table recorded."""
+
+
+@dataclass(frozen=True)
+class Export:
+    out_dir: Path
+    files: tuple[Path, ...]  # the model's files (the .xml first for OpenVINO)
+    card: dict[str, Any]
+
+    @property
+    def model_path(self) -> Path:
+        return self.files[0]
+
+
+def load_run(run_dir: str | Path) -> tuple[dict[str, Any], pd.DataFrame]:
+    """The run's configuration and trials table; a missing or corrupt run is a RunDirError."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunDirError(f"run directory {run_dir} does not exist")
+    config = read_config(run_dir)
+    trials = load_trials(run_dir)
+    if "number" not in trials or "state" not in trials:
+        raise RunDirError(f"{run_dir / 'trials.parquet'} is not a trials table (no number/state columns)")
+    return config, trials
+
+
+def trial_model(run_dir: Path, row: pd.Series) -> Path:
+    """The deployed file of a completed trial (found in the run's models/ even if the run moved)."""
+    number = int(row["number"])
+    local = run_dir / "models" / f"trial_{number:04d}.onnx"
+    if local.is_file():
+        return local
+    recorded = row.get("model_path")
+    if isinstance(recorded, str) and Path(recorded).is_file():
+        return Path(recorded)
+    raise RunDirError(f"trial {number}'s model is missing ({local} does not exist)")
+
+
+def select_trial(
+    trials: pd.DataFrame, *, trial: int | None = None, best: bool = False, budget_ms: float | None = None
+) -> pd.Series:
+    """One completed trial: by number, or the most accurate (validation accuracy, as the search
+    chose) feasible Pareto trial, optionally within a tighter ``budget_ms``."""
+    if (trial is None) == (not best):
+        raise BadInputError("pass exactly one of --trial N or --best")
+    if budget_ms is not None and not best:
+        raise BadInputError("--budget selects among the Pareto set; use it with --best")
+    if trial is not None:
+        rows = trials[trials["number"] == trial]
+        if rows.empty:
+            numbers = trials["number"]
+            have = f"trials {int(numbers.min())}-{int(numbers.max())}" if len(numbers) else "no trials"
+            raise BadInputError(f"the run has no trial {trial} (it has {have})")
+        row = rows.iloc[0]
+        if row["state"] != "COMPLETE":
+            why = row.get("error")
+            why = f": {why}" if isinstance(why, str) and why else ""
+            raise BadInputError(f"trial {trial} did not complete (state {row['state']}{why}); nothing to export")
+        return row
+    done = trials[(trials["state"] == "COMPLETE") & trials["feasible"].astype(bool) & trials["pareto"].astype(bool)]
+    if budget_ms is not None:
+        done = done[done["latency_ms"] <= budget_ms]
+    if done.empty:
+        within = f" within {format_ms(budget_ms)}" if budget_ms is not None else ""
+        raise BadInputError(f"no feasible Pareto trial{within} in this run; nothing to export")
+    return done.sort_values(["val_accuracy", "latency_ms"], ascending=[False, True]).iloc[0]
+
+
+def export_trial(
+    run_dir: str | Path,
+    *,
+    out_dir: str | Path,
+    fmt: str = "onnx",
+    trial: int | None = None,
+    best: bool = False,
+    budget_ms: float | None = None,
+    overwrite: bool = False,
+    latency_reps: int = 100,
+) -> Export:
+    """Export one trial of a run (see the module docstring).
+
+    Raises:
+        BadInputError: unknown format, missing/failed trial, existing ``out_dir``.
+        RunDirError: missing or corrupt run directory.
+        ExportMismatchError: the exported file's test accuracy differs from the trials table.
+    """
+    if fmt not in FORMATS:
+        raise BadInputError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    run_dir = Path(run_dir)
+    out_dir = Path(out_dir)
+    config, trials = load_run(run_dir)
+    row = select_trial(trials, trial=trial, best=best, budget_ms=budget_ms)
+    source = trial_model(run_dir, row)
+    if out_dir.exists() and not overwrite and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise BadInputError(f"{out_dir} already exists and is not empty; pass --overwrite or another --out")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".tmp"))
+    try:
+        stem = f"trial_{int(row['number']):04d}"
+        files = _write_model(source, tmp, stem, fmt)
+        card = model_card(run_dir, config, row, files, fmt, latency_reps=latency_reps)
+        (tmp / "model_card.json").write_text(json.dumps(card, indent=2, default=_jsonable) + "\n")
+        (tmp / "model_card.md").write_text(render_card(card))
+        _replace_dir(tmp, out_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return Export(out_dir, tuple(out_dir / f.name for f in files), card)
+
+
+def _write_model(source: Path, folder: Path, stem: str, fmt: str) -> list[Path]:
+    if fmt == "onnx":
+        dst = folder / f"{stem}.onnx"
+        shutil.copyfile(source, dst)
+        return [dst]
+    from autocompress.runtime import _openvino
+
+    ov = _openvino()
+    # convert from the ONNX file: its QuantizeLinear/DequantizeLinear pairs become OpenVINO
+    # FakeQuantize nodes, so int8 stages stay int8; keep fp32 weights as they are (no fp16
+    # compression, which would change the predictions)
+    model = ov.convert_model(str(source))
+    xml = folder / f"{stem}.xml"
+    ov.save_model(model, str(xml), compress_to_fp16=False)
+    return [xml, xml.with_suffix(".bin")]
+
+
+def _replace_dir(tmp: Path, out_dir: Path) -> None:
+    if out_dir.exists():
+        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+        os.replace(out_dir, old)
+        os.replace(tmp, out_dir)
+        shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
+    else:
+        os.replace(tmp, out_dir)
+
+
+def evaluate_exported(
+    files: list[Path], fmt: str, config: dict[str, Any], resolution: int
+) -> tuple[float, np.ndarray, int]:
+    """Test accuracy of the exported file, with the runtime it is meant for, on the run's own
+    test split (same data set, subset and seed). Returns (accuracy, predictions, n)."""
+    from autocompress.data import load_dataset
+    from autocompress.runtime import runner
+
+    ds = config.get("dataset") or {}
+    data = load_dataset(ds.get("spec") or ds.get("name"), subset=ds.get("subset"), seed=int(config.get("seed", 0)))
+    if ds.get("fingerprint") and data.fingerprint != ds["fingerprint"]:
+        raise ExportMismatchError(
+            f"the data set found here is not the one the run used (fingerprint {data.fingerprint} "
+            f"!= {ds['fingerprint']}); cannot check the exported file's accuracy"
+        )
+    x, y = data.split("test", resolution)
+    run = runner(files[0], runtime=RUNTIME_OF[fmt], threads=os.cpu_count() or 1)
+    xs = x.numpy().astype(np.float32, copy=False)
+    preds = np.concatenate([run(xs[i : i + 500]).argmax(1) for i in range(0, len(xs), 500)])
+    return float((preds == y.numpy()).mean()), preds, len(y)
+
+
+def model_card(
+    run_dir: Path, config: dict[str, Any], row: pd.Series, files: list[Path], fmt: str, *, latency_reps: int = 100
+) -> dict[str, Any]:
+    """Measure the exported file and describe it. Raises ExportMismatchError when its test
+    accuracy is not the trials table's."""
+    from autocompress.runtime import measure_latency, runtime_version
+    from autocompress.space import Candidate
+
+    number = int(row["number"])
+    flat = {k: _py(row[k]) for k in _choice_columns(row)}
+    cand = Candidate.from_flat(flat)
+    accuracy, _, n_test = evaluate_exported(files, fmt, config, cand.resolution)
+    recorded = float(row["test_accuracy"])
+    tol = TOLERANCE[fmt]
+    if abs(accuracy - recorded) > tol + 1e-12:
+        raise ExportMismatchError(
+            f"exported trial {number} ({fmt}) scores {100 * accuracy:.2f}% on the test split, but the "
+            f"trials table records {100 * recorded:.2f}% (allowed difference {100 * tol:.1f} points); "
+            f"nothing was written"
+        )
+    ds = config.get("dataset") or {}
+    channels = int(ds.get("channels", 1))
+    rt = RUNTIME_OF[fmt]
+    timing = measure_latency([files[0]], shape=(1, channels, cand.resolution, cand.resolution), runtime=rt,
+                             threads=1, reps=latency_reps)[0]  # fmt: skip
+    energy = row.get("energy_mj")
+    estimated = bool(config.get("target_estimated"))
+    return {
+        "autocompress_version": __version__,
+        "exported": datetime.now(UTC).isoformat(timespec="seconds"),
+        "run": {"dir": str(run_dir.resolve()), "name": run_dir.resolve().name, "trial": number,
+                "seeded": _py(row.get("seeded")), "pareto": bool(row.get("pareto")),
+                "feasible": bool(row.get("feasible"))},  # fmt: skip
+        "format": fmt,
+        "files": {f.name: {"bytes": f.stat().st_size, "sha256": _sha256(f)} for f in files},
+        "size_bytes": sum(f.stat().st_size for f in files),
+        "dataset": {
+            "name": ds.get("name"),
+            "classes": ds.get("classes"),
+            "split_sizes": ds.get("split_sizes"),
+            "subset": ds.get("subset"),
+            "input": {"shape": ["batch", channels, cand.resolution, cand.resolution], "dtype": "float32",
+                      "range": "[0, 1] pixels (normalisation is inside the model)", "name": "input"},
+            "output": {"name": "logits", "shape": ["batch", len(ds.get("classes") or [])]},
+        },  # fmt: skip
+        "accuracy": {
+            "test": accuracy,
+            "test_samples": n_test,
+            "measured_with": f"{rt} {runtime_version(rt)} on the exported file",
+            "test_in_trials_table": recorded,
+            "allowed_difference": tol,
+            "val_in_trials_table": float(row["val_accuracy"]),
+        },
+        "predicted": {
+            "target": config.get("target"),
+            "latency_ms": float(row["latency_ms"]),
+            "energy_mj": None if energy is None or (isinstance(energy, float) and math.isnan(energy)) else float(energy),
+            "source": "estimated" if estimated else "measured",
+            "source_label": config.get("target_label"),
+            "budget_ms": config.get("budget_ms"),
+        },
+        "measured_here": {
+            "runtime": rt,
+            "runtime_version": runtime_version(rt),
+            "cpu": _cpu_name(),
+            "threads": 1,
+            "batch": 1,
+            "median_ms": timing.median_ms,
+            "p10_ms": timing.p10_ms,
+            "p90_ms": timing.p90_ms,
+            "reps": timing.reps,
+        },
+        "params": int(row["params"]),
+        "macs": int(row["macs"]),
+        "candidate": {"description": row.get("candidate"), "choices": flat,
+                      "kd": {"alpha": cand.kd_alpha, "temperature": cand.kd_temperature,
+                             "finetune_steps": cand.finetune_steps}},  # fmt: skip
+        "search": {"space": (config.get("space") or {}).get("name"), "sampler": config.get("sampler"),
+                   "seed": config.get("seed")},  # fmt: skip
+    }
+
+
+def _choice_columns(row: pd.Series) -> list[str]:
+    fixed = ("resolution", "stem_width", "kd_alpha", "kd_temperature", "finetune_steps")
+    staged = [k for k in row.index if k[:1] == "s" and "_" in k and k.split("_", 1)[0][1:].isdigit()]
+    return [k for k in fixed if k in row.index] + staged
+
+
+def usage_snippet(card: dict[str, Any]) -> str:
+    shape = card["dataset"]["input"]["shape"]
+    c, r = shape[1], shape[2]
+    model = next(iter(card["files"]))
+    if card["format"] == "openvino":
+        return (
+            "import numpy as np\nimport openvino as ov\n\n"
+            f'compiled = ov.Core().compile_model("{model}", "CPU")\n'
+            f"x = np.random.rand(1, {c}, {r}, {r}).astype(np.float32)  # pixels in [0, 1]\n"
+            "logits = compiled(x)[0]\nprint(logits.argmax(1))\n"
+        )
+    return (
+        "import numpy as np\nimport onnxruntime as ort\n\n"
+        f'sess = ort.InferenceSession("{model}", providers=["CPUExecutionProvider"])\n'
+        f"x = np.random.rand(1, {c}, {r}, {r}).astype(np.float32)  # pixels in [0, 1]\n"
+        'logits = sess.run(["logits"], {"input": x})[0]\nprint(logits.argmax(1))\n'
+    )
+
+
+def render_card(card: dict[str, Any]) -> str:
+    p, m, a, d = card["predicted"], card["measured_here"], card["accuracy"], card["dataset"]
+    est = p["source"] == "estimated"
+    tag = " (ESTIMATED, not measured on the device)" if est else " (measured table)"
+    energy = "n/a" if p["energy_mj"] is None else f"{p['energy_mj']:.3f} mJ"
+    kd = card["candidate"]["kd"]
+    classes = d.get("classes") or []
+    lines = [
+        f"# Model card: {card['run']['name']} trial {card['run']['trial']}",
+        "",
+        f"`{card['candidate']['description']}`",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| format | {card['format']} ({', '.join(card['files'])}) |",
+        f"| dataset | {d['name']} ({len(classes)} classes; test split {a['test_samples']} images"
+        f"{', subset ' + str(d['subset']) if d.get('subset') else ''}) |",
+        f"| test accuracy | **{100 * a['test']:.2f}%** — {a['measured_with']} |",
+        f"| test accuracy in the trials table | {100 * a['test_in_trials_table']:.2f}% (ONNX Runtime on the "
+        f"search's file; allowed difference {100 * a['allowed_difference']:.1f} points) |",
+        f"| validation accuracy (search) | {100 * a['val_in_trials_table']:.2f}% |",
+        f"| predicted latency on {p['target']} | {format_ms(p['latency_ms'])}{tag} |",
+        f"| predicted energy on {p['target']} | {energy}{' (ESTIMATED)' if est else ''} |",
+        f"| latency source | {p['source_label']} |",
+        f"| measured latency here | {format_ms(m['median_ms'])} median (p10 {format_ms(m['p10_ms'])}, "
+        f"p90 {format_ms(m['p90_ms'])}; {m['runtime']} {m['runtime_version']}, {m['cpu']}, "
+        f"{m['threads']} thread, batch 1, {m['reps']} runs) |",
+        f"| size | {format_bytes(card['size_bytes'])} ({card['size_bytes']:,} bytes) |",
+        f"| parameters / MACs | {card['params']:,} / {card['macs']:,} |",
+        f"| distillation | alpha {kd['alpha']:g}, temperature {kd['temperature']:g}, "
+        f"{kd['finetune_steps']} fine-tune steps |",
+        "",
+        "## Input and output",
+        "",
+        f"`input`: float32 {d['input']['shape']}, {d['input']['range']}. "
+        f"`logits`: {d['output']['shape']}" + (f", classes {', '.join(map(str, classes))}." if classes else "."),
+        "",
+        "## Run it",
+        "",
+        "```python",
+        usage_snippet(card).rstrip(),
+        "```",
+        "",
+        "## Full candidate",
+        "",
+        "| choice | value |",
+        "|---|---|",
+        *[f"| {k} | {v} |" for k, v in card["candidate"]["choices"].items()],
+        "",
+        f"Exported by autocompress {card['autocompress_version']} on {card['exported']} from "
+        f"`{card['run']['dir']}` (space {card['search']['space']}, sampler {card['search']['sampler']}, "
+        f"seed {card['search']['seed']}).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _py(v: Any) -> Any:
+    """numpy/pandas scalars to plain Python (for JSON and Candidate.from_flat)."""
+    if isinstance(v, np.generic):
+        return v.item()
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return None
+    return v
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, Path):
+        return str(v)
+    return str(v)
+
