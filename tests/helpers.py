@@ -24,3 +24,14 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, code: int, *fragmen
     assert len(lines) == 1, proc.stderr
     for frag in fragments:
         assert frag in lines[0], (frag, lines[0])
+
+
+def micro_space_text() -> str:
+    """The tiny space trained for two epochs (10 steps on a 300-image subset), fine-tune off:
+    its supernet trains in seconds and a trial takes about one (crash and bad-input tests)."""
+    text = (ROOT / "search_spaces" / "tiny.yaml").read_text()
+    for old, new in (("epochs: 3", "epochs: 2"), ("finetune_steps: [0, 20]", "finetune_steps: [0]"),
+                     ("name: tiny", "name: micro")):  # fmt: skip
+        assert old in text, old
+        text = text.replace(old, new)
+    return text
