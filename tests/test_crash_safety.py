@@ -9,6 +9,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -25,7 +26,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 MICRO = micro_space_text()
 KILLS = 5
-TRIALS = 8
+TRIALS = 6
 
 
 def _cmd() -> list[str]:
@@ -96,34 +97,60 @@ def _assert_valid_run_dir(run_dir: Path) -> None:
     if (run_dir / "trials.parquet").exists():
         trials = pd.read_parquet(run_dir / "trials.parquet")
         assert trials["number"].is_unique
-    if (run_dir / "pareto.csv").exists():
-        pd.read_csv(run_dir / "pareto.csv") if (run_dir / "pareto.csv").stat().st_size > 1 else None
+    if (run_dir / "pareto.csv").exists() and (run_dir / "pareto.csv").stat().st_size > 1:
+        assert "number" in pd.read_csv(run_dir / "pareto.csv")
     for model in (run_dir / "models").glob("trial_*.onnx"):
         onnx.checker.check_model(onnx.load(str(model)))
 
 
+def _run_and_kill(args: list[str], env: dict[str, str], anchor: str, delay: float) -> bool:
+    """Start a search; SIGKILL it ``delay`` seconds after the start (``anchor="start"``) or after
+    its first completed trial (``"trial"``). True if it was killed, False if it ended first."""
+    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    first_trial = threading.Event()
+
+    def drain() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("trial "):
+                first_trial.set()
+        first_trial.set()  # ended
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    if anchor == "trial":
+        first_trial.wait(timeout=300)
+    try:
+        proc.wait(timeout=delay)
+        killed = False
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        killed = True
+    reader.join(timeout=10)
+    return killed
+
+
 def test_sigkill_at_random_moments_loses_no_completed_trial(micro, tmp_path) -> None:
+    """Kills alternate between a random moment of the start-up (imports, data, supernet, study)
+    and a random moment after the first trial of that process (trials, exports, result writes)."""
     space, env = micro
     run_dir = tmp_path / "run"
     rng = random.Random(9)
     kept: dict[int, tuple[float, ...]] = {}
     kills = []
-    for _ in range(KILLS):
+    for i in range(KILLS):
         resume = ["--resume"] if (run_dir / "study.db").is_file() else []
-        proc = subprocess.Popen(_search_args(space, run_dir, *resume), cwd=ROOT, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-        delay = rng.uniform(3.0, 15.0)
-        try:
-            proc.wait(timeout=delay)  # finished before the kill: fine, the loop goes on
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
+        anchor = "start" if i % 2 else "trial"
+        delay = rng.uniform(2.0, 10.0) if anchor == "start" else rng.uniform(0.0, 3.0)
+        killed = _run_and_kill(_search_args(space, run_dir, *resume), env, anchor, delay)
         now = _completed(run_dir)
-        kills.append((round(delay, 1), len(now)))
+        kills.append((anchor, round(delay, 1), killed, len(now)))
         for number, values in kept.items():  # nothing completed earlier was lost or changed
             assert now.get(number) == values, (number, values, now.get(number), kills)
         kept = now
         _assert_valid_run_dir(run_dir)
+    assert sum(k[2] for k in kills) >= KILLS - 1, kills  # the kills really interrupted runs
 
     final = subprocess.run(_search_args(space, run_dir, "--resume"), cwd=ROOT, env=env,
                            capture_output=True, text=True, timeout=600)  # fmt: skip
@@ -141,7 +168,7 @@ def test_sigkill_at_random_moments_loses_no_completed_trial(micro, tmp_path) -> 
     for path in trials[trials["state"] == "COMPLETE"]["model_path"]:
         assert Path(path).is_file()
     assert not _temp_files(run_dir)  # a resume clears what the kills left
-    print(f"kills (delay s, completed trials after it): {kills}")
+    print(f"kills (anchor, delay s, killed, completed trials after it): {kills}")
 
 
 WRITER = """
