@@ -12,6 +12,7 @@ table (``benchmarks/results/bad_input.md``).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -392,6 +393,7 @@ OBSERVED: list[str] = []
 
 def _observe(case_id: str, proc: subprocess.CompletedProcess, tmp: Path) -> None:
     argv = " ".join(str(a) for a in proc.args[len(autocompress_cmd()):]).replace(str(tmp), "$TMP")
+    argv = re.sub(r"\S*/micro\.yaml", "micro.yaml", argv)
     line = " / ".join(stderr_lines(proc)[:3]).replace("|", "\\|") or "(nothing)"
     OBSERVED.append(f"| {case_id} | `autocompress {argv}` | {proc.returncode} | {line.replace(str(tmp), '$TMP')} |")
 
