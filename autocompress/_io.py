@@ -2,23 +2,82 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from autocompress.exceptions import WriteError
+
+# OSErrors that mean "this place cannot take the file", not "the program is wrong".
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EFBIG}
+
+
+def storage_error(exc: BaseException) -> str | None:
+    """Why ``exc`` is a full or read-only storage ("No space left on device"), else None.
+
+    Libraries report it differently: OSError with an errno, pyarrow and torch with the text only,
+    SQLite as "database or disk is full".
+    """
+    if isinstance(exc, OSError) and exc.errno in _STORAGE_ERRNOS:
+        return exc.strerror or os.strerror(exc.errno)
+    text = str(exc)
+    for needle, why in (("No space left on device", "No space left on device"),
+                        ("database or disk is full", "No space left on device"),
+                        ("Disk quota exceeded", "Disk quota exceeded"),
+                        ("Read-only file system", "Read-only file system"),
+                        ("attempt to write a readonly database", "Read-only file system"),
+                        ("file write failed", "write failed (disk full?)")):  # fmt: skip
+        if needle in text:
+            return why
+    return None
+
+
+def ensure_writable_dir(folder: str | Path, what: str = "output folder") -> Path:
+    """Check, before any long work, that files can be written in ``folder`` (or, when it does not
+    exist yet, in its nearest existing parent, where it would be created). Leaves nothing behind.
+
+    Raises:
+        WriteError: naming the folder and the reason (read-only, no permission, disk full).
+    """
+    folder = Path(folder)
+    probe_dir = folder
+    while not probe_dir.exists() and probe_dir != probe_dir.parent:
+        probe_dir = probe_dir.parent
+    try:
+        if not probe_dir.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, f"{probe_dir} is not a folder")
+        fd, probe = tempfile.mkstemp(dir=probe_dir, prefix=".write-test.", suffix=".tmp")
+        try:
+            os.write(fd, b"x")
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as exc:
+        raise WriteError(f"cannot write to {what} {folder}: {exc.strerror or exc}") from None
+    return folder
+
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it over ``path`` only if the block succeeds."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise WriteError(f"cannot write {path}: {exc.strerror or exc}") from None
     os.close(fd)
     try:
         yield Path(tmp)
         os.replace(tmp, path)
+    except Exception as exc:
+        why = storage_error(exc)
+        if why is None:
+            raise
+        raise WriteError(f"cannot write {path}: {why}") from exc
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

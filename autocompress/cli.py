@@ -26,6 +26,7 @@ from rich.progress import (
 from rich.table import Table
 
 from autocompress import __version__
+from autocompress._io import ensure_writable_dir
 from autocompress.exceptions import AutoCompressError, BadInputError
 from autocompress.units import format_bytes, format_ms, parse_budget, parse_size
 
@@ -46,10 +47,20 @@ _state = {"debug": False}
 
 
 def _fail(exc: BaseException, code: int = 2) -> None:
+    """One line on stderr and ``code``; under ``--debug`` the full traceback first, same code."""
     if _state["debug"]:
-        raise exc
-    err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
+    err.print(f"[bold red]error:[/] {_one_line(exc)}", highlight=False, soft_wrap=True, markup=True)
     raise typer.Exit(code)
+
+
+def _one_line(exc: BaseException) -> str:
+    """The message on a single line (a message quoting a file's text may hold newlines)."""
+    from rich.markup import escape
+
+    return escape(" ".join(str(exc).split()) or type(exc).__name__)
 
 
 def _guard(fn: Any) -> Any:
@@ -112,9 +123,10 @@ def search(
 
 @_guard
 def _search(**kw: Any) -> None:
+    budget_ms = parse_budget(kw["budget"])
+    _check_search_input(kw)  # a typo costs a second, not the import of torch and a training
     from autocompress.search import Hooks, SearchConfig, run_search
 
-    budget_ms = parse_budget(kw["budget"])
     cfg = SearchConfig(
         target=kw["target"],
         budget_ms=budget_ms,
@@ -176,6 +188,17 @@ def _search(**kw: Any) -> None:
     with progress:
         outcome = run_search(cfg, hooks)
     _print_outcome(outcome)
+
+
+def _check_search_input(kw: dict[str, Any]) -> None:
+    """The cheap checks of a search's input (run_search repeats them): size, target, space."""
+    from autocompress.hardware.targets import get_target
+    from autocompress.space import load_space
+
+    if kw.get("max_size"):
+        parse_size(kw["max_size"])
+    get_target(kw["target"]).table  # noqa: B018 - loads and validates the table
+    load_space(kw.get("space"))
 
 
 def _print_outcome(outcome: Any) -> None:
@@ -280,6 +303,7 @@ def _profile(**kw: Any) -> None:
     name = kw["name"] or DEFAULT_NAMES[kw["runtime"]]
     folder = kw["out_dir"] or TABLES_DIR / name
     sp = load_space(kw["space"])
+    ensure_writable_dir(folder, "table folder")  # before minutes of measuring, not after
     progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=out)  # fmt: skip
     with progress:
@@ -325,6 +349,7 @@ def _validate_latency(**kw: Any) -> None:
     t = get_target(kw["target"])
     sp = load_space(kw["space"])
     folder = kw["out_dir"] or Path("runs") / "validate-latency" / f"{t.name}-{kw['precision']}"
+    ensure_writable_dir(folder)  # before minutes of timing, not after
     progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=out)  # fmt: skip
     with progress:
@@ -526,21 +551,37 @@ def _data_download(dest: Optional[Path], url: str) -> None:
     out.print(f"Fashion-MNIST downloaded to {folder}")
 
 
+def _is_usage_error(exc: BaseException) -> bool:
+    """A command-line usage error (missing option, bad value, unknown verb) from typer's click."""
+    return any(c.__name__ == "ClickException" for c in type(exc).__mro__) and hasattr(exc, "format_message")
+
+
 def run() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: exit 0, 2 (bad input), 3 (no candidate met the budget),
+    130 (interrupted) or 1 (a bug; ``--debug`` shows its traceback)."""
     os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
     try:
-        app()
+        code = app(standalone_mode=False)
     except SystemExit:
         raise
-    except BaseException:
+    except BaseException as exc:
+        if _is_usage_error(exc):
+            if type(exc).__name__ == "NoArgsIsHelpError":  # bare 'autocompress': the help, as before
+                out.print(exc.format_message(), highlight=False, markup=False)  # type: ignore[attr-defined]
+                sys.exit(2)
+            ctx = getattr(exc, "ctx", None)
+            where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            err.print(f"[bold red]error:[/] {_one_line(Exception(exc.format_message()))}{where}",  # type: ignore[attr-defined]
+                      highlight=False, soft_wrap=True)  # fmt: skip
+            sys.exit(getattr(exc, "exit_code", 2))
+        if type(exc).__name__ == "Abort":  # Ctrl-C at a prompt
+            sys.exit(130)
         if _state["debug"]:
             raise
-        err.print("[bold red]internal error[/] (a bug): rerun with --debug for the traceback", highlight=False)
-        import traceback
-
-        traceback.print_exc(limit=1, file=sys.stderr)
+        err.print(f"[bold red]internal error[/] (a bug): {type(exc).__name__}: {_one_line(exc)}; "
+                  "rerun with --debug for the traceback", highlight=False, soft_wrap=True)  # fmt: skip
         sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from autocompress._io import ensure_writable_dir
 from autocompress.exceptions import DatasetError
 
 SPLITS = ("train", "calib", "val", "test")
@@ -367,8 +368,15 @@ def download_fashion_mnist(
     Each file is written to a temporary name and renamed only once its checksum matches, so an
     interrupted download never leaves a file that looks complete.
     """
+    scheme = base_url.split(":", 1)[0].lower() if ":" in base_url else ""
+    if scheme not in ("http", "https", "file"):
+        raise DatasetError(f"--url must be an http://, https:// or file:// address; got {base_url!r}")
     dest = Path(dest) if dest is not None else cache_dir() / "fashion-mnist"
-    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DatasetError(f"cannot create {dest}: {exc.strerror or exc}") from None
+    ensure_writable_dir(dest, "download folder")
     checksums = FASHION_MD5 if checksums is None else checksums
     for stem in FASHION_FILES.values():
         name = f"{stem}.gz"

@@ -29,6 +29,10 @@ class RunDirError(BadInputError):
     """A run directory is missing, unwritable or belongs to another search."""
 
 
+class WriteError(BadInputError):
+    """A file or folder cannot be written: read-only file system, no permission, disk full."""
+
+
 class RuntimeUnavailableError(AutoCompressError):
     """An inference runtime the command needs is not installed or cannot run here."""
 

@@ -5,6 +5,7 @@ that other backends can reuse the same evaluation.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -20,6 +21,7 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from autocompress import __version__
+from autocompress._io import storage_error
 from autocompress.compress import check_supported
 from autocompress.data import load_dataset
 from autocompress.evaluate import Evaluator
@@ -30,6 +32,7 @@ from autocompress.exceptions import (
     InfeasibleBudgetError,
     RunDirError,
     TargetError,
+    WriteError,
 )
 from autocompress.hardware.targets import get_target
 from autocompress.results import (
@@ -118,6 +121,7 @@ def run_search(cfg: SearchConfig, hooks: Hooks | None = None) -> SearchOutcome:
         raise BadInputError(f"--trials must be at least 1; got {cfg.trials}")
     if cfg.timeout_s is not None and not (cfg.timeout_s > 0 and math.isfinite(cfg.timeout_s)):
         raise BadInputError(f"--timeout must be a positive number of seconds; got {cfg.timeout_s}")
+    make_sampler(cfg.sampler, cfg.seed)  # an unknown sampler fails now, not after training
     target = get_target(cfg.target)
     table = target.table  # validates the whole table now, not mid-search
     space = load_space(cfg.space)
@@ -130,10 +134,10 @@ def run_search(cfg: SearchConfig, hooks: Hooks | None = None) -> SearchOutcome:
             f"{', '.join(table.device.precisions)}"
         )
     space_fp = f"{space.arch_fingerprint()}-{space.size()}"
-    run_dir = _prepare_run_dir(cfg, target.name, space_fp)
-
+    # the data first: a missing data set must not leave an empty run directory behind
     data = load_dataset(cfg.dataset or space.model.dataset, data_dir=cfg.data_dir,
                         subset=cfg.subset, seed=cfg.seed)  # fmt: skip
+    run_dir = _prepare_run_dir(cfg, target.name, space_fp)
     t0 = time.perf_counter()
     if hooks.supernet_start:
         hooks.supernet_start(False)
@@ -168,12 +172,16 @@ def run_search(cfg: SearchConfig, hooks: Hooks | None = None) -> SearchOutcome:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    study = optuna.create_study(
-        study_name=STUDY_NAME,
-        storage=storage_url(run_dir),
-        directions=list(DIRECTIONS),
-        load_if_exists=True,
-    )
+    try:
+        study = optuna.create_study(
+            study_name=STUDY_NAME,
+            storage=storage_url(run_dir),
+            directions=list(DIRECTIONS),
+            load_if_exists=True,
+        )
+    except Exception as exc:  # SQLAlchemy's or Optuna's: the file is not a study we can open
+        why = storage_error(exc) or " ".join(str(exc).split())[:200]
+        raise RunDirError(f"cannot open the study {run_dir / STUDY_FILE}: {why}") from exc
     study.set_metric_names(list(METRICS))
     # Reseed on resume so a seeded sampler does not replay the trials it already proposed.
     study.sampler = make_sampler(cfg.sampler, cfg.seed + len(study.trials))
@@ -189,10 +197,20 @@ def run_search(cfg: SearchConfig, hooks: Hooks | None = None) -> SearchOutcome:
 
     evaluator = Evaluator(space=space, data=data, supernet=supernet, target=target,
                           models_dir=run_dir / "models", supernet_key=report.key, seed=cfg.seed)  # fmt: skip
-    (run_dir / "models").mkdir(exist_ok=True)
-    new = _optimize(study, space, evaluator, cfg, config, run_dir, hooks)
-
-    trials = write_results(run_dir, study, config)
+    try:
+        (run_dir / "models").mkdir(exist_ok=True)
+        new = _optimize(study, space, evaluator, cfg, config, run_dir, hooks)
+        trials = write_results(run_dir, study, config)
+    except Exception as exc:  # a full or read-only disk: say so, and how to continue
+        why = str(exc) if isinstance(exc, WriteError) else storage_error(exc)
+        if why is None:
+            raise
+        if not isinstance(exc, WriteError):
+            why = f"cannot write to run directory {run_dir}: {why}"
+        raise WriteError(
+            f"{why}; the trials completed so far are kept in {run_dir / STUDY_FILE}: free some space, "
+            "then continue with --resume"
+        ) from exc
     front = pareto_frame(trials)
     outcome = SearchOutcome(run_dir, config, trials, front, new, cached, supernet_seconds)
     done = trials[trials["state"] == "COMPLETE"] if not trials.empty else trials
@@ -248,6 +266,10 @@ def _optimize(
             write_results(run_dir, study, config)
             raise
         except Exception as exc:  # a broken candidate must not end an hours-long search
+            if storage_error(exc) is not None:  # ... but a full disk fails every later one too
+                with contextlib.suppress(Exception):
+                    study.tell(trial, state=TrialState.FAIL)
+                raise
             failures += 1
             trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:500])
             study.tell(trial, state=TrialState.FAIL)
@@ -294,6 +316,7 @@ def _prepare_run_dir(cfg: SearchConfig, target: str, space_fp: str) -> Path:
         if not (run_dir / STUDY_FILE).is_file():
             raise RunDirError(f"cannot resume: {run_dir} holds no study ({STUDY_FILE} is missing)")
         old = read_config(run_dir)
+        _check_version(run_dir, old)
         now = {"target": target, "budget_ms": cfg.budget_ms, "space_fingerprint": space_fp, "seed": cfg.seed}
         for key in RESUME_KEYS:
             if key in old and old[key] != now[key]:
@@ -301,6 +324,11 @@ def _prepare_run_dir(cfg: SearchConfig, target: str, space_fp: str) -> Path:
                     f"cannot resume {run_dir}: it was started with {key}={old[key]!r}, "
                     f"not {now[key]!r}; pass the same settings or start a new run"
                 )
+        _remove_stale_temp_files(run_dir)
+        with open(run_dir / STUDY_FILE, "rb") as fh:
+            if fh.read(16) != b"SQLite format 3\x00":
+                raise RunDirError(f"cannot resume {run_dir}: {STUDY_FILE} is not an SQLite database "
+                                  "(truncated or overwritten)")  # fmt: skip
     else:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         run_dir = cfg.run_dir or cfg.runs_root / f"{target}-{cfg.budget_ms:g}ms-{stamp}"
@@ -316,6 +344,27 @@ def _prepare_run_dir(cfg: SearchConfig, target: str, space_fp: str) -> Path:
     except OSError as exc:
         raise RunDirError(f"cannot write to run directory {run_dir}: {exc.strerror or exc}") from None
     return run_dir
+
+
+def _remove_stale_temp_files(run_dir: Path) -> None:
+    """Temporary files a killed run left (the real files beside them are whole: see _io)."""
+    for pattern in (".*.tmp", "models/.*.tmp", "models/.trial_*.fp32.onnx"):
+        for path in run_dir.glob(pattern):
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
+def _check_version(run_dir: Path, old: dict[str, Any]) -> None:
+    """A run written by another major.minor version may mean something else: refuse to mix."""
+    theirs = str(old.get("autocompress_version", ""))
+    if not theirs:
+        raise RunDirError(f"cannot resume {run_dir}: its config.yaml was not written by autocompress "
+                          "(no autocompress_version)")  # fmt: skip
+    if theirs.split(".")[:2] != __version__.split(".")[:2]:
+        raise RunDirError(
+            f"cannot resume {run_dir}: it was written by autocompress {theirs}, this is {__version__}; "
+            f"start a new run (or resume it with autocompress {theirs})"
+        )
 
 
 def _latest_run(root: Path) -> Path:

@@ -24,6 +24,8 @@ PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
 ARCH_SUFFIXES = ("_depth", "_width", "_kernel", "_expand")  # per-stage architecture dimensions
 SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
 DEFAULT_SPACE = SPACES_DIR / "fashion_mnist.yaml"
+# Beyond these a supernet does not fit in memory or means a typo (a width of 100000).
+MAX_WIDTH, MAX_EXPAND, MAX_KERNEL, MAX_DEPTH = 4096, 16, 15, 32
 
 
 def _choices(values: list[Any], name: str) -> list[Any]:
@@ -59,14 +61,14 @@ class StemSpec(_Strict):
     @classmethod
     def _check(cls, v: list[int]) -> list[int]:
         _choices(v, "stem.width")
-        if min(v) < 1:
-            raise ValueError(f"stem.width must be >= 1, got {v}")
+        if min(v) < 1 or max(v) > MAX_WIDTH:
+            raise ValueError(f"stem.width must be within 1..{MAX_WIDTH}, got {v}")
         return v
 
     @model_validator(mode="after")
     def _geometry(self) -> StemSpec:
-        if self.kernel < 1 or self.kernel % 2 == 0:
-            raise ValueError(f"stem.kernel must be odd and >= 1, got {self.kernel}")
+        if self.kernel < 1 or self.kernel % 2 == 0 or self.kernel > MAX_KERNEL:
+            raise ValueError(f"stem.kernel must be odd and within 1..{MAX_KERNEL}, got {self.kernel}")
         if self.stride not in (1, 2):
             raise ValueError(f"stem.stride must be 1 or 2, got {self.stride}")
         return self
@@ -85,14 +87,14 @@ class StageSpec(_Strict):
     def _check(self) -> StageSpec:
         for name in ("depth", "width", "kernel", "expand"):
             _choices(getattr(self, name), name)
-        if min(self.depth) < 1:
-            raise ValueError(f"depth must be >= 1, got {self.depth}")
-        if min(self.width) < 1:
-            raise ValueError(f"width must be >= 1, got {self.width}")
-        if any(k < 1 or k % 2 == 0 for k in self.kernel):
-            raise ValueError(f"kernel sizes must be odd and >= 1, got {self.kernel}")
-        if min(self.expand) <= 0:
-            raise ValueError(f"expand ratios must be > 0, got {self.expand}")
+        if min(self.depth) < 1 or max(self.depth) > MAX_DEPTH:
+            raise ValueError(f"depth must be within 1..{MAX_DEPTH}, got {self.depth}")
+        if min(self.width) < 1 or max(self.width) > MAX_WIDTH:
+            raise ValueError(f"width must be within 1..{MAX_WIDTH}, got {self.width}")
+        if any(k < 1 or k % 2 == 0 or k > MAX_KERNEL for k in self.kernel):
+            raise ValueError(f"kernel sizes must be odd and within 1..{MAX_KERNEL}, got {self.kernel}")
+        if min(self.expand) <= 0 or max(self.expand) > MAX_EXPAND:
+            raise ValueError(f"expand ratios must be > 0 and <= {MAX_EXPAND}, got {self.expand}")
         if self.stride not in (1, 2):
             raise ValueError(f"stride must be 1 or 2, got {self.stride}")
         if self.prune_ratio is not None:
@@ -188,6 +190,21 @@ class SpaceModel(_Strict):
     stages: list[StageSpec] = Field(min_length=1, max_length=8)
     compression: CompressionSpec = CompressionSpec()
     training: TrainingSpec = TrainingSpec()
+
+    @model_validator(mode="after")
+    def _shape(self) -> SpaceModel:
+        """The strides must leave at least one pixel of the smallest input."""
+        total = self.stem.stride
+        for st in self.stages:
+            total *= st.stride
+        smallest = min(self.input.resolution)
+        if total > smallest:
+            raise ValueError(
+                f"the stem and stage strides downsample {total}x, more than the smallest input "
+                f"resolution {smallest} px allows (the feature map would be under 1 pixel); use larger "
+                "resolutions or fewer stride-2 stages"
+            )
+        return self
 
 
 def _as_bool(v: Any) -> bool:
@@ -413,14 +430,20 @@ def load_space(spec: str | Path | None = None) -> SearchSpace:
     except FileNotFoundError:
         shipped = ", ".join(sorted(p.stem for p in SPACES_DIR.glob("*.yaml")))
         raise SpaceError(f"search space {path} does not exist (shipped spaces: {shipped})") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpaceError(f"cannot read search space {path}: {exc}") from None
+    except IsADirectoryError:
+        raise SpaceError(f"search space {path} is a folder, not a YAML file") from None
+    except UnicodeDecodeError:
+        raise SpaceError(f"search space {path} is not a text file (not UTF-8)") from None
+    except OSError as exc:
+        raise SpaceError(f"cannot read search space {path}: {exc.strerror or exc}") from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise SpaceError(f"search space {path} is not valid YAML{where}") from None
+        problem = getattr(exc, "problem", None)
+        why = f": {' '.join(str(problem).split())}" if problem else ""
+        raise SpaceError(f"search space {path} is not valid YAML{where}{why}") from None
     return space_from_dict(raw, path=path)
 
 

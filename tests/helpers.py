@@ -40,3 +40,14 @@ def tiny_mid_budget_us() -> float:
         blocks = plan(cand, space, 1, 10)
         lat.append(predict(table, blocks, block_precisions(cand, space, blocks)).latency_ms)
     return 1000 * (lat[0] + lat[1]) / 2
+
+
+def micro_space_text() -> str:
+    """The tiny space trained for two epochs (10 steps on a 300-image subset), fine-tune off:
+    its supernet trains in seconds and a trial takes about one (crash and bad-input tests)."""
+    text = (ROOT / "search_spaces" / "tiny.yaml").read_text()
+    for old, new in (("epochs: 3", "epochs: 2"), ("finetune_steps: [0, 20]", "finetune_steps: [0]"),
+                     ("name: tiny", "name: micro")):  # fmt: skip
+        assert old in text, old
+        text = text.replace(old, new)
+    return text
