@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(BIN)/python -m pip install -q -e '.[dev,openvino]'
+	$(BIN)/python -m pip install -q -e '.[dev,openvino,ray,postgres]'
 	touch $@
 
 install: $(VENV)/.installed

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -31,17 +32,31 @@ from autocompress.exceptions import (
     RunDirError,
     TargetError,
 )
+from autocompress.fidelity import FIDELITIES, Halving, evaluate_at_fidelity
 from autocompress.hardware.targets import get_target
 from autocompress.results import (
+    CONFIG_FILE,
     STUDY_FILE,
     STUDY_NAME,
     pareto_frame,
+    pareto_numbers,
     read_config,
-    storage_url,
     write_config,
     write_results,
 )
 from autocompress.space import Candidate, load_space, resolve_space_path
+from autocompress.storage import (
+    WORKER_ATTR,
+    live_foreign_trials,
+    open_storage,
+    redact,
+    requeue_interrupted,
+    resolve_storage,
+    study_exists,
+    worker_alive,
+    worker_id,
+)
+from autocompress.storage import describe as describe_storage
 from autocompress.supernet import load_or_train
 from autocompress.units import format_ms
 
@@ -54,15 +69,28 @@ MAX_CONSECUTIVE_FAILURES = 5
 RESUME_KEYS = ("target", "budget_ms", "space_fingerprint", "seed")
 
 
+SAMPLERS = ("tpe", "nsga2", "gp", "random")
+
+
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
-    """Optuna's own samplers; each reads the budget constraint from ``trial.constraints``."""
+    """Optuna's own samplers, seeded; each reads the budget constraint from ``trial.constraints``
+    (Optuna 5's ``Trial.set_constraint``; the samplers' ``constraints_func`` is deprecated).
+
+    TPE runs with ``constant_liar`` so that workers sharing a study do not propose the
+    candidates other workers are evaluating; alone it changes nothing (no trial is running
+    while it samples).
+    """
     if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=8)
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=8, constant_liar=True)
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=16)
+    if name == "gp":
+        # Optuna's GP-based Bayesian optimisation: log-EHVI over the three objectives, times the
+        # probability of feasibility from a GP per constraint.
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=8)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    raise BadInputError(f"unknown sampler {name!r}; use one of tpe, nsga2, random")
+    raise BadInputError(f"unknown sampler {name!r}; use one of {', '.join(SAMPLERS)}")
 
 
 @dataclass(frozen=True)
@@ -82,6 +110,13 @@ class SearchConfig:
     resume: bool = False
     max_size_bytes: int | None = None
     retrain_supernet: bool = False
+    storage: str | None = None  # None: sqlite in the run dir (or, on --resume, the run's recorded one)
+    fidelity: str = "full"  # full | halving (see autocompress/fidelity.py)
+    eta: int = 3
+    warm_start: Path | None = None
+    backend: str = "local"  # local | ray
+    workers: int = 1
+    address: str | None = None
 
 
 @dataclass
@@ -118,6 +153,7 @@ def run_search(cfg: SearchConfig, hooks: Hooks | None = None) -> SearchOutcome:
         raise BadInputError(f"--trials must be at least 1; got {cfg.trials}")
     if cfg.timeout_s is not None and not (cfg.timeout_s > 0 and math.isfinite(cfg.timeout_s)):
         raise BadInputError(f"--timeout must be a positive number of seconds; got {cfg.timeout_s}")
+    _check_scaling_options(cfg)
     target = get_target(cfg.target)
     table = target.table  # validates the whole table now, not mid-search
     space = load_space(cfg.space)
@@ -131,6 +167,18 @@ def run_search(cfg: SearchConfig, hooks: Hooks | None = None) -> SearchOutcome:
         )
     space_fp = f"{space.arch_fingerprint()}-{space.size()}"
     run_dir = _prepare_run_dir(cfg, target.name, space_fp)
+    old_config = read_config(run_dir) if cfg.resume and (run_dir / CONFIG_FILE).is_file() else {}
+    storage_spec = resolve_storage(
+        cfg.storage or old_config.get("storage", {}).get("url"), run_dir, STUDY_FILE
+    )
+    storage = open_storage(storage_spec)
+    if cfg.resume and not study_exists(storage, STUDY_NAME):
+        raise RunDirError(f"cannot resume: {redact(storage_spec)} holds no autocompress study")
+    if not cfg.resume and study_exists(storage, STUDY_NAME):
+        raise RunDirError(
+            f"{redact(storage_spec)} already holds an autocompress study; pass --resume to join it"
+        )
+    warm = _warm_start_params(cfg.warm_start, space) if cfg.warm_start else []
 
     data = load_dataset(cfg.dataset or space.model.dataset, data_dir=cfg.data_dir,
                         subset=cfg.subset, seed=cfg.seed)  # fmt: skip
@@ -154,6 +202,11 @@ def run_search(cfg: SearchConfig, hooks: Hooks | None = None) -> SearchOutcome:
         "sampler": cfg.sampler,
         "seed": cfg.seed,
         "trials": cfg.trials,
+        "storage": describe_storage(storage_spec),
+        "fidelity": {"mode": cfg.fidelity, **({"eta": cfg.eta} if cfg.fidelity == "halving" else {})},
+        "backend": {"name": cfg.backend, "workers": cfg.workers,
+                    **({"address": cfg.address} if cfg.address else {})},  # fmt: skip
+        **({"warm_start": {"run": str(cfg.warm_start), "candidates": len(warm)}} if cfg.warm_start else {}),
         "space_path": str(resolve_space_path(cfg.space)),
         "space_fingerprint": space_fp,
         "space": space.to_dict(),
@@ -161,7 +214,7 @@ def run_search(cfg: SearchConfig, hooks: Hooks | None = None) -> SearchOutcome:
         "supernet": {**report.__dict__, "cached": cached},
     }
     if cfg.resume:
-        old = read_config(run_dir)
+        old = old_config
         config["created"] = old.get("created", config["created"])
         config["resumed"] = [*old.get("resumed", []), datetime.now(UTC).isoformat(timespec="seconds")]
     write_config(run_dir, config)
@@ -170,27 +223,38 @@ def run_search(cfg: SearchConfig, hooks: Hooks | None = None) -> SearchOutcome:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     study = optuna.create_study(
         study_name=STUDY_NAME,
-        storage=storage_url(run_dir),
+        storage=storage,
         directions=list(DIRECTIONS),
         load_if_exists=True,
     )
     study.set_metric_names(list(METRICS))
-    # Reseed on resume so a seeded sampler does not replay the trials it already proposed.
-    study.sampler = make_sampler(cfg.sampler, cfg.seed + len(study.trials))
+    # Reseed on resume so a seeded sampler does not replay the trials it already proposed; a
+    # worker joining a study others are running also mixes in its pid (same seed, same moment
+    # would otherwise mean the same proposals).
+    salt = os.getpid() if live_foreign_trials(study) else 0
+    study.sampler = make_sampler(cfg.sampler, cfg.seed + len(study.trials) + salt)
     if cfg.resume:
-        _requeue_interrupted(study)
+        requeue_interrupted(study)
     elif not study.trials:
-        # Start from the two ends of the space: the largest (the fp32 teacher, the accuracy
-        # reference every Pareto point is compared with) and the smallest network.
+        # Warm-start candidates (an earlier run's Pareto set) first, then the two ends of the
+        # space: the largest (the fp32 teacher, the accuracy reference every Pareto point is
+        # compared with) and the smallest network.
+        for params, attrs in warm:
+            study.enqueue_trial(params, user_attrs=attrs, skip_if_exists=True)
         sampled = {k for k, v in space.dimensions().items() if len(v) > 1}
         for cand, role in ((space.largest(), "largest"), (space.smallest(), "smallest")):
             params = {k: v for k, v in cand.to_flat().items() if k in sampled}
-            study.enqueue_trial(params, user_attrs={"seeded": role})
+            study.enqueue_trial(params, user_attrs={"seeded": role}, skip_if_exists=True)
 
-    evaluator = Evaluator(space=space, data=data, supernet=supernet, target=target,
-                          models_dir=run_dir / "models", supernet_key=report.key, seed=cfg.seed)  # fmt: skip
     (run_dir / "models").mkdir(exist_ok=True)
-    new = _optimize(study, space, evaluator, cfg, config, run_dir, hooks)
+    if cfg.backend == "ray":
+        from autocompress.ray_backend import run_ray
+
+        new = run_ray(study, storage_spec, space, cfg, config, run_dir, hooks)
+    else:
+        evaluator = Evaluator(space=space, data=data, supernet=supernet, target=target,
+                              models_dir=run_dir / "models", supernet_key=report.key, seed=cfg.seed)  # fmt: skip
+        new = _optimize(study, space, evaluator, cfg, config, run_dir, hooks)
 
     trials = write_results(run_dir, study, config)
     front = pareto_frame(trials)
@@ -215,34 +279,35 @@ def _optimize(
     hooks: Hooks,
 ) -> int:
     """The ask/tell loop; returns how many trials this call completed."""
-    seen: dict[tuple, optuna.trial.FrozenTrial] = {}
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if "candidate" in t.user_attrs:
-            seen.setdefault(_key(t.user_attrs["candidate"]), t)
-
     def completed() -> int:
         return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+
+    def claimed() -> int:
+        # trials other live workers are evaluating count too: N processes with --trials T end
+        # with T completed trials between them, not T each
+        return completed() + live_foreign_trials(study)
 
     start = time.monotonic()
     new = 0
     failures = 0
     if hooks.search_start:
         hooks.search_start(completed(), cfg.trials)
-    while completed() < cfg.trials:
+    while claimed() < cfg.trials:
         if cfg.timeout_s is not None and time.monotonic() - start > cfg.timeout_s:
             break
         trial = study.ask()
+        trial.set_user_attr(WORKER_ATTR, worker_id())
         cand: Candidate = space.sample(trial)
         flat = cand.to_flat()
         trial.set_user_attr("candidate", flat)
         trial.set_user_attr("description", cand.describe())
-        twin = seen.get(_key(flat))
         try:
+            twin = find_twin(study, flat, trial.number)
             if twin is not None:
                 result = dict(twin.user_attrs["result"])
                 trial.set_user_attr("duplicate_of", twin.number)
             else:
-                result = evaluator.evaluate(cand, trial.number).to_dict()
+                result = score_candidate(evaluator, cand, trial.number, study=study, cfg=cfg)
         except (KeyboardInterrupt, CompressionUnavailableError, TargetError):
             study.tell(trial, state=TrialState.FAIL)
             write_results(run_dir, study, config)
@@ -261,39 +326,140 @@ def _optimize(
             continue
         failures = 0
         trial.set_user_attr("result", result)
-        trial.set_constraint("latency", result["latency_ms"] - cfg.budget_ms)
-        if cfg.max_size_bytes is not None:
-            trial.set_constraint("size", result["size_bytes"] - cfg.max_size_bytes)
+        for name, value in constraint_values(result, cfg).items():
+            trial.set_constraint(name, value)
         frozen = study.tell(trial, [result[m] for m in METRICS])
-        seen.setdefault(_key(flat), frozen)
         new += 1
         write_results(run_dir, study, config)
-        if hooks.trial_done:
-            best = max((t.values[0] for t in study.best_trials), default=None)
-            info = {**result, "feasible": frozen.constraints["latency"] <= 0, "description": cand.describe(),
-                    "duplicate_of": frozen.user_attrs.get("duplicate_of")}
-            hooks.trial_done(completed(), trial.number, best, info)
+        report_trial(study, frozen, hooks)
     return new
+
+
+def report_trial(study: optuna.Study, frozen: optuna.trial.FrozenTrial, hooks: Hooks) -> None:
+    """Tell the progress display about a finished trial."""
+    if not hooks.trial_done:
+        return
+    result = frozen.user_attrs["result"]
+    best = best_full_fidelity_accuracy(study)
+    info = {**result, "feasible": frozen.constraints["latency"] <= 0,
+            "description": frozen.user_attrs.get("description", ""),
+            "duplicate_of": frozen.user_attrs.get("duplicate_of")}  # fmt: skip
+    done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    hooks.trial_done(done, frozen.number, best, info)
+
+
+def best_full_fidelity_accuracy(study: optuna.Study) -> float | None:
+    numbers = pareto_numbers(study)
+    return max((t.values[0] for t in study.get_trials(deepcopy=False) if t.number in numbers), default=None)
+
+
+def constraint_values(result: dict[str, Any], cfg: SearchConfig) -> dict[str, float]:
+    """The hard limits, as Optuna constraints (feasible when <= 0)."""
+    out = {"latency": result["latency_ms"] - cfg.budget_ms}
+    if cfg.max_size_bytes is not None:
+        out["size"] = result["size_bytes"] - cfg.max_size_bytes
+    return out
+
+
+def score_candidate(evaluator: Evaluator, cand: Candidate, number: int, *, study: optuna.Study,
+                    cfg: SearchConfig) -> dict[str, Any]:  # fmt: skip
+    """The evaluation both backends run: full fidelity, or successive halving over fine-tune steps."""
+
+    def feasible(result: dict[str, Any]) -> bool:
+        return all(v <= 0 for v in constraint_values(result, cfg).values())
+
+    def rung() -> list[float]:
+        return [
+            float(t.user_attrs["result"]["low_val_accuracy"])
+            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.user_attrs.get("result", {}).get("low_val_accuracy") is not None
+            and t.user_attrs.get("duplicate_of") is None
+            and t.constraints and all(v <= 0 for v in t.constraints.values())
+        ]
+
+    return evaluate_at_fidelity(
+        lambda c: evaluator.evaluate(c, number).to_dict(),
+        cand,
+        halving=Halving(cfg.eta) if cfg.fidelity == "halving" else None,
+        feasible=feasible,
+        rung=rung,
+    )
+
+
+def find_twin(study: optuna.Study, flat: dict[str, Any], number: int,
+              wait_s: float = 900.0) -> optuna.trial.FrozenTrial | None:  # fmt: skip
+    """A trial of the study (any worker's) that already evaluated this candidate.
+
+    When another live worker is evaluating the same candidate right now, wait for its result
+    rather than compute it twice (up to ``wait_s``; after that, or if that worker dies, None).
+    """
+    key = _key(flat)
+    deadline = time.monotonic() + wait_s
+    while True:
+        pending = False
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)):
+            if t.number == number or _key(t.user_attrs.get("candidate", {})) != key:
+                continue
+            if t.state == TrialState.COMPLETE and "result" in t.user_attrs:
+                return t
+            if t.state == TrialState.RUNNING and t.number < number and "duplicate_of" not in t.user_attrs \
+                    and worker_alive(t.user_attrs.get(WORKER_ATTR)) is not False:
+                pending = True
+        if not pending or time.monotonic() > deadline:
+            return None
+        time.sleep(2.0)
 
 
 def _key(flat: dict[str, Any]) -> tuple:
     return tuple(sorted((k, str(v)) for k, v in flat.items()))
 
 
-def _requeue_interrupted(study: optuna.Study) -> None:
-    """Trials left RUNNING by a killed process: mark them failed and queue their params again."""
-    storage = study._storage  # the same storage Optuna's own fail_stale_trials() writes through
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-        study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
+def _check_scaling_options(cfg: SearchConfig) -> None:
+    if cfg.sampler not in SAMPLERS:
+        raise BadInputError(f"unknown sampler {cfg.sampler!r}; use one of {', '.join(SAMPLERS)}")
+    if cfg.fidelity not in FIDELITIES:
+        raise BadInputError(f"--fidelity must be one of {', '.join(FIDELITIES)}; got {cfg.fidelity!r}")
+    if cfg.eta < 2:
+        raise BadInputError(f"--eta must be at least 2; got {cfg.eta}")
+    if cfg.backend not in ("local", "ray"):
+        raise BadInputError(f"--backend must be local or ray; got {cfg.backend!r}")
+    if cfg.workers < 1:
+        raise BadInputError(f"--workers must be at least 1; got {cfg.workers}")
+    if cfg.backend == "local" and (cfg.workers != 1 or cfg.address):
+        raise BadInputError("--workers and --address need --backend ray (or start more processes with --resume)")
+    if cfg.warm_start is not None and not (cfg.warm_start / "pareto.csv").is_file():
+        raise RunDirError(f"cannot warm-start from {cfg.warm_start}: it holds no pareto.csv")
+
+
+def _warm_start_params(run: Path, space: Any) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """The Pareto candidates of an earlier run that this space can express, as enqueue arguments."""
+    try:
+        front = pd.read_csv(run / "pareto.csv")
+    except (OSError, ValueError) as exc:
+        raise RunDirError(f"cannot warm-start from {run}: pareto.csv is unreadable ({exc})") from None
+    dims = space.dimensions()
+    sampled = {k for k, v in dims.items() if len(v) > 1}
+    out = []
+    for _, row in front.iterrows():
+        try:
+            cand = Candidate.from_flat({k: row[k] for k in dims if k in row})
+        except (AutoCompressError, ValueError, TypeError):
+            continue
+        if not space.contains(cand):
+            continue
+        params = {k: v for k, v in cand.to_flat().items() if k in sampled}
+        out.append((params, {"warm_start": f"{run.name}#{int(row['number'])}"}))
+    return out
 
 
 def _prepare_run_dir(cfg: SearchConfig, target: str, space_fp: str) -> Path:
     if cfg.resume:
         run_dir = cfg.run_dir or _latest_run(cfg.runs_root)
-        if not (run_dir / STUDY_FILE).is_file():
-            raise RunDirError(f"cannot resume: {run_dir} holds no study ({STUDY_FILE} is missing)")
-        old = read_config(run_dir)
+        if not (run_dir / STUDY_FILE).is_file() and not (run_dir / CONFIG_FILE).is_file():
+            if cfg.storage is None:
+                raise RunDirError(f"cannot resume: {run_dir} holds no study ({STUDY_FILE} is missing)")
+            # a worker joining a shared study from a fresh run directory
+        old = read_config(run_dir) if (run_dir / CONFIG_FILE).is_file() else {}
         now = {"target": target, "budget_ms": cfg.budget_ms, "space_fingerprint": space_fp, "seed": cfg.seed}
         for key in RESUME_KEYS:
             if key in old and old[key] != now[key]:
@@ -304,7 +470,7 @@ def _prepare_run_dir(cfg: SearchConfig, target: str, space_fp: str) -> Path:
     else:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         run_dir = cfg.run_dir or cfg.runs_root / f"{target}-{cfg.budget_ms:g}ms-{stamp}"
-        if (run_dir / STUDY_FILE).exists():
+        if (run_dir / STUDY_FILE).exists() or (run_dir / CONFIG_FILE).exists():
             raise RunDirError(
                 f"{run_dir} already holds a search; pass --resume to continue it, or another --run-dir"
             )
@@ -319,7 +485,7 @@ def _prepare_run_dir(cfg: SearchConfig, target: str, space_fp: str) -> Path:
 
 
 def _latest_run(root: Path) -> Path:
-    runs = [p for p in root.glob("*") if (p / STUDY_FILE).is_file()] if root.is_dir() else []
+    runs = [p for p in root.glob("*") if (p / CONFIG_FILE).is_file()] if root.is_dir() else []
     if not runs:
         raise RunDirError(f"nothing to resume: no run in {root}; pass --run-dir")
-    return max(runs, key=lambda p: (p / STUDY_FILE).stat().st_mtime)
+    return max(runs, key=lambda p: (p / CONFIG_FILE).stat().st_mtime)
