@@ -172,8 +172,10 @@ def run_search(cfg: SearchConfig, hooks: Hooks | None = None) -> SearchOutcome:
         cfg.storage or old_config.get("storage", {}).get("url"), run_dir, STUDY_FILE
     )
     storage = open_storage(storage_spec)
-    if cfg.resume and not study_exists(storage, STUDY_NAME):
+    if cfg.resume and old_config and not study_exists(storage, STUDY_NAME):
         raise RunDirError(f"cannot resume: {redact(storage_spec)} holds no autocompress study")
+    # (--resume of a run killed before its study began, or a worker that is first to a shared
+    # storage, simply starts the study)
     if not cfg.resume and study_exists(storage, STUDY_NAME):
         raise RunDirError(
             f"{redact(storage_spec)} already holds an autocompress study; pass --resume to join it"
@@ -235,7 +237,7 @@ def run_search(cfg: SearchConfig, hooks: Hooks | None = None) -> SearchOutcome:
     study.sampler = make_sampler(cfg.sampler, cfg.seed + len(study.trials) + salt)
     if cfg.resume:
         requeue_interrupted(study)
-    elif not study.trials:
+    if not study.trials:
         # Warm-start candidates (an earlier run's Pareto set) first, then the two ends of the
         # space: the largest (the fp32 teacher, the accuracy reference every Pareto point is
         # compared with) and the smallest network.

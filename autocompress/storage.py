@@ -70,16 +70,20 @@ def open_storage(spec: str) -> optuna.storages.BaseStorage:
             raise RunDirError(f"cannot open journal storage {path}: {exc.strerror or exc}") from None
     if "***" in spec:
         raise BadInputError("the run's config records the storage without its password; pass --storage again")
-    if spec.startswith("postgresql"):
-        try:
-            import psycopg2  # noqa: F401
-        except ImportError:
-            raise BadInputError(
-                "--storage postgresql://… needs psycopg2: pip install 'autocompress[postgres]'"
-            ) from None
+    url = spec
+    if spec.startswith("postgresql://"):
+        # SQLAlchemy 2.1's default PostgreSQL driver is psycopg 3; the extra installs psycopg2
+        import importlib.util
+
+        if importlib.util.find_spec("psycopg") is None:
+            if importlib.util.find_spec("psycopg2") is None:
+                raise BadInputError(
+                    "--storage postgresql://… needs psycopg2: pip install 'autocompress[postgres]'"
+                )
+            url = "postgresql+psycopg2://" + spec.removeprefix("postgresql://")
     try:
         # pool_pre_ping: a shared database may drop idle connections during a long trial
-        return optuna.storages.RDBStorage(spec, engine_kwargs={"pool_pre_ping": True} if "sqlite" not in spec else None)
+        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True} if "sqlite" not in url else None)
     except Exception as exc:  # sqlalchemy's OperationalError and friends; the message is one line
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RunDirError(f"cannot open storage {redact(spec)}: {first}") from None
