@@ -68,9 +68,8 @@ def run_ray(study: optuna.Study, storage_spec: str, space: Any, cfg: Any, config
     """Run the remaining trials as Ray Tune trials; returns how many this call completed."""
     ray = _import_ray()
     from ray import tune
-    from ray.tune.search.optuna import OptunaSearch
 
-    from autocompress.search import DIRECTIONS, METRICS, constraint_values, report_trial
+    from autocompress.search import DIRECTIONS, METRICS
 
     done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     remaining = cfg.trials - done
@@ -81,41 +80,13 @@ def run_ray(study: optuna.Study, storage_spec: str, space: Any, cfg: Any, config
     started = start_ray(cfg.workers, cfg.address)
     counter = {"new": 0}
 
-    class StudySearch(OptunaSearch):
-        """OptunaSearch that also records the candidate, worker, result and budget constraint."""
-
-        def suggest(self, trial_id: str) -> dict[str, Any] | None:
-            params = super().suggest(trial_id)
-            ot_trial = self._ot_trials[trial_id]
-            ot_trial.set_user_attr(WORKER_ATTR, worker_id())
-            ot_trial.set_user_attr("candidate", {k: params[k] for k in space.dimensions()})
-            ot_trial.set_user_attr("description", params.pop("_description"))
-            return {**params, "_trial_number": ot_trial.number}
-
-        def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-            ot_trial = self._ot_trials.get(trial_id)
-            ok = ot_trial is not None and result is not None and "result_json" in result and not error
-            if ok:
-                res = json.loads(result["result_json"])
-                ot_trial.set_user_attr("result", res)
-                if result.get("duplicate_of", -1) >= 0:
-                    ot_trial.set_user_attr("duplicate_of", int(result["duplicate_of"]))
-                for name, value in constraint_values(res, cfg).items():
-                    ot_trial.set_constraint(name, value)
-            elif ot_trial is not None:
-                ot_trial.set_user_attr("error", str((result or {}).get("error", "the Ray trial failed"))[:500])
-            super().on_trial_complete(trial_id, result if ok else None, error=not ok)
-            write_results(run_dir, study, config)
-            if ok:
-                counter["new"] += 1
-                frozen = study._storage.get_trial(ot_trial._trial_id)
-                report_trial(study, frozen, hooks)
-
     def define_space(trial: Any) -> dict[str, Any]:
         cand = space.sample(trial)
         return {**cand.to_flat(), "_description": cand.describe()}
 
-    searcher = StudySearch(
+    searcher = _study_search_class()(
+        driver={"space": space, "cfg": cfg, "study": study, "config": config, "run_dir": run_dir,
+                "hooks": hooks, "counter": counter},  # fmt: skip
         space=define_space,
         metric=list(METRICS),
         mode=["max" if d == "maximize" else "min" for d in DIRECTIONS],
@@ -157,6 +128,59 @@ def run_ray(study: optuna.Study, storage_spec: str, space: Any, cfg: Any, config
         if started:
             ray.shutdown()
     return counter["new"]
+
+
+def _study_search_class() -> type:
+    from ray.tune.search.optuna import OptunaSearch
+
+    from autocompress.search import constraint_values, report_trial
+
+    class StudySearch(OptunaSearch):
+        """OptunaSearch that also records the candidate, worker, result and budget constraint on
+        each Optuna trial (before ``study.tell``) and refreshes the run directory after each."""
+
+        def __init__(self, *, driver: dict[str, Any], **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self._driver = driver
+
+        def suggest(self, trial_id: str) -> dict[str, Any] | None:
+            params = super().suggest(trial_id)
+            ot_trial = self._ot_trials[trial_id]
+            ot_trial.set_user_attr(WORKER_ATTR, worker_id())
+            ot_trial.set_user_attr("candidate", {k: params[k] for k in self._driver["space"].dimensions()})
+            ot_trial.set_user_attr("description", params.pop("_description"))
+            return {**params, "_trial_number": ot_trial.number}
+
+        def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+            d = self._driver
+            ot_trial = self._ot_trials.get(trial_id)
+            ok = ot_trial is not None and result is not None and "result_json" in result and not error
+            if ok:
+                res = json.loads(result["result_json"])
+                ot_trial.set_user_attr("result", res)
+                if result.get("duplicate_of", -1) >= 0:
+                    ot_trial.set_user_attr("duplicate_of", int(result["duplicate_of"]))
+                for name, value in constraint_values(res, d["cfg"]).items():
+                    ot_trial.set_constraint(name, value)
+            elif ot_trial is not None:
+                ot_trial.set_user_attr("error", "the Ray trial failed (see the Ray worker's log)")
+            super().on_trial_complete(trial_id, result if ok else None, error=not ok)
+            study = d["study"]
+            write_results(d["run_dir"], study, d["config"])
+            if ok:
+                d["counter"]["new"] += 1
+                report_trial(study, study._storage.get_trial(ot_trial._trial_id), d["hooks"])
+
+        # The study in its storage is this search's checkpoint (``--resume``), not Tune's
+        # experiment state: Tune pickles its searcher into that state, so only what pickles
+        # without the driver (storage connections, the progress display) goes there.
+        def save(self, checkpoint_path: str) -> None:
+            raise NotImplementedError
+
+        def __getstate__(self) -> dict[str, Any]:
+            return {"_metric": self._metric, "_mode": self._mode}
+
+    return StudySearch
 
 
 def _worker_state(ctx: dict[str, Any]) -> tuple[Any, optuna.Study]:
