@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(BIN)/python -m pip install -q -e '.[dev,openvino,app]'
+	$(BIN)/python -m pip install -q -e '.[dev,openvino,app,ray,postgres]'
 	touch $@
 
 install: $(VENV)/.installed

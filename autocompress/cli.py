@@ -112,10 +112,19 @@ def search(
     trials: int = typer.Option(30, "--trials", "-n", help="Completed trials to reach."),
     timeout: Optional[float] = typer.Option(None, "--timeout", help="Stop starting new trials after this many seconds."),
     seed: int = typer.Option(0, "--seed"),
-    sampler: str = typer.Option("tpe", "--sampler", help="tpe, nsga2 or random."),
+    sampler: str = typer.Option("tpe", "--sampler", help="tpe, nsga2, gp or random (all seeded by --seed)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir (default: the latest run)."),
     max_size: Optional[str] = typer.Option(None, "--max-size", help="Extra hard limit on model size, e.g. 500KB."),
     retrain: bool = typer.Option(False, "--retrain-supernet", help="Ignore the cached supernet."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Study storage: postgresql://…, sqlite:///PATH or "
+                                          "journal:PATH (default: study.db in the run dir; on --resume, the run's own)."),
+    fidelity: str = typer.Option("full", "--fidelity", help="full: every candidate fine-tuned for its chosen steps; "
+                                 "halving: successive halving over fine-tune steps (short first, full for the best 1/eta)."),
+    eta: int = typer.Option(3, "--eta", help="Halving rate for --fidelity halving."),
+    warm_start: Optional[Path] = typer.Option(None, "--warm-start", help="Enqueue this earlier run's Pareto candidates first."),
+    backend: str = typer.Option("local", "--backend", help="local (this process) or ray (Ray Tune trials)."),
+    workers: int = typer.Option(1, "--workers", help="Concurrent Ray Tune trials (--backend ray)."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster to join (default: start a local one)."),
 ) -> None:
     """Search architecture + compression for the most accurate models within a latency budget."""
     _search(**locals())
@@ -142,6 +151,13 @@ def _search(**kw: Any) -> None:
         resume=kw["resume"],
         max_size_bytes=parse_size(kw["max_size"]) if kw["max_size"] else None,
         retrain_supernet=kw["retrain"],
+        storage=kw["storage"],
+        fidelity=kw["fidelity"],
+        eta=kw["eta"],
+        warm_start=kw["warm_start"],
+        backend=kw["backend"],
+        workers=kw["workers"],
+        address=kw["address"],
     )
     progress = Progress(
         SpinnerColumn(),
@@ -174,8 +190,9 @@ def _search(**kw: Any) -> None:
         progress.update(tasks["trials"], completed=done, info=best_txt)
         est = "*" if estimated else ""
         dup = f" (same as trial {r['duplicate_of']})" if r.get("duplicate_of") is not None else ""
+        low = " (low fidelity)" if r.get("fidelity") == "low" else ""
         progress.console.print(
-            f"trial {number:>3}: val {100 * r['val_accuracy']:.2f}%  {format_ms(r['latency_ms'])}{est}  "
+            f"trial {number:>3}: val {100 * r['val_accuracy']:.2f}%{low}  {format_ms(r['latency_ms'])}{est}  "
             f"{format_bytes(r['size_bytes'])}  {'ok' if r['feasible'] else 'OVER BUDGET'}  "
             f"[dim]{r['description']}{dup}[/]",
             highlight=False,

@@ -52,9 +52,36 @@ def write_config(run_dir: Path, config: dict[str, Any]) -> None:
     atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump(config, sort_keys=False, width=100))
 
 
+def pareto_numbers(study: Any) -> set[int]:
+    """Trial numbers of the Pareto set: feasible, non-dominated, full-fidelity completed trials.
+
+    Low-fidelity results (a short fine-tune under ``--fidelity halving``) never enter it, and so
+    cannot hide a full-fidelity trial they happen to dominate.
+    """
+    from optuna.study import StudyDirection
+    from optuna.trial import TrialState
+
+    signs = [-1.0 if d == StudyDirection.MAXIMIZE else 1.0 for d in study.directions]
+    pts = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if t.user_attrs.get("result", {}).get("fidelity", "full") != "full":
+            continue
+        if not t.constraints or any(v > 0 for v in t.constraints.values()):
+            continue
+        pts.append((t.number, [s * v for s, v in zip(signs, t.values)]))
+    front = set()
+    for n, p in pts:
+        dominated = any(
+            all(a <= b for a, b in zip(q, p)) and any(a < b for a, b in zip(q, p)) for _, q in pts
+        )
+        if not dominated:
+            front.add(n)
+    return front
+
+
 def trials_frame(study: Any) -> pd.DataFrame:
     """One row per trial: number, state, every choice, every result, feasibility, Pareto flag."""
-    pareto = {t.number for t in study.best_trials}
+    pareto = pareto_numbers(study)
     rows = []
     for t in study.get_trials(deepcopy=False):
         row: dict[str, Any] = {"number": t.number, "state": t.state.name}
@@ -68,6 +95,7 @@ def trials_frame(study: Any) -> pd.DataFrame:
         row["duplicate_of"] = t.user_attrs.get("duplicate_of")
         row["retry_of"] = t.user_attrs.get("retry_of")
         row["seeded"] = t.user_attrs.get("seeded")
+        row["warm_start"] = t.user_attrs.get("warm_start")
         row["error"] = t.user_attrs.get("error")
         if t.datetime_start and t.datetime_complete:
             row["duration_s"] = round((t.datetime_complete - t.datetime_start).total_seconds(), 2)

@@ -1,0 +1,236 @@
+"""``--backend ray``: every trial is a Ray Tune trial.
+
+Ray Tune's ``OptunaSearch`` is the search algorithm, over the same Optuna study and storage
+as the local loop (same sampler, same enqueued warm-start/seed/retry trials); the trainable
+runs the same evaluation (``search.score_candidate``) in a Ray worker. The driver trained or
+loaded the supernet before Tune starts; workers load it from the cache (never retrain it) and
+build their evaluator once per worker process.
+
+The budget constraint, the trial's candidate and its result are written to the Optuna trial by
+the driver-side searcher before ``study.tell`` (``OptunaSearch`` alone reports objective values
+only).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from autocompress.exceptions import AutoCompressError, RuntimeUnavailableError
+from autocompress.results import STUDY_NAME, write_results
+from autocompress.storage import WORKER_ATTR, open_storage, worker_id
+
+_WORKER_CACHE: dict[str, Any] = {}
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+        from ray import tune  # noqa: F401
+        from ray.tune.search.optuna import OptunaSearch  # noqa: F401
+    except ImportError:
+        raise RuntimeUnavailableError(
+            "--backend ray needs Ray Tune: pip install 'autocompress[ray]'"
+        ) from None
+    return ray
+
+
+def start_ray(workers: int, address: str | None) -> bool:
+    """Connect to ``address``, or start a local Ray for ``workers`` CPUs (loopback, no dashboard).
+
+    Returns whether this call started Ray (and so should shut it down).
+    """
+    ray = _import_ray()
+    if ray.is_initialized():
+        return False
+    env = {k: os.environ[k] for k in ("AUTOCOMPRESS_CACHE", "PYTHONWARNINGS") if k in os.environ}
+    common = {"runtime_env": {"env_vars": env}, "log_to_driver": False, "configure_logging": False}
+    try:
+        if address:
+            ray.init(address=address, **common)
+        else:
+            ray.init(num_cpus=workers, include_dashboard=False, _node_ip_address="127.0.0.1", **common)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        where = address or "a local Ray"
+        raise RuntimeUnavailableError(f"cannot start or reach {where}: {str(exc).splitlines()[0]}") from None
+    return True
+
+
+def run_ray(study: optuna.Study, storage_spec: str, space: Any, cfg: Any, config: dict[str, Any],
+            run_dir: Path, hooks: Any) -> int:  # fmt: skip
+    """Run the remaining trials as Ray Tune trials; returns how many this call completed."""
+    ray = _import_ray()
+    from ray import tune
+
+    from autocompress.search import DIRECTIONS, METRICS
+
+    done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    remaining = cfg.trials - done
+    if hooks.search_start:
+        hooks.search_start(done, cfg.trials)
+    if remaining <= 0:
+        return 0
+    started = start_ray(cfg.workers, cfg.address)
+    counter = {"new": 0}
+
+    def define_space(trial: Any) -> dict[str, Any]:
+        cand = space.sample(trial)
+        return {**cand.to_flat(), "_description": cand.describe()}
+
+    searcher = _study_search_class()(
+        driver={"space": space, "cfg": cfg, "study": study, "config": config, "run_dir": run_dir,
+                "hooks": hooks, "counter": counter},  # fmt: skip
+        space=define_space,
+        metric=list(METRICS),
+        mode=["max" if d == "maximize" else "min" for d in DIRECTIONS],
+        sampler=study.sampler,  # seeded by run_search, as for the local loop
+        study_name=STUDY_NAME,
+        storage=study._storage,
+    )
+    ctx = {
+        "storage": storage_spec,
+        "space": str(config["space_path"]),
+        "dataset": config["dataset"]["spec"],
+        "data_dir": str(cfg.data_dir.resolve()) if cfg.data_dir else None,
+        "subset": cfg.subset,
+        "seed": cfg.seed,
+        "target": cfg.target,
+        "models_dir": str((run_dir / "models").resolve()),
+        "cfg": {k: getattr(cfg, k) for k in ("budget_ms", "max_size_bytes", "fidelity", "eta")},
+    }
+    scratch = tempfile.mkdtemp(prefix="autocompress-ray-")
+    try:
+        tuner = tune.Tuner(
+            tune.with_resources(tune.with_parameters(ray_trial, ctx=ctx), {"cpu": 1}),
+            tune_config=tune.TuneConfig(
+                search_alg=searcher,
+                num_samples=remaining,
+                max_concurrent_trials=cfg.workers,
+                time_budget_s=cfg.timeout_s,
+            ),
+            run_config=tune.RunConfig(
+                name="autocompress",
+                storage_path=scratch,
+                verbose=0,
+                failure_config=tune.FailureConfig(max_failures=0),
+            ),
+        )
+        tuner.fit()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        if started:
+            ray.shutdown()
+    return counter["new"]
+
+
+def _study_search_class() -> type:
+    from ray.tune.search.optuna import OptunaSearch
+
+    from autocompress.search import constraint_values, report_trial
+
+    class StudySearch(OptunaSearch):
+        """OptunaSearch that also records the candidate, worker, result and budget constraint on
+        each Optuna trial (before ``study.tell``) and refreshes the run directory after each."""
+
+        def __init__(self, *, driver: dict[str, Any], **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self._driver = driver
+
+        def suggest(self, trial_id: str) -> dict[str, Any] | None:
+            params = super().suggest(trial_id)
+            ot_trial = self._ot_trials[trial_id]
+            ot_trial.set_user_attr(WORKER_ATTR, worker_id())
+            ot_trial.set_user_attr("candidate", {k: params[k] for k in self._driver["space"].dimensions()})
+            ot_trial.set_user_attr("description", params.pop("_description"))
+            return {**params, "_trial_number": ot_trial.number}
+
+        def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+            d = self._driver
+            ot_trial = self._ot_trials.get(trial_id)
+            ok = ot_trial is not None and result is not None and "result_json" in result and not error
+            if ok:
+                res = json.loads(result["result_json"])
+                ot_trial.set_user_attr("result", res)
+                if result.get("duplicate_of", -1) >= 0:
+                    ot_trial.set_user_attr("duplicate_of", int(result["duplicate_of"]))
+                for name, value in constraint_values(res, d["cfg"]).items():
+                    ot_trial.set_constraint(name, value)
+            elif ot_trial is not None:
+                ot_trial.set_user_attr("error", "the Ray trial failed (see the Ray worker's log)")
+            super().on_trial_complete(trial_id, result if ok else None, error=not ok)
+            study = d["study"]
+            write_results(d["run_dir"], study, d["config"])
+            if ok:
+                d["counter"]["new"] += 1
+                report_trial(study, study._storage.get_trial(ot_trial._trial_id), d["hooks"])
+
+        # The study in its storage is this search's checkpoint (``--resume``), not Tune's
+        # experiment state: Tune pickles its searcher into that state, so only what pickles
+        # without the driver (storage connections, the progress display) goes there.
+        def save(self, checkpoint_path: str) -> None:
+            raise NotImplementedError
+
+        def __getstate__(self) -> dict[str, Any]:
+            return {"_metric": self._metric, "_mode": self._mode}
+
+    return StudySearch
+
+
+def _worker_state(ctx: dict[str, Any]) -> tuple[Any, optuna.Study]:
+    """The evaluator and study of this worker process, built once (the supernet from the cache)."""
+    key = json.dumps(ctx, sort_keys=True, default=str)
+    if key not in _WORKER_CACHE:
+        import torch
+
+        from autocompress.data import load_dataset
+        from autocompress.evaluate import Evaluator
+        from autocompress.hardware.targets import get_target
+        from autocompress.space import load_space
+        from autocompress.supernet import load_or_train
+
+        torch.set_num_threads(1)  # one CPU per Ray trial
+        space = load_space(ctx["space"])
+        data = load_dataset(ctx["dataset"], data_dir=Path(ctx["data_dir"]) if ctx["data_dir"] else None,
+                            subset=ctx["subset"], seed=ctx["seed"])  # fmt: skip
+        supernet, report, cached = load_or_train(space, data, seed=ctx["seed"])
+        if not cached:  # the driver trained it before Tune started; a miss means another cache
+            raise AutoCompressError(
+                "a Ray worker found no cached supernet: set AUTOCOMPRESS_CACHE to a folder every node shares"
+            )
+        evaluator = Evaluator(space=space, data=data, supernet=supernet, target=get_target(ctx["target"]),
+                              models_dir=Path(ctx["models_dir"]), supernet_key=report.key, seed=ctx["seed"])  # fmt: skip
+        study = optuna.load_study(study_name=STUDY_NAME, storage=open_storage(ctx["storage"]))
+        _WORKER_CACHE[key] = (evaluator, study)
+    return _WORKER_CACHE[key]
+
+
+def ray_trial(config: dict[str, Any], ctx: dict[str, Any]) -> dict[str, Any]:
+    """The Ray Tune trainable: evaluate one candidate, return its objectives and result."""
+    from autocompress.search import SearchConfig, find_twin, score_candidate
+    from autocompress.space import Candidate
+
+    evaluator, study = _worker_state(ctx)
+    number = int(config["_trial_number"])
+    flat = {k: config[k] for k in evaluator.space.dimensions()}
+    cand = Candidate.from_flat(flat)
+    twin = find_twin(study, flat, number)
+    if twin is not None:
+        result, dup = dict(twin.user_attrs["result"]), twin.number
+    else:
+        cfg = SearchConfig(target=ctx["target"], **ctx["cfg"])
+        result, dup = score_candidate(evaluator, cand, number, study=study, cfg=cfg), -1
+    return {
+        "val_accuracy": result["val_accuracy"],
+        "latency_ms": result["latency_ms"],
+        "size_bytes": result["size_bytes"],
+        "duplicate_of": dup,
+        "result_json": json.dumps(result),
+    }
+

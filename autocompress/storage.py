@@ -1,0 +1,158 @@
+"""Where a study lives, and which of its running trials are really running.
+
+    (default)               sqlite:///<run dir>/study.db   one machine, one or a few processes
+    postgresql://user@host/db                              many processes or machines
+    journal:PATH            optuna JournalStorage over a JournalFileBackend (one file, file locks)
+
+Several ``autocompress search --resume`` processes can share one study. Every trial records
+the worker that runs it (``host:pid``); a process that resumes fails and re-queues only the
+RUNNING trials whose worker is gone, so it never steals a trial another live process is
+evaluating. Workers on other hosts cannot be checked from here: their trials are left alone
+until a process on their own host resumes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from autocompress.exceptions import BadInputError, RunDirError
+
+WORKER_ATTR = "worker"
+# A RUNNING trial with no worker recorded yet is young (ask() and set_user_attr are two writes);
+# older than this it belongs to a run from before workers were recorded, and counts as interrupted.
+UNOWNED_GRACE = timedelta(seconds=60)
+_PASSWORD = re.compile(r"(://[^:/@]+:)([^@]*)(@)")
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def resolve_storage(spec: str | None, run_dir: Path, study_file: str) -> str:
+    """The storage a run uses, as written in its config: a URL or ``journal:ABSOLUTE_PATH``."""
+    if not spec:
+        return f"sqlite:///{(run_dir / study_file).resolve()}"
+    if spec.startswith("journal:"):
+        path = spec.removeprefix("journal:")
+        if not path:
+            raise BadInputError("--storage journal:PATH needs a file path, e.g. journal:runs/study.log")
+        return f"journal:{Path(path).expanduser().resolve()}"
+    if re.match(r"^(sqlite|postgresql|postgresql\+\w+|mysql|mysql\+\w+)://", spec):
+        return spec
+    raise BadInputError(
+        f"--storage must be postgresql://…, sqlite:///PATH or journal:PATH; got {redact(spec)!r}"
+    )
+
+
+def redact(spec: str) -> str:
+    """The storage URL with its password replaced, for config files and messages."""
+    return _PASSWORD.sub(r"\1***\3", spec)
+
+
+def open_storage(spec: str) -> optuna.storages.BaseStorage:
+    """Open an Optuna storage; one clear error when the database cannot be reached."""
+    if spec.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        path = Path(spec.removeprefix("journal:"))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return JournalStorage(JournalFileBackend(str(path)))
+        except OSError as exc:
+            raise RunDirError(f"cannot open journal storage {path}: {exc.strerror or exc}") from None
+    if "***" in spec:
+        raise BadInputError("the run's config records the storage without its password; pass --storage again")
+    url = spec
+    if spec.startswith("postgresql://"):
+        # SQLAlchemy 2.1's default PostgreSQL driver is psycopg 3; the extra installs psycopg2
+        import importlib.util
+
+        if importlib.util.find_spec("psycopg") is None:
+            if importlib.util.find_spec("psycopg2") is None:
+                raise BadInputError(
+                    "--storage postgresql://… needs psycopg2: pip install 'autocompress[postgres]'"
+                )
+            url = "postgresql+psycopg2://" + spec.removeprefix("postgresql://")
+    try:
+        # pool_pre_ping: a shared database may drop idle connections during a long trial
+        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True} if "sqlite" not in url else None)
+    except Exception as exc:  # sqlalchemy's OperationalError and friends; the message is one line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RunDirError(f"cannot open storage {redact(spec)}: {first}") from None
+
+
+def study_exists(storage: optuna.storages.BaseStorage, name: str) -> bool:
+    return any(s.study_name == name for s in storage.get_all_studies())
+
+
+def worker_alive(worker: str | None) -> bool | None:
+    """True/False for a worker on this host; None when it runs elsewhere (cannot be checked)."""
+    if not worker or ":" not in worker:
+        return False
+    host, _, pid = worker.rpartition(":")
+    if host != socket.gethostname():
+        return None
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError):
+        return True
+    return True
+
+
+def interrupted_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """RUNNING trials whose worker is gone (killed, crashed, powered off on this host)."""
+    now = datetime.now()
+    stale = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = t.user_attrs.get(WORKER_ATTR)
+        if worker is None:
+            if t.datetime_start is not None and now - t.datetime_start < UNOWNED_GRACE:
+                continue
+            stale.append(t)
+        elif worker_alive(worker) is False:
+            stale.append(t)
+    return stale
+
+
+def live_foreign_trials(study: optuna.Study) -> int:
+    """RUNNING trials some other live worker is evaluating right now."""
+    me = worker_id()
+    return sum(
+        1
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if t.user_attrs.get(WORKER_ATTR) not in (None, me) and worker_alive(t.user_attrs.get(WORKER_ATTR)) is not False
+    )
+
+
+def requeue_interrupted(study: optuna.Study) -> list[int]:
+    """Fail the trials of dead workers and queue their params again; returns their numbers.
+
+    Two processes resuming at once may both see the same dead trial: only the one whose FAIL
+    write lands re-queues it (the other gets Optuna's finished-trial error), so none is doubled.
+    """
+    storage = study._storage  # the same storage Optuna's own fail_stale_trials() writes through
+    done = []
+    for t in interrupted_trials(study):
+        try:
+            if not storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
+                continue
+        except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
+            continue
+        study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
+        done.append(t.number)
+    return done
+
+
+def describe(spec: str) -> dict[str, Any]:
+    kind = "journal" if spec.startswith("journal:") else spec.split(":", 1)[0].split("+", 1)[0]
+    return {"url": redact(spec), "kind": kind}
