@@ -183,8 +183,12 @@ def run_search(cfg: SearchConfig, hooks: Hooks | None = None) -> SearchOutcome:
         storage = open_storage(storage_spec)
         exists = study_exists(storage, STUDY_NAME)
     except AutoCompressError:
+        if not cfg.resume:
+            _discard_if_empty(run_dir)
         raise
     except Exception as exc:  # SQLAlchemy's or Optuna's: not a storage we can open
+        if not cfg.resume:
+            _discard_if_empty(run_dir)
         why = storage_error(exc) or " ".join(str(exc).split())[:200]
         raise RunDirError(f"cannot open the study in {redact(storage_spec)}: {why}") from exc
     if cfg.resume and old_config and not exists:
@@ -522,6 +526,12 @@ def _prepare_run_dir(cfg: SearchConfig, target: str, space_fp: str) -> Path:
     except OSError as exc:
         raise RunDirError(f"cannot write to run directory {run_dir}: {exc.strerror or exc}") from None
     return run_dir
+
+
+def _discard_if_empty(run_dir: Path) -> None:
+    """A run directory this command just made, holding no file yet: remove it again."""
+    if run_dir.is_dir() and not any(p.is_file() for p in run_dir.rglob("*")):
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _remove_stale_temp_files(run_dir: Path) -> None:

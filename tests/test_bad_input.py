@@ -185,7 +185,7 @@ CASES: list[Case] = [
     C("trials-not-a-number", (*SEARCH, "--trials", "abc"), ("Invalid value for '--trials'",)),
     C("trials-zero", (*SEARCH, "--trials", "0"), ("--trials must be at least 1",)),
     C("timeout-negative", (*SEARCH, "--timeout", "-5"), ("--timeout must be a positive number",)),
-    C("unknown-sampler", (*SEARCH, "--sampler", "cmaes"), ("unknown sampler 'cmaes'", "tpe, nsga2, random")),
+    C("unknown-sampler", (*SEARCH, "--sampler", "cmaes"), ("unknown sampler 'cmaes'", "tpe, nsga2, gp, random")),
     C("unknown-verb", ("serach",), ("No such command 'serach'",)),
     # --- search: targets
     C("unknown-target", ("search", "--target", "jetsn-orin", "--budget", "10ms"),
@@ -290,6 +290,17 @@ CASES: list[Case] = [
       ("cannot download http://127.0.0.1:9/train-images-idx3-ubyte.gz", "Connection refused"), files={"dl/.keep": ""}),
     C("data-download-read-only", ("data", "download", "--url", "http://127.0.0.1:9/", "--dest", "{tmp}/ro/dl"),
       ("{tmp}/ro/dl", "Read-only file system"), setup=_readonly("ro")),
+    # --- search: scaling options (issue 7)
+    C("storage-unknown-backend", (*SEARCH, "--storage", "mysql://x"), ("cannot open storage mysql://x",)),
+    C("backend-unknown", (*SEARCH, "--backend", "spark"), ("--backend must be local or ray; got 'spark'",)),
+    C("workers-zero", (*SEARCH, "--backend", "ray", "--workers", "0"), ("--workers must be at least 1",)),
+    C("warm-start-missing", (*SEARCH, "--warm-start", "{tmp}/nope"), ("cannot warm-start from", "no pareto.csv")),
+    # --- export and explore (issue 6; more in tests/test_export.py and tests/app/)
+    C("export-missing-run", ("export", "{tmp}/nope", "--best", "--format", "onnx"), ("run directory", "does not exist")),
+    C("export-unknown-format", ("export", "{tmp}/nope", "--best", "--format", "tflite"),
+      ("unknown format 'tflite'; use one of onnx, openvino",)),
+    C("explore-missing-run", ("explore", "{tmp}/nope"), ("run directory", "does not exist")),
+    C("explore-bad-port", ("explore", "--port", "99999"), ("--port must be between 1 and 65535",)),
 ]  # fmt: skip
 BY_ID = {c.id: c for c in CASES}
 assert len(BY_ID) == len(CASES), "case ids must be unique"
