@@ -82,6 +82,10 @@ class SearchConfig:
     resume: bool = False
     max_size_bytes: int | None = None
     retrain_supernet: bool = False
+    # bring your own model (autocompress.byom): FILE.py:FUNCTION or package.module:FUNCTION
+    model: str | None = None
+    weights: Path | None = None
+    input_shape: str | None = None
 
 
 @dataclass
@@ -118,6 +122,12 @@ def run_search(cfg: SearchConfig, hooks: Hooks | None = None) -> SearchOutcome:
         raise BadInputError(f"--trials must be at least 1; got {cfg.trials}")
     if cfg.timeout_s is not None and not (cfg.timeout_s > 0 and math.isfinite(cfg.timeout_s)):
         raise BadInputError(f"--timeout must be a positive number of seconds; got {cfg.timeout_s}")
+    if cfg.model is not None or cfg.weights is not None:
+        from autocompress.byom.search import run_model_search
+
+        if cfg.model is None:
+            raise BadInputError("--weights needs --model FILE.py:FUNCTION (the function that builds the network)")
+        return run_model_search(cfg, hooks)
     target = get_target(cfg.target)
     table = target.table  # validates the whole table now, not mid-search
     space = load_space(cfg.space)
