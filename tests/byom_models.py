@@ -44,12 +44,16 @@ class ResNet(nn.Module):
             layers.append(nn.Sequential(*(BasicBlock(cin if b == 0 else w, w, 2 if (b == 0 and i > 0) else 1)
                                           for b in range(blocks))))  # fmt: skip
             cin = w
-        self.layer1, self.layer2, self.layer3 = layers
+        self.layers = len(layers)
+        for i, layer in enumerate(layers):
+            self.add_module(f"layer{i + 1}", layer)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(widths[-1], num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.layer3(self.layer2(self.layer1(self.stem(x))))
+        x = self.stem(x)
+        for i in range(self.layers):
+            x = getattr(self, f"layer{i + 1}")(x)
         return self.fc(torch.flatten(self.pool(x), 1))
 
 
@@ -154,3 +158,39 @@ def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, steps
         opt.step()
         sched.step()
     return model.eval()
+
+
+class _Gelu(nn.Module):
+    """A conv net with GELU, an activation the layer tables have no rows for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 8, 3, padding=1)
+        self.act = nn.GELU()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.pool(self.act(self.conv(x))), 1))
+
+
+def gelu_net() -> nn.Module:
+    return _Gelu()
+
+
+class _WideKernel(nn.Module):
+    """Standard layers only, but a 7x7 conv no table row was profiled for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 8, 7, padding=3)
+        self.relu = nn.ReLU()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.pool(self.relu(self.conv(x))), 1))
+
+
+def wide_kernel() -> nn.Module:
+    return _WideKernel()

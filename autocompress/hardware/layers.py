@@ -513,8 +513,20 @@ def layer_onnx(key: LayerKey, workdir: Path, tag: str) -> Path:
         return fp32
     if key.precision == "int8":
         calib = np.abs(np.random.default_rng(0).standard_normal((16, key.in_c, key.in_h, key.in_w), dtype=np.float32))
-        return quantize_int8(fp32, workdir / f"{tag}.int8.onnx", calib)
+        return _name_nodes(quantize_int8(fp32, workdir / f"{tag}.int8.onnx", calib))
     raise BadInputError(f"cannot profile precision {key.precision!r} on this machine")
+
+
+def _name_nodes(path: Path) -> Path:
+    """Give unnamed nodes (the quantizer leaves some) unique names, so copies can be told apart."""
+    model = onnx.load(str(path))
+    if all(n.name for n in model.graph.node):
+        return path
+    for i, node in enumerate(model.graph.node):
+        if not node.name:
+            node.name = f"node_{i}"
+    onnx.save(model, str(path))
+    return path
 
 
 def profile_layer_keys(
