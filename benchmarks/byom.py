@@ -31,12 +31,12 @@ from autocompress.data import load_dataset  # noqa: E402
 from autocompress.runtime import measure_passes  # noqa: E402
 from tests import byom_models as bm  # noqa: E402
 
-SUBSET = 1500  # every split capped: 1500 train, 1500 val, 1024 calib, 1500 test images
-TRAIN_STEPS = 150
-BUDGET_SHARE = 0.6  # budget = this share of the original's predicted latency
-TRIALS = 8
+SUBSET = 1000  # every split capped: 1000 train, 1000 val, 1000 calib, 1000 test images
+TRAIN_STEPS = 100
+BUDGET_SHARE = 0.8  # budget = this share of the original's predicted latency
+TRIALS = 6
 SPACE = {"prune_ratio": [0.0, 0.25, 0.5, 0.7], "kd_alpha": [0.0, 0.7], "kd_temperature": [4.0],
-         "finetune_steps": [0, 30], "finetune_batch_size": 64}  # fmt: skip
+         "finetune_steps": [0, 20], "finetune_batch_size": 64}  # fmt: skip
 OUT = ROOT / "benchmarks" / "results"
 
 

@@ -126,7 +126,7 @@ class ModelEvaluator:
             model, x_train, y_train, steps=cand.finetune_steps,
             teacher_logits=self.teacher_logits() if use_kd else None, alpha=cand.kd_alpha,
             temperature=cand.kd_temperature, lr=spec.finetune_lr, batch_size=spec.finetune_batch_size,
-            seed=self.seed + number,
+            seed=self.seed + number, channels_last=False,
         )  # fmt: skip
         t1 = time.perf_counter()
         path = self.models_dir / f"trial_{number:04d}.onnx"
