@@ -210,7 +210,7 @@ def test_search_cli_end_to_end(weights, tmp_path: Path) -> None:
     trials = pd.read_parquet(run / "trials.parquet")
     done = trials[trials["state"] == "COMPLETE"]
     assert len(done) == 3
-    assert {"prune.stem.0", "precision.layer1", "kd_alpha", "finetune_steps", "val_accuracy", "latency_ms"} <= set(trials)
+    assert {"prune.stem.0", "precision.layer1.0", "kd_alpha", "finetune_steps", "val_accuracy", "latency_ms"} <= set(trials)
     assert set(done["seeded"].dropna()) == {"largest", "smallest"}
     largest = done[done["seeded"] == "largest"].iloc[0]
     smallest = done[done["seeded"] == "smallest"].iloc[0]
