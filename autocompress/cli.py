@@ -125,8 +125,16 @@ def search(
     backend: str = typer.Option("local", "--backend", help="local (this process) or ray (Ray Tune trials)."),
     workers: int = typer.Option(1, "--workers", help="Concurrent Ray Tune trials (--backend ray)."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster to join (default: start a local one)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Bring your own model: FILE.py:FUNCTION or "
+                                        "package.module:FUNCTION returning an nn.Module (--space then narrows "
+                                        "its derived space)."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="With --model: its state dict "
+                                           "(torch.save(model.state_dict(), path); loaded with weights_only=True)."),
+    input_shape: Optional[str] = typer.Option(None, "--input-shape", help="With --model: C,H,W "
+                                              "(default: the data set's)."),
 ) -> None:
-    """Search architecture + compression for the most accurate models within a latency budget."""
+    """Search architecture + compression for the most accurate models within a latency budget,
+    or (with --model/--weights) the compression of your own trained network."""
     _search(**locals())
 
 
@@ -158,6 +166,9 @@ def _search(**kw: Any) -> None:
         backend=kw["backend"],
         workers=kw["workers"],
         address=kw["address"],
+        model=kw["model"],
+        weights=kw["weights"],
+        input_shape=kw["input_shape"],
     )
     progress = Progress(
         SpinnerColumn(),
@@ -204,7 +215,36 @@ def _search(**kw: Any) -> None:
     hooks = Hooks(supernet_step=supernet_step, trial_done=trial_done, search_start=search_start)
     with progress:
         outcome = run_search(cfg, hooks)
-    _print_outcome(outcome)
+    if outcome.config.get("kind") == "model":
+        _print_model_outcome(outcome)
+    else:
+        _print_outcome(outcome)
+
+
+def _print_model_outcome(outcome: Any) -> None:
+    """The Pareto set of a model search, against the user's original model."""
+    cfg = outcome.config
+    base = cfg["baseline"]
+    est = cfg.get("target_estimated")
+    out.print(
+        f"original {cfg['model']['spec']}: val {100 * base['val_accuracy']:.2f}%, test {100 * base['test_accuracy']:.2f}%, "
+        f"{format_ms(base['latency_ms'])}{' (est.)' if est else ''}, {format_bytes(base['size_bytes'])}",
+        highlight=False,
+    )
+    table = Table(title=f"Pareto set on {cfg['target']} within {format_ms(cfg['budget_ms'])}", title_justify="left")
+    for col in ("trial", "val acc", "Δ test acc", "latency" + (" (est.)" if est else ""), "× faster", "size",
+                "× smaller", "candidate"):  # fmt: skip
+        table.add_column(col, justify="left" if col == "candidate" else "right")
+    for _, r in outcome.pareto.iterrows():
+        table.add_row(
+            str(r["number"]), f"{100 * r['val_accuracy']:.2f}%",
+            f"{100 * (r['test_accuracy'] - base['test_accuracy']):+.2f} pt", format_ms(r["latency_ms"]),
+            f"{base['latency_ms'] / r['latency_ms']:.2f}", format_bytes(r["size_bytes"]),
+            f"{base['size_bytes'] / r['size_bytes']:.2f}", str(r.get("candidate", "")),
+        )  # fmt: skip
+    out.print(table)
+    out.print(f"latency source: {cfg['target_label']}", highlight=False)
+    out.print(f"results: {outcome.run_dir}/ (report.md, pareto.csv, pareto.png, trials.parquet, models/)")
 
 
 def _check_search_input(kw: dict[str, Any]) -> None:
@@ -303,9 +343,63 @@ def profile(
     merge: bool = typer.Option(True, "--merge/--replace", help="Keep rows of an existing table that were not re-measured."),
     pin: bool = typer.Option(False, "--pin/--no-pin", help="Pin the process to the first --threads CPUs "
                              "(steadier on a dedicated board; worse on a shared VM, where other work lands there)."),
+    layers: bool = typer.Option(False, "--layers", help="Generic layers of --model (layers.csv) instead of "
+                                "the space's blocks; on an estimated --name, rows come from its roofline."),
+    model: Optional[str] = typer.Option(None, "--model", help="With --layers: FILE.py:FUNCTION."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="With --layers: the model's state dict."),
+    input_shape: str = typer.Option("1,28,28", "--input-shape", help="With --layers: C,H,W."),
 ) -> None:
-    """Measure every fused block of a space on this machine (ONNX Runtime or OpenVINO); write a table."""
-    _profile(**locals())
+    """Measure every fused block of a space (or, with --layers, every layer of a model at each
+    pruning ratio) on this machine (ONNX Runtime or OpenVINO); write a table."""
+    if layers:
+        _profile_layers(**locals())
+    else:
+        _profile(**{k: v for k, v in locals().items() if k not in ("layers", "model", "weights", "input_shape")})
+
+
+@_guard
+def _profile_layers(**kw: Any) -> None:
+    from autocompress.byom.model import load_user_model, parse_input_shape
+    from autocompress.byom.search import model_layer_keys, user_example
+    from autocompress.byom.space import derive_space, load_model_space_spec
+    from autocompress.hardware.layers import estimate_layer_rows, load_layers, merge_rows, profile_layer_keys
+    from autocompress.hardware.profile import DEFAULT_NAMES
+    from autocompress.hardware.targets import get_target
+
+    if not kw["model"] or not kw["weights"]:
+        raise BadInputError("--layers needs --model FILE.py:FUNCTION and --weights FILE")
+    if kw["runtime"] not in DEFAULT_NAMES:
+        raise BadInputError(f"--runtime must be one of {', '.join(DEFAULT_NAMES)}; got {kw['runtime']!r}")
+    target = get_target(kw["name"] or DEFAULT_NAMES[kw["runtime"]])
+    user = load_user_model(kw["model"], kw["weights"], input_shape=parse_input_shape(kw["input_shape"]))
+    precisions = [p.strip() for p in kw["precision"].split(",") if p.strip()]
+    if target.estimated:
+        precisions = list(target.device.precisions)
+    space = derive_space(user.module, user_example(user), load_model_space_spec(kw["space"]),
+                         precisions=precisions, fn_name=f"{user.function}()")  # fmt: skip
+    keys = model_layer_keys(user, space, precisions)
+    have = load_layers(target.folder, target.device).rows
+    todo = keys if not kw["merge"] else [k for k in keys if k not in have]
+    if target.estimated:
+        rows = estimate_layer_rows(target.device, todo)
+    else:
+        if target.device.runtime != kw["runtime"] or target.device.host.get("threads") != kw["threads"]:
+            raise BadInputError(
+                f"target {target.name} was measured with {target.device.runtime}, "
+                f"{target.device.host.get('threads')} thread(s); profile its layers the same way"
+            )
+        progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=out)  # fmt: skip
+        with progress:
+            task = progress.add_task("profiling layers", total=None)
+            rows = profile_layer_keys(
+                todo, threads=kw["threads"], reps=kw["reps"], passes=kw["passes"], runtime=kw["runtime"],
+                on_progress=lambda d, t: progress.update(task, completed=d, total=t),
+            ) if todo else []  # fmt: skip
+    table = merge_rows(target.folder, target.device, rows)
+    out.print(f"{len(rows)} new {'estimated' if target.estimated else 'measured'} layer rows "
+              f"({len(keys) - len(todo)} already there); {len(table.rows)} rows in "
+              f"{target.folder}/layers.csv", highlight=False)  # fmt: skip
 
 
 @_guard

@@ -45,3 +45,11 @@ class InfeasibleBudgetError(AutoCompressError):
     """The search finished but no candidate met the budget."""
 
     exit_code = 3
+
+
+class ModelError(BadInputError):
+    """A user's model (``--model``/``--weights``) cannot be loaded, run, traced or matched to the data."""
+
+
+class UnpricedLayersError(TargetError):
+    """A network holds layers the target's latency tables cannot price."""

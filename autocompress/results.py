@@ -196,6 +196,7 @@ def render_report(run_dir: Path, trials: pd.DataFrame, front: pd.DataFrame, conf
         f"(splits {config.get('dataset', {}).get('split_sizes')})",
         f"- space: {config.get('space', {}).get('name')}, sampler {config.get('sampler')}, "
         f"seed {config.get('seed')}",
+        _model_line(config) if config.get("kind") == "model" else
         f"- supernet: largest subnet test accuracy {100 * sn.get('largest_test_acc', 0):.2f}% "
         f"(torch, after {sn.get('epochs')} epochs, {sn.get('train_seconds')} s)",
         f"- trials: {sum(states.values())} ({', '.join(f'{k.lower()} {v}' for k, v in states.items())}),"
@@ -230,7 +231,24 @@ def render_report(run_dir: Path, trials: pd.DataFrame, front: pd.DataFrame, conf
         "More trials on the same study (completed trials are kept):",
         "",
         f"    autocompress search --target {config.get('target')} --budget {config.get('budget_ms', 0):g}ms "
-        f"--space {config.get('space_path')} --run-dir {run_dir} --resume --trials {int(config.get('trials', 0)) + 30}",
+        + (_model_args(config) if config.get("kind") == "model" else f"--space {config.get('space_path')} ")
+        + f"--run-dir {run_dir} --resume --trials {int(config.get('trials', 0)) + 30}",
         "",
     ]
     return "\n".join(lines)
+
+
+def _model_line(config: dict[str, Any]) -> str:
+    """The report's line about a user's model (bring your own model runs)."""
+    m, b = config.get("model", {}), config.get("baseline", {})
+    star = "*" if config.get("target_estimated") else ""
+    return (f"- model: `{m.get('spec')}` with weights `{m.get('weights')}` (sha256 {str(m.get('weights_sha256'))[:12]}); "
+            f"original: val {100 * b.get('val_accuracy', 0):.2f}%, test {100 * b.get('test_accuracy', 0):.2f}%, "
+            f"{format_ms(b.get('latency_ms', 0))}{star}, {format_bytes(b.get('size_bytes', 0))}")  # fmt: skip
+
+
+def _model_args(config: dict[str, Any]) -> str:
+    m = config.get("model", {})
+    space = f"--space {config['space_path']} " if config.get("space_path") else ""
+    return (f"--model {m.get('spec')} --weights {m.get('weights')} "
+            f"--input-shape {','.join(str(d) for d in m.get('input_shape', []))} {space}")  # fmt: skip

@@ -121,6 +121,10 @@ class SearchConfig:
     backend: str = "local"  # local | ray
     workers: int = 1
     address: str | None = None
+    # bring your own model (autocompress.byom): FILE.py:FUNCTION or package.module:FUNCTION
+    model: str | None = None
+    weights: Path | None = None
+    input_shape: str | None = None
 
 
 @dataclass
@@ -159,6 +163,12 @@ def run_search(cfg: SearchConfig, hooks: Hooks | None = None) -> SearchOutcome:
         raise BadInputError(f"--timeout must be a positive number of seconds; got {cfg.timeout_s}")
     make_sampler(cfg.sampler, cfg.seed)  # an unknown sampler fails now, not after training
     _check_scaling_options(cfg)
+    if cfg.model is not None or cfg.weights is not None:
+        from autocompress.byom.search import run_model_search
+
+        if cfg.model is None:
+            raise BadInputError("--weights needs --model FILE.py:FUNCTION (the function that builds the network)")
+        return run_model_search(cfg, hooks)
     target = get_target(cfg.target)
     table = target.table  # validates the whole table now, not mid-search
     space = load_space(cfg.space)

@@ -36,11 +36,16 @@ def finetune(
     batch_size: int = 128,
     seed: int = 0,
     freeze_bn: bool = False,
+    channels_last: bool = True,
 ) -> nn.Module:
     """Fine-tune ``model`` for ``steps`` SGD steps, distilling with weight ``alpha`` from
     ``teacher_logits`` (the teacher's outputs for ``images``, row for row, computed once per
     search so that no step pays for a teacher forward pass). ``freeze_bn`` keeps BatchNorm
     statistics as they are (quantization-aware fine-tuning).
+
+    ``channels_last=False`` trains in the default memory format: user models (bring your own
+    model) do, since torch 2.13's CPU backward of some small channels_last convs with in-place
+    ReLU corrupts the heap (a ResNet basic block at 4 channels aborts with 'double free').
 
     Raises:
         FloatingPointError: the loss became NaN or infinite.
@@ -50,7 +55,8 @@ def finetune(
     if teacher_logits is not None and teacher_logits.shape[0] != images.shape[0]:
         raise ValueError(f"teacher_logits has {teacher_logits.shape[0]} rows for {images.shape[0]} images")
     gen = torch.Generator().manual_seed(seed)
-    model = model.to(memory_format=torch.channels_last)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=fmt)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=4e-5)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
     order = torch.empty(0, dtype=torch.long)
@@ -63,7 +69,7 @@ def finetune(
         if order.numel() < batch_size:
             order = torch.cat([order, torch.randperm(images.shape[0], generator=gen)])
         idx, order = order[:batch_size], order[batch_size:]
-        x = images[idx].contiguous(memory_format=torch.channels_last)
+        x = images[idx].contiguous(memory_format=fmt)
         t_logits = teacher_logits[idx] if (teacher_logits is not None and alpha > 0) else None
         loss = kd_loss(model(x), t_logits, labels[idx], alpha=alpha, temperature=temperature)
         if not torch.isfinite(loss):
