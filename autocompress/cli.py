@@ -255,7 +255,8 @@ def _check_search_input(kw: dict[str, Any]) -> None:
     if kw.get("max_size"):
         parse_size(kw["max_size"])
     get_target(kw["target"]).table  # noqa: B018 - loads and validates the table
-    load_space(kw.get("space"))
+    if not kw.get("model"):  # with --model, --space narrows the model's derived space (checked later)
+        load_space(kw.get("space"))
 
 
 def _print_outcome(outcome: Any) -> None:

@@ -1,7 +1,8 @@
 """Each compression technique alone (and combined) on the same fp32 teacher, the largest subnet.
 
     make search                          # trains and caches the supernet once
-    python benchmarks/techniques.py      # then this (about 3 minutes on 2 cores)
+    python benchmarks/techniques.py      # then this (about 10 minutes on 2 cores)
+    python benchmarks/techniques.py --only QAT --out benchmarks/results/techniques-qat.json
 
 For every variant: accuracy of the exported file as ONNX Runtime runs it (val and test),
 file size, parameters, MACs, latency measured here (ONNX Runtime, 1 thread, 10th percentile,
@@ -42,6 +43,12 @@ def variant(base: dict, stages: int, prune: float, precision: str, train: dict, 
 
 
 def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", help="run the teacher and the variants whose name contains this")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "techniques.json")
+    args = parser.parse_args()
     space = load_space("fashion_mnist")
     # QAT rows: QAT runs whatever PTQ lost (threshold below any loss), so PTQ and QAT are both
     # measured; the evaluator deploys the one better on validation
@@ -67,6 +74,9 @@ def main() -> None:
         "prune 0.75 + KD + int8 PTQ": variant(base, n, 0.75, "int8", KD),
         "prune 0.75 + KD + int8 PTQ then QAT": variant(base, n, 0.75, "int8", KD, qat=True),
     }
+    if args.only:
+        first = next(iter(variants))
+        variants = {k: v for k, v in variants.items() if k == first or args.only in k}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         ev = Evaluator(space=space, data=data, supernet=supernet, target=jetson, models_dir=Path(tmp),
@@ -83,7 +93,7 @@ def main() -> None:
     teacher = rows[0]
     for r, t in zip(rows, timings):
         r["measured_cpu_ms"] = t.p10_ms
-    out = ROOT / "benchmarks" / "results" / "techniques.json"
+    out = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"supernet_cached": cached, "rows": rows}, indent=2) + "\n")
     print("\nint8 rows, validation accuracy: float → PTQ → QAT")
