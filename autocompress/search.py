@@ -517,14 +517,17 @@ def _prepare_run_dir(cfg: SearchConfig, target: str, space_fp: str) -> Path:
                     f"not {now[key]!r}; pass the same settings or start a new run"
                 )
         _remove_stale_temp_files(run_dir)
-        with open(run_dir / STUDY_FILE, "rb") as fh:
-            if fh.read(16) != b"SQLite format 3\x00":
+        sqlite = run_dir / STUDY_FILE  # the default storage; a shared one lives elsewhere
+        with open(sqlite, "rb") if sqlite.is_file() else contextlib.nullcontext(None) as fh:
+            if fh is not None and fh.read(16) != b"SQLite format 3\x00":
                 raise RunDirError(f"cannot resume {run_dir}: {STUDY_FILE} is not an SQLite database "
                                   "(truncated or overwritten)")  # fmt: skip
     else:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         run_dir = cfg.run_dir or cfg.runs_root / f"{target}-{cfg.budget_ms:g}ms-{stamp}"
-        if (run_dir / STUDY_FILE).exists() or (run_dir / CONFIG_FILE).exists():
+        # config.yaml is written when the study begins: a run killed before that (during the
+        # supernet training) may be started again with the same command
+        if (run_dir / CONFIG_FILE).exists():
             raise RunDirError(
                 f"{run_dir} already holds a search; pass --resume to continue it, or another --run-dir"
             )

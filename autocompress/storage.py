@@ -27,8 +27,8 @@ from autocompress.exceptions import BadInputError, RunDirError
 
 WORKER_ATTR = "worker"
 # A RUNNING trial with no worker recorded yet is young (ask() and set_user_attr are two writes);
-# older than this it belongs to a run from before workers were recorded, and counts as interrupted.
-UNOWNED_GRACE = timedelta(seconds=60)
+# older than this its process died between them (or predates worker records): interrupted.
+UNOWNED_GRACE = timedelta(seconds=5)  # the two writes are milliseconds apart, even on a busy server
 _PASSWORD = re.compile(r"(://[^:/@]+:)([^@]*)(@)")
 
 
