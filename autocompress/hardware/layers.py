@@ -45,7 +45,7 @@ import torch.nn as nn
 
 from autocompress._io import atomic_write_text
 from autocompress.exceptions import BadInputError, TargetError, UnpricedLayersError
-from autocompress.hardware.lut import SOURCES, DeviceSpec
+from autocompress.hardware.lut import SOURCES, DeviceSpec, csv_records
 from autocompress.hardware.predict import BlockCost, Prediction, precision_entries
 
 log = logging.getLogger(__name__)
@@ -179,21 +179,8 @@ def load_layers(folder: Path, device: DeviceSpec) -> LayerTable:
     path = folder / LAYERS_FILE
     if not path.is_file():
         return LayerTable({})
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TargetError(f"{path}: not readable ({type(exc).__name__})") from None
-    reader = csv.reader(io.StringIO(text))
-    header = next(reader, None)
-    if header is None or tuple(h.strip() for h in header) != COLUMNS:
-        raise TargetError(f"{path}: header must be {','.join(COLUMNS)}")
     rows: dict[LayerKey, LayerRow] = {}
-    for lineno, fields in enumerate(reader, start=2):
-        if not fields or all(not f.strip() for f in fields):
-            continue
-        if len(fields) != len(COLUMNS):
-            raise TargetError(f"{path}: row {lineno} has {len(fields)} columns, expected {len(COLUMNS)}")
-        f = dict(zip(COLUMNS, (x.strip() for x in fields)))
+    for lineno, f in csv_records(path, COLUMNS):
         try:
             key = LayerKey(f["op"], int(f["in_h"]), int(f["in_w"]), int(f["in_c"]), int(f["out_c"]), int(f["kernel"]),
                            int(f["stride"]), int(f["groups"]), f["act"], f["precision"], int(f["batch"]))  # fmt: skip

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -241,6 +242,29 @@ def load_device(path: Path) -> DeviceSpec:
         raise TargetError(f"{path}: field {loc}: {err['msg']}") from None
 
 
+def csv_records(path: Path, columns: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line number, column -> stripped value) for every non-blank row of a table CSV whose
+    header must be ``columns``.
+
+    Raises:
+        TargetError: unreadable file, wrong header, or a row with the wrong number of columns.
+    """
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TargetError(f"{path}: not readable ({type(exc).__name__})") from None
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, None)
+    if header is None or tuple(h.strip() for h in header) != columns:
+        raise TargetError(f"{path}: header must be {','.join(columns)}")
+    for lineno, fields in enumerate(reader, start=2):
+        if not fields or all(not f.strip() for f in fields):
+            continue
+        if len(fields) != len(columns):
+            raise TargetError(f"{path}: row {lineno} has {len(fields)} columns, expected {len(columns)}")
+        yield lineno, dict(zip(columns, (f.strip() for f in fields)))
+
+
 def load_table(folder: Path) -> LatencyTable:
     """Load and validate a table folder.
 
@@ -249,23 +273,11 @@ def load_table(folder: Path) -> LatencyTable:
     """
     device = load_device(folder / "device.yaml")
     path = folder / "blocks.csv"
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise TargetError(f"latency table {folder} has no blocks.csv") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TargetError(f"{path}: not readable ({type(exc).__name__})") from None
-    reader = csv.reader(io.StringIO(text))
-    header = next(reader, None)
-    if header is None or tuple(h.strip() for h in header) != COLUMNS:
-        raise TargetError(f"{path}: header must be {','.join(COLUMNS)}")
+    if not path.exists():
+        raise TargetError(f"latency table {folder} has no blocks.csv")
     rows: dict[BlockKey, Row] = {}
-    for lineno, fields in enumerate(reader, start=2):
-        if not fields or all(not f.strip() for f in fields):
-            continue
-        if len(fields) != len(COLUMNS):
-            raise TargetError(f"{path}: row {lineno} has {len(fields)} columns, expected {len(COLUMNS)}")
-        row = _parse_row(path, lineno, dict(zip(COLUMNS, (f.strip() for f in fields))), device)
+    for lineno, fields in csv_records(path, COLUMNS):
+        row = _parse_row(path, lineno, fields, device)
         if row.key in rows:
             raise TargetError(f"{path}: row {lineno} repeats the block of an earlier row")
         rows[row.key] = row
