@@ -114,6 +114,9 @@ def run_ray(study: optuna.Study, storage_spec: str, space: Any, cfg: Any, config
                 num_samples=remaining,
                 max_concurrent_trials=cfg.workers,
                 time_budget_s=cfg.timeout_s,
+                # one worker process per CPU for the whole search: its data, supernet and
+                # evaluator are loaded once (_worker_state), not once per trial
+                reuse_actors=True,
             ),
             run_config=tune.RunConfig(
                 name="autocompress",
