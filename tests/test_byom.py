@@ -167,6 +167,59 @@ def test_pruned_int8_export_runs_in_onnx_runtime(name: str, weights, data, tmp_p
     assert len(prediction.breakdown) == len(ev.predict(space.largest()).breakdown)
 
 
+def test_qat_on_a_users_model_is_recorded_and_deployed_when_better(weights, data, tmp_path: Path) -> None:
+    """A candidate that allows QAT, with a threshold every PTQ loss exceeds: the fake-quantized
+    fine-tune runs on the user's model, its file is kept only if it scores better on validation,
+    and the recorded accuracies are those of the deployed file."""
+    target = get_target("cpu")
+    user = load_user_model(f"{MODELS}:resnet_tiny", weights["resnet_tiny"], default_shape=(1, 28, 28))
+    space = derive_space(user.module, X, ModelSpaceSpec(qat_threshold_pp=-100.0, qat_steps=10),
+                         precisions=["fp32", "int8"])  # fmt: skip
+    assert space.dimensions()["qat"] == [False, True]
+    ev = ModelEvaluator(user=user, space=space, data=data, target=target, models_dir=tmp_path)
+    flat = {**space.smallest().to_flat(), "finetune_steps": 10, "kd_alpha": 0.5, "qat": True}
+    flat.update({k: 0.25 for k in flat if k.startswith("prune.")})
+    result = ev.evaluate(ModelCandidate.from_flat(flat), 3)
+    assert result.float_val_accuracy is not None and result.qat_val_accuracy is not None
+    assert result.ptq_drop_pp is not None
+    x_val, y_val = data.split("val")
+    deployed = ort_accuracy(result.model_path, x_val, y_val)
+    assert deployed == result.val_accuracy
+    if result.qat_applied:
+        assert deployed == result.qat_val_accuracy
+    else:
+        assert deployed >= result.qat_val_accuracy
+    assert not list(tmp_path.glob(".*"))  # no scratch folder left
+    # without QAT allowed, the same candidate records PTQ only; an fp32 candidate records neither
+    plain = ev.evaluate(ModelCandidate.from_flat({**flat, "qat": False}), 4)
+    assert plain.qat_val_accuracy is None and plain.ptq_drop_pp is not None and not plain.qat_applied
+    fp32 = ev.evaluate(space.largest(), 5)
+    assert fp32.ptq_drop_pp is None and fp32.float_val_accuracy is None
+    # a space without int8 has no QAT dimension to search
+    assert _space(bm.resnet_tiny(), precision=["fp32"]).dimensions()["qat"] == [False]
+
+
+def test_fake_quantized_inputs_bakes_weights_and_leaves_no_hooks() -> None:
+    from autocompress.compress.qat import fake_quantized
+
+    torch.manual_seed(0)
+    model = bm.resnet_tiny().eval()
+    x = torch.randn(4, 1, 28, 28)
+    before = model(x)
+    other = model.get_submodule("layer1.0.conv2").weight.detach().clone()
+    conv = model.get_submodule("layer1.0.conv1")
+    with fake_quantized([conv], inputs=True) as quantizers:
+        assert len(quantizers) == 1  # one observer, on the conv's input
+        model(x)
+        assert quantizers[0].scale.item() > 0
+    w = conv.weight.detach()
+    scale = w.abs().amax(dim=(1, 2, 3), keepdim=True) / 127
+    assert torch.allclose(w / scale, (w / scale).round(), atol=1e-3)  # on its int8 grid per channel
+    assert not conv._forward_pre_hooks and not conv._forward_hooks
+    assert not torch.equal(before, model(x))  # the weights changed, and only this conv's
+    assert torch.equal(model.get_submodule("layer1.0.conv2").weight, other)
+
+
 def test_layer_table_prices_the_exported_graph(weights, tmp_path: Path) -> None:
     target = get_target("cpu")
     table = load_layers(target.folder, target.device)

@@ -1,10 +1,13 @@
 """Score one compression of a user's model: prune (torch-pruning DepGraph) -> BatchNorm
 re-estimated -> KD fine-tune from the user's model -> ONNX export -> int8 per part (ONNX
-Runtime static QDQ) -> accuracy by ONNX Runtime on val and test -> size, params, MACs ->
-latency and energy from the target's generic layer table."""
+Runtime static QDQ; when the candidate allows QAT and PTQ loses more than ``qat_threshold_pp``
+of validation accuracy, a fake-quantized fine-tune and a second quantization, kept if better on
+validation) -> accuracy by ONNX Runtime on val and test -> size, params, MACs -> latency and
+energy from the target's generic layer table."""
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -13,11 +16,12 @@ import torch
 import torch.nn as nn
 
 from autocompress import compress
+from autocompress._io import atomic_path
 from autocompress.byom.model import UserModel
 from autocompress.byom.space import ModelCandidate, ModelSpace, prune_model
 from autocompress.compress.quantize import quantize_int8
 from autocompress.data import ImageDataset
-from autocompress.evaluate import TrialResult, onnx_params
+from autocompress.evaluate import QAT_LR_FACTOR, TrialResult, onnx_params
 from autocompress.exceptions import CompressionUnavailableError, UnpricedLayersError
 from autocompress.hardware.layers import (
     LayerSpec,
@@ -130,18 +134,44 @@ class ModelEvaluator:
         )  # fmt: skip
         t1 = time.perf_counter()
         path = self.models_dir / f"trial_{number:04d}.onnx"
-        fp32 = self.models_dir / f".trial_{number:04d}.fp32.onnx"
-        try:
-            self.export(model, fp32)
-            layers = self.layers_of(fp32)
-            prediction = self.price(layers, cand)
-            params = onnx_params(fp32)
-            calib, _ = self.data.split("calib", self.resolution)
-            finalize_model(fp32, path, self.prefixes(cand), calib.numpy())
-        finally:
-            fp32.unlink(missing_ok=True)
         x_val, y_val = self.data.split("val", self.resolution)
         x_test, y_test = self.data.split("test", self.resolution)
+        calib, _ = self.data.split("calib", self.resolution)
+        prefixes = self.prefixes(cand)
+        quant: dict = {}
+        with tempfile.TemporaryDirectory(dir=self.models_dir, prefix=f".trial_{number:04d}") as tmp:
+            tmp_dir = Path(tmp)
+
+            def deploy(net: nn.Module, name: str) -> Path:
+                fp32, out = tmp_dir / f"{name}.float.onnx", tmp_dir / f"{name}.onnx"
+                self.export(net, fp32)
+                return finalize_model(fp32, out, prefixes, calib.numpy())
+
+            best = deploy(model, "ptq")
+            layers = self.layers_of(tmp_dir / "ptq.float.onnx")
+            prediction = self.price(layers, cand)
+            params = onnx_params(tmp_dir / "ptq.float.onnx")
+            int8 = [m for p in self.space.parts if cand.precisions.get(p.name) == "int8" for m in p.modules]
+            if int8:
+                float_val = ort_accuracy(tmp_dir / "ptq.float.onnx", x_val, y_val)
+                best_val = ort_accuracy(best, x_val, y_val)
+                drop = 100 * (float_val - best_val)
+                quant = {"float_val_accuracy": float_val, "ptq_drop_pp": round(drop, 3)}
+                if cand.qat and drop > spec.qat_threshold_pp:
+                    qmodel = compress.qat_finetune(
+                        model, int8, x_train, y_train,
+                        steps=spec.qat_steps, teacher_logits=self.teacher_logits() if cand.kd_alpha > 0 else None,
+                        alpha=cand.kd_alpha, temperature=cand.kd_temperature,
+                        lr=spec.finetune_lr * QAT_LR_FACTOR, batch_size=spec.finetune_batch_size,
+                        seed=self.seed + number, calibration=calib, inputs=True,
+                    )  # fmt: skip
+                    qat_file = deploy(qmodel, "qat")
+                    qat_val = ort_accuracy(qat_file, x_val, y_val)
+                    quant["qat_val_accuracy"] = qat_val
+                    if qat_val > best_val:
+                        best, quant["qat_applied"] = qat_file, True
+            with atomic_path(path) as out:
+                shutil.copyfile(best, out)
         return TrialResult(
             val_accuracy=ort_accuracy(path, x_val, y_val),
             test_accuracy=ort_accuracy(path, x_test, y_test),
@@ -154,14 +184,14 @@ class ModelEvaluator:
             model_path=str(path),
             finetune_s=round(t1 - t0, 2),
             eval_s=round(time.perf_counter() - t1, 2),
+            accuracy_runtime="onnxruntime",
+            **quant,
         )
 
 
 def finalize_model(src: Path, dst: Path, prefixes: dict[str, str], calibration) -> Path:  # noqa: ANN001
     """Quantize the nodes under int8 prefixes (everything else stays float); copy when none."""
     import onnx
-
-    from autocompress._io import atomic_path
 
     int8 = tuple(p for p, prec in prefixes.items() if prec == "int8")
     if not int8:

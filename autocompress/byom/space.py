@@ -12,6 +12,9 @@
   default the first and the last part stay fp32 (``first_last: fp32``).
 - **Distillation**: ``kd_alpha``, ``kd_temperature``, ``finetune_steps``, the teacher being the
   user's model as loaded.
+- **QAT**: ``qat`` (when some part may be int8): a candidate that allows it gets ``qat_steps`` of
+  fake-quantized fine-tuning when int8 post-training quantization loses more than
+  ``qat_threshold_pp`` of validation accuracy (as for our own space).
 
 A ``--space`` YAML (:class:`ModelSpaceSpec`) can fix (one-element list) or narrow any of it.
 """
@@ -62,8 +65,11 @@ class ModelSpaceSpec(BaseModel):
     finetune_lr: float = Field(0.005, gt=0)
     finetune_batch_size: int = Field(128, ge=1)
     recalib_batches: int = Field(20, ge=0)
+    qat: list[bool] = Field([False, True], description="searched when some part may be int8")
+    qat_threshold_pp: float = Field(0.5, description="QAT runs when int8 PTQ loses more val accuracy than this")
+    qat_steps: int = Field(200, ge=1)
 
-    @field_validator("prune_ratio", "kd_alpha", "kd_temperature", "finetune_steps")
+    @field_validator("prune_ratio", "kd_alpha", "kd_temperature", "finetune_steps", "qat")
     @classmethod
     def _nonempty(cls, v: list[Any]) -> list[Any]:
         if not v or len(set(v)) != len(v):
@@ -272,12 +278,13 @@ class ModelCandidate:
     kd_alpha: float
     kd_temperature: float
     finetune_steps: int
-    # QAT (issue 5) will add a dimension here: a new field with a default keeps old runs loadable.
+    qat: bool = False  # a default: runs from before QAT load as they were
 
     def to_flat(self) -> dict[str, Any]:
         flat: dict[str, Any] = {f"prune.{k}": v for k, v in self.prune}
         flat.update({f"precision.{k}": v for k, v in self.precision})
-        flat.update(kd_alpha=self.kd_alpha, kd_temperature=self.kd_temperature, finetune_steps=self.finetune_steps)
+        flat.update(kd_alpha=self.kd_alpha, kd_temperature=self.kd_temperature, finetune_steps=self.finetune_steps,
+                    qat=self.qat)  # fmt: skip
         return flat
 
     @classmethod
@@ -290,6 +297,7 @@ class ModelCandidate:
                 kd_alpha=float(flat["kd_alpha"]),
                 kd_temperature=float(flat["kd_temperature"]),
                 finetune_steps=int(flat["finetune_steps"]),
+                qat=bool(flat.get("qat", False)),
             )
         except KeyError as exc:
             raise SpaceError(f"candidate is missing the choice {exc.args[0]!r}") from None
@@ -306,7 +314,8 @@ class ModelCandidate:
         """e.g. ``p 0/.25/.5/0 | fp32,int8,int8,fp32 | kd0.5/T4 ft100``."""
         pr = "/".join(f"{r:g}" for _, r in self.prune)
         prec = ",".join(p for _, p in self.precision)
-        return f"p {pr} | {prec} | kd{self.kd_alpha:g}/T{self.kd_temperature:g} ft{self.finetune_steps}"
+        qat = " qat" if self.qat and "int8" in prec else ""
+        return f"p {pr} | {prec} | kd{self.kd_alpha:g}/T{self.kd_temperature:g} ft{self.finetune_steps}{qat}"
 
 
 class ModelSpace:
@@ -448,6 +457,8 @@ def derive_space(
     dims["kd_alpha"] = list(spec.kd_alpha)
     dims["kd_temperature"] = list(spec.kd_temperature)
     dims["finetune_steps"] = list(spec.finetune_steps)
+    int8_possible = any("int8" in c for k, c in dims.items() if k.startswith("precision."))
+    dims["qat"] = list(spec.qat) if int8_possible else [False]
     space = ModelSpace(name=spec.name or name, groups=groups, parts=parts, head=head, spec=spec, dims=dims,
                        notes=notes)  # fmt: skip
     _check_prunable(model, example, space, fn_name)

@@ -10,8 +10,10 @@ arithmetic simulated in the forward pass, then quantizes it again:
   conv (each output channel is multiplied by one factor), so the grid trained on is the grid the
   deployed, BN-folded file stores;
 - the activations the QDQ file quantizes (the output of every conv-BN-ReLU unit and of every
-  block of an int8 part) go through ``torch.ao.quantization.FakeQuantize`` (per-tensor
-  asymmetric int8, moving-average min/max observer);
+  block of an int8 part; for a user's model, whose modules we do not know, the input of every
+  int8 conv / linear, which is where a QDQ file puts its QuantizeLinear) go through
+  ``torch.ao.quantization.FakeQuantize`` (per-tensor asymmetric int8, moving-average min/max
+  observer);
 - BatchNorm statistics are frozen during the short fine-tune (its batches are small).
 
 Afterwards the weights are left on the int8 grid (the parametrization is baked in) and the
@@ -66,8 +68,11 @@ def _activation_points(part: nn.Module) -> Iterator[nn.Module]:
 
 
 @contextmanager
-def fake_quantized(parts: Iterable[nn.Module]) -> Iterator[list[nn.Module]]:
+def fake_quantized(parts: Iterable[nn.Module], *, inputs: bool = False) -> Iterator[list[nn.Module]]:
     """Simulate int8 inside ``parts`` (modules of one model) while the block runs.
+
+    ``inputs``: fake-quantize the input of every conv / linear (any model) instead of the
+    output of our conv-BN-act units and blocks.
 
     On exit the fake-quantized weights are baked in (they stay on their int8 grid) and every
     hook is removed, so the model is a plain float module again.
@@ -78,7 +83,11 @@ def fake_quantized(parts: Iterable[nn.Module]) -> Iterator[list[nn.Module]]:
             if isinstance(m, (nn.Conv2d, nn.Linear)) and not parametrize.is_parametrized(m, "weight"):
                 parametrize.register_parametrization(m, "weight", WeightFakeQuant())
                 weighted.append(m)
-        for m in _activation_points(part):
+                if inputs:
+                    fq = activation_fake_quant()
+                    quantizers.append(fq)
+                    hooks.append(m.register_forward_pre_hook(lambda _m, args, fq=fq: (fq(args[0]), *args[1:])))
+        for m in () if inputs else _activation_points(part):
             fq = activation_fake_quant()
             quantizers.append(fq)
             hooks.append(m.register_forward_hook(lambda _m, _i, out, fq=fq: fq(out)))
@@ -105,21 +114,24 @@ def qat_finetune(
     batch_size: int,
     seed: int,
     calibration: torch.Tensor,
+    inputs: bool = False,
 ) -> nn.Module:
     """A copy of ``model`` fine-tuned for ``steps`` with the ``int8_parts`` (attribute paths
     such as ``stages.1`` or ``stem``) fake-quantized; the original is left untouched.
 
-    ``calibration`` images set the activation observers before the first step.
+    ``calibration`` images set the activation observers before the first step. ``inputs``: see
+    :func:`fake_quantized` (a user's model; it also trains in the default memory format, see
+    :func:`~autocompress.compress.distill.finetune`).
     """
     student = copy.deepcopy(model).eval()
     parts = [student.get_submodule(name) for name in int8_parts]
-    with fake_quantized(parts):
+    with fake_quantized(parts, inputs=inputs):
         with torch.no_grad():
             for chunk in calibration.split(256):
                 student(chunk)
         student = finetune(
             student, images, labels,
             steps=steps, teacher_logits=teacher_logits, alpha=alpha, temperature=temperature,
-            lr=lr, batch_size=batch_size, seed=seed, freeze_bn=True,
+            lr=lr, batch_size=batch_size, seed=seed, freeze_bn=True, channels_last=not inputs,
         )  # fmt: skip
     return student.eval()
