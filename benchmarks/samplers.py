@@ -1,6 +1,7 @@
 """Search efficiency of the samplers: hypervolume (accuracy x latency) after N trials.
 
     python benchmarks/samplers.py                 # 5 seeds; results/samplers.json + samplers.png
+    python benchmarks/samplers.py --jobs 2         # seeds in 2 processes (1 torch thread each)
     python benchmarks/samplers.py --seeds 1 --trials 20 --random-trials 40    # a quick look
 
 TPE, NSGA-II and GP (Optuna's, as ``autocompress search --sampler`` builds them) after
@@ -29,6 +30,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import random
 import statistics
 import sys
 import time
@@ -51,6 +54,7 @@ from autocompress.space import load_space  # noqa: E402
 from autocompress.supernet import accuracy, load_or_train, recalibrate_bn  # noqa: E402
 
 SAMPLERS = ("tpe", "nsga2", "gp")
+_MAIN_PID = os.getpid()
 
 
 def hypervolume(points: list[tuple[float, float]], ref_acc: float, ref_lat: float) -> float:
@@ -97,7 +101,7 @@ class CheapEvaluator:
             self.memo[key] = accuracy(sub, xv[: self.n_val], yv[: self.n_val])
             self.evaluations += 1
             self.seconds += time.perf_counter() - t0
-            if self.evaluations % 25 == 0:
+            if self.evaluations % 25 == 0 and os.getpid() == _MAIN_PID:
                 self.save()
         return self.memo[key]
 
@@ -141,7 +145,8 @@ def main() -> None:
     ap.add_argument("--ref-acc", type=float, default=0.8)
     ap.add_argument("--val", type=int, default=1000, help="validation images per accuracy")
     ap.add_argument("--recalib", type=int, default=4, help="BatchNorm recalibration batches of 256 images")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    ap.add_argument("--jobs", type=int, default=1, help="seeds run in this many processes at once")
     ap.add_argument("--memo", type=Path, default=ROOT / "runs" / "bench-samplers-memo.json")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = ap.parse_args()
@@ -155,24 +160,29 @@ def main() -> None:
         sys.exit("the fashion_mnist supernet is not cached; run `make search` first (this script never trains it)")
     table = get_target(args.target).table
     ev = CheapEvaluator(space, data, supernet, table, args.val, args.memo, args.recalib)
-    rng = __import__("random").Random(0)
+    rng = random.Random(0)
     lats = sorted(ev.latency(space.random(rng)) for _ in range(2000))
     budget = float(np.quantile(lats, args.budget_quantile))
     print(f"{args.target}: random candidates {lats[0]:.4f}..{lats[-1]:.4f} ms; budget {budget:.4f} ms "
           f"(the {args.budget_quantile:.0%} quantile: binds)", flush=True)  # fmt: skip
 
+    global _EV, _ARGS, _BUDGET  # the seeds' worker processes inherit these (fork)
+    _EV, _ARGS, _BUDGET = ev, args, budget
     runs: dict[str, dict[str, list]] = {}
     t0 = time.perf_counter()
-    for seed in range(args.seeds):
-        for name, n in [*((s, args.trials) for s in SAMPLERS), ("random", args.random_trials)]:
-            trials = run_study(name, seed, n, ev, budget, args.seeded)
-            hv = {str(k): hypervolume([(a, lat) for a, lat, ok in trials[:k] if ok], args.ref_acc, budget)
-                  for k in range(1, n + 1)}  # fmt: skip
-            runs.setdefault(name, {})[str(seed)] = {"hv": hv, "feasible": sum(ok for *_, ok in trials),
-                                                   "trials": [[round(a, 5), round(lat, 5)] for a, lat, _ in trials]}
-            print(f"seed {seed} {name:>6}: HV@{args.trials} {hv[str(args.trials)]:.5f}"
-                  + (f"  HV@{n} {hv[str(n)]:.5f}" if n != args.trials else "")
-                  + f"  ({ev.evaluations} evaluations, {time.perf_counter() - t0:.0f} s)", flush=True)
+    if args.jobs > 1:
+        import multiprocessing as mp
+
+        with mp.get_context("fork").Pool(args.jobs) as pool:
+            per_seed = pool.map(_run_seed, range(args.seeds), chunksize=1)
+    else:
+        per_seed = [_run_seed(seed) for seed in range(args.seeds)]
+    for seed, (seed_runs, memo, evaluations, seconds) in enumerate(per_seed):
+        for name, r in seed_runs.items():
+            runs.setdefault(name, {})[str(seed)] = r
+        ev.memo.update(memo)
+        ev.evaluations += evaluations
+        ev.seconds += seconds
     ev.save()
 
     def med(name: str, k: int) -> float:
@@ -192,13 +202,36 @@ def main() -> None:
         "space": "fashion_mnist", "median_hypervolume": summary,
         "default_sampler_at_n_vs_random_at_3n": summary[f"tpe@{args.trials}"] >= summary[f"random@{args.random_trials}"],
         "evaluations": ev.evaluations, "evaluation_seconds": round(ev.seconds, 1),
-        "wall_s": round(time.perf_counter() - t0, 1), "torch_threads": torch.get_num_threads(),
+        "wall_s": round(time.perf_counter() - t0, 1), "torch_threads": args.threads, "jobs": args.jobs,
         "optuna": optuna.__version__, "runs": runs,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "samplers.json").write_text(json.dumps(result, indent=1))
     plot(runs, args, summary, budget, args.out / "samplers.png")
     print(json.dumps(summary, indent=1))
+
+
+_EV: CheapEvaluator
+_ARGS: argparse.Namespace
+_BUDGET: float
+
+
+def _run_seed(seed: int) -> tuple[dict[str, dict], dict[str, float], int, float]:
+    """Every sampler's study for one seed (in a worker process when ``--jobs`` > 1)."""
+    ev, args, budget = _EV, _ARGS, _BUDGET
+    torch.set_num_threads(args.threads)
+    before, seconds0 = ev.evaluations, ev.seconds
+    out, t0 = {}, time.perf_counter()
+    for name, n in [*((s, args.trials) for s in SAMPLERS), ("random", args.random_trials)]:
+        trials = run_study(name, seed, n, ev, budget, args.seeded)
+        hv = {str(k): hypervolume([(a, lat) for a, lat, ok in trials[:k] if ok], args.ref_acc, budget)
+              for k in range(1, n + 1)}  # fmt: skip
+        out[name] = {"hv": hv, "feasible": sum(ok for *_, ok in trials),
+                     "trials": [[round(a, 5), round(lat, 5)] for a, lat, _ in trials]}  # fmt: skip
+        print(f"seed {seed} {name:>6}: HV@{args.trials} {hv[str(args.trials)]:.5f}"
+              + (f"  HV@{n} {hv[str(n)]:.5f}" if n != args.trials else "")
+              + f"  ({ev.evaluations - before} evaluations, {time.perf_counter() - t0:.0f} s)", flush=True)
+    return out, ev.memo, ev.evaluations - before, ev.seconds - seconds0
 
 
 def _cached(space, data) -> bool:
