@@ -51,6 +51,8 @@ from autocompress.results import (
 from autocompress.space import Candidate, load_space, resolve_space_path
 from autocompress.storage import (
     WORKER_ATTR,
+    fail_stale,
+    heartbeat,
     live_foreign_trials,
     open_storage,
     redact,
@@ -268,6 +270,7 @@ def run_search(cfg: SearchConfig, hooks: Hooks | None = None) -> SearchOutcome:
     study.sampler = make_sampler(cfg.sampler, cfg.seed + len(study.trials) + salt)
     if cfg.resume:
         requeue_interrupted(study)
+        fail_stale(study)
     if not study.trials:
         # Warm-start candidates (an earlier run's Pareto set) first, then the two ends of the
         # space: the largest (the fp32 teacher, the accuracy reference every Pareto point is
@@ -338,6 +341,7 @@ def _optimize(
     while claimed() < cfg.trials:
         if cfg.timeout_s is not None and time.monotonic() - start > cfg.timeout_s:
             break
+        fail_stale(study)  # trials of workers (on any host) whose heartbeat stopped: failed, re-queued
         trial = study.ask()
         trial.set_user_attr(WORKER_ATTR, worker_id())
         cand: Candidate = space.sample(trial)
@@ -350,7 +354,8 @@ def _optimize(
                 result = dict(twin.user_attrs["result"])
                 trial.set_user_attr("duplicate_of", twin.number)
             else:
-                result = score_candidate(evaluator, cand, trial.number, study=study, cfg=cfg)
+                with heartbeat(study, trial):
+                    result = score_candidate(evaluator, cand, trial.number, study=study, cfg=cfg)
         except (KeyboardInterrupt, CompressionUnavailableError, TargetError):
             study.tell(trial, state=TrialState.FAIL)
             write_results(run_dir, study, config)

@@ -7,15 +7,26 @@
 Several ``autocompress search --resume`` processes can share one study. Every trial records
 the worker that runs it (``host:pid``); a process that resumes fails and re-queues only the
 RUNNING trials whose worker is gone, so it never steals a trial another live process is
-evaluating. Workers on other hosts cannot be checked from here: their trials are left alone
-until a process on their own host resumes.
+evaluating.
+
+Workers on other hosts cannot be asked whether they live, so on the database storages
+(PostgreSQL, SQLite) every running trial also carries Optuna's heartbeat: its worker records
+one every ``HEARTBEAT_S`` seconds, and a RUNNING trial with no heartbeat for ``GRACE_S`` (the
+database server's clock, so hosts' clocks need not agree) is failed and re-queued by whichever
+process looks next (``optuna.storages.fail_stale_trials`` before every new trial, and at
+resume). The journal storage has no heartbeat: there, another host's dead trial waits until a
+process on its own host resumes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
+import threading
+import warnings
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,6 +40,10 @@ WORKER_ATTR = "worker"
 # A RUNNING trial with no worker recorded yet is young (ask() and set_user_attr are two writes);
 # older than this its process died between them (or predates worker records): interrupted.
 UNOWNED_GRACE = timedelta(seconds=5)  # the two writes are milliseconds apart, even on a busy server
+HEARTBEAT_S = 20  # a running trial's worker writes a heartbeat this often (database storages) ...
+GRACE_S = 120  # ... and after this long without one the trial is stale (its worker died)
+# Optuna warns on study.ask() with a heartbeat storage; our ask/tell loop beats itself (heartbeat())
+warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
 _PASSWORD = re.compile(r"(://[^:/@]+:)([^@]*)(@)")
 
 
@@ -82,8 +97,13 @@ def open_storage(spec: str) -> optuna.storages.BaseStorage:
                 )
             url = "postgresql+psycopg2://" + spec.removeprefix("postgresql://")
     try:
-        # pool_pre_ping: a shared database may drop idle connections during a long trial
-        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True} if "sqlite" not in url else None)
+        # pool_pre_ping: a shared database may drop idle connections during a long trial;
+        # the heartbeat arguments are "experimental" in Optuna 5 (stable since 2.x in fact)
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning, message=".*heartbeat")
+        return optuna.storages.RDBStorage(
+            url, engine_kwargs={"pool_pre_ping": True} if "sqlite" not in url else None,
+            heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S, heartbeat_stale_trial_callback=requeue_stale,
+        )  # fmt: skip
     except Exception as exc:  # sqlalchemy's OperationalError and friends; the message is one line
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RunDirError(f"cannot open storage {redact(spec)}: {first}") from None
@@ -151,6 +171,43 @@ def requeue_interrupted(study: optuna.Study) -> list[int]:
         study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
         done.append(t.number)
     return done
+
+
+def requeue_stale(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """Optuna's callback for a trial it failed for a missing heartbeat: queue its params again."""
+    study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
+
+
+def fail_stale(study: optuna.Study) -> None:
+    """Fail and re-queue the trials whose worker stopped its heartbeat (any host)."""
+    optuna.storages.fail_stale_trials(study)
+
+
+@contextlib.contextmanager
+def heartbeat(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
+    """Record ``trial``'s heartbeat every ``HEARTBEAT_S`` seconds while the block runs (no-op
+    on a storage without heartbeats)."""
+    storage = study._storage
+    interval = storage.get_heartbeat_interval() if hasattr(storage, "record_heartbeat") else None
+    if not interval:
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            with contextlib.suppress(Exception):  # a missed beat is retried; the trial goes on
+                storage.record_heartbeat(trial._trial_id)
+            if stop.wait(interval):
+                return
+
+    thread = threading.Thread(target=beat, name="autocompress-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def describe(spec: str) -> dict[str, Any]:

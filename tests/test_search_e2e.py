@@ -57,6 +57,7 @@ def test_run_directory_holds_everything(run) -> None:
         assert col in trials, col
     assert all(Path(p).is_file() for p in trials["model_path"])
     assert "Pareto set" in proc.stdout and "measured" in proc.stdout
+    assert "Warning" not in proc.stderr, proc.stderr[-2000:]  # e.g. none of Optuna's about heartbeats
     assert "report.md" in (run_dir / "report.md").read_text() or "Pareto" in (run_dir / "report.md").read_text()
     assert not list(run_dir.rglob("*.tmp"))
 

@@ -241,6 +241,36 @@ def test_sigkill_mid_trial_then_resume_on_a_journal_storage(tmp_path, fashion_di
     assert not (run_dir / "study.db").exists()
 
 
+def test_a_worker_on_another_host_that_stops_its_heartbeat_is_failed_and_requeued(tmp_path, monkeypatch) -> None:
+    """Another host's pid cannot be checked from here; its heartbeat can. A trial whose worker
+    stopped beating for longer than the grace period is failed and its params queued again
+    (once, though two processes look); a trial whose worker still beats is left running."""
+    from autocompress import storage as st
+
+    monkeypatch.setattr(st, "HEARTBEAT_S", 1)
+    monkeypatch.setattr(st, "GRACE_S", 3)
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(study_name="s", storage=st.open_storage(url), directions=["maximize"])
+    dead, alive, silent = study.ask(), study.ask(), study.ask()
+    for trial, worker in ((dead, "gpu-box-7:4242"), (alive, "gpu-box-8:77"), (silent, "gpu-box-9:5")):
+        trial.suggest_float("x", 0, 1)
+        trial.set_user_attr(st.WORKER_ATTR, worker)
+    study._storage.record_heartbeat(dead._trial_id)  # ... then its host lost power
+    other = optuna.load_study(study_name="s", storage=st.open_storage(url))  # a second process
+    with st.heartbeat(study, alive):
+        time.sleep(st.GRACE_S + 2)
+        st.fail_stale(study)
+        st.fail_stale(other)
+    states = {t.number: t.state.name for t in study.get_trials()}
+    assert states[dead.number] == "FAIL"
+    assert states[alive.number] == "RUNNING"  # beating: not stale
+    assert states[silent.number] == "RUNNING"  # no heartbeat ever: nothing to judge it by
+    retries = [t for t in study.get_trials() if t.state.name == "WAITING"]
+    assert len(retries) == 1 and retries[0].user_attrs["retry_of"] == dead.number
+    again = study.ask()  # the retry is the next trial handed out, with the dead trial's params
+    assert again.number == retries[0].number and again.suggest_float("x", 0, 1) == dead.params["x"]
+
+
 # --------------------------------------------------------------------------- backends and samplers
 
 
