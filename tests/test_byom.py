@@ -272,6 +272,16 @@ def test_search_cli_end_to_end(weights, tmp_path: Path) -> None:
     assert all((ROOT / p).is_file() or Path(p).is_file() for p in done["model_path"])
     assert "Pareto set" in proc.stdout and "original" in proc.stdout
     assert "resnet_tiny" in (run / "report.md").read_text()
+    # --resume with a higher --trials continues the same study: the 3 trials kept, one more run
+    proc = cli("search", "--model", f"{MODELS}:resnet_tiny", "--weights", str(weights["resnet_tiny"]),
+               "--dataset", "fashion-mnist", "--subset", "300", "--target", "cpu", "--budget", "10ms",
+               "--trials", "4", "--space", str(space), "--run-dir", str(run), "--sampler", "random", "--resume")  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    again = pd.read_parquet(run / "trials.parquet")
+    again_done = again[again["state"] == "COMPLETE"]
+    assert len(again_done) == 4
+    kept = again_done.set_index("number").loc[done["number"], "val_accuracy"].tolist()
+    assert kept == done["val_accuracy"].tolist()
 
 
 def _bad(*args: str) -> object:

@@ -125,9 +125,9 @@ def run_model_search(cfg: Any, hooks: Any) -> Any:
     study.set_metric_names(list(METRICS))
     study.sampler = make_sampler(cfg.sampler, cfg.seed + len(study.trials))
     if cfg.resume:
-        from autocompress.search import _requeue_interrupted
+        from autocompress.storage import requeue_interrupted
 
-        _requeue_interrupted(study)
+        requeue_interrupted(study)
     elif not study.trials:
         sampled = {k for k, v in space.dimensions().items() if len(v) > 1}
         for cand, role in ((space.largest(), "largest"), (space.smallest(), "smallest")):
