@@ -56,17 +56,22 @@ def pareto_numbers(study: Any) -> set[int]:
     """Trial numbers of the Pareto set: feasible, non-dominated, full-fidelity completed trials.
 
     Low-fidelity results (a short fine-tune under ``--fidelity halving``) never enter it, and so
-    cannot hide a full-fidelity trial they happen to dominate.
+    cannot hide a full-fidelity trial they happen to dominate. A trial that proposed a candidate
+    already evaluated (``duplicate_of``) is the same model: only the first of the two is listed.
     """
     from optuna.study import StudyDirection
     from optuna.trial import TrialState
 
     signs = [-1.0 if d == StudyDirection.MAXIMIZE else 1.0 for d in study.directions]
     pts = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    numbers = {t.number for t in done}
+    for t in done:
         if t.user_attrs.get("result", {}).get("fidelity", "full") != "full":
             continue
         if not t.constraints or any(v > 0 for v in t.constraints.values()):
+            continue
+        if t.user_attrs.get("duplicate_of") in numbers:
             continue
         pts.append((t.number, [s * v for s, v in zip(signs, t.values)]))
     front = set()

@@ -40,3 +40,22 @@ def test_no_feasible_trial_is_said_plainly(tmp_path: Path) -> None:
     trials = _frame()
     text = render_report(tmp_path, trials, trials.iloc[0:0], {"budget_ms": 0.1, "supernet": {}})
     assert "No completed trial met the budget." in text
+
+
+def test_a_repeated_candidate_is_listed_once_in_the_pareto_set() -> None:
+    import optuna
+
+    from autocompress.results import pareto_numbers
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+
+    def add(acc: float, ms: float, **attrs: int) -> None:
+        study.add_trial(optuna.trial.create_trial(
+            values=[acc, ms], user_attrs=attrs, system_attrs={"constraints": [ms - 1.0]}))  # fmt: skip
+
+    add(0.90, 0.8)
+    add(0.85, 0.5)
+    add(0.85, 0.5, duplicate_of=1)  # the sampler proposed trial 1's candidate again
+    add(0.85, 0.5)  # another candidate that happens to tie: a model of its own
+    add(0.95, 1.2)  # over the budget
+    assert pareto_numbers(study) == {0, 1, 3}
