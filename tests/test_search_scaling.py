@@ -241,6 +241,8 @@ def test_sigkill_mid_trial_then_resume_on_a_journal_storage(tmp_path, fashion_di
     assert not (run_dir / "study.db").exists()
 
 
+# pytest resets warning filters per test; the product silences this one in autocompress.storage
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
 def test_a_worker_on_another_host_that_stops_its_heartbeat_is_failed_and_requeued(tmp_path, monkeypatch) -> None:
     """Another host's pid cannot be checked from here; its heartbeat can. A trial whose worker
     stopped beating for longer than the grace period is failed and its params queued again
