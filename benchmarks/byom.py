@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -95,8 +96,6 @@ def run_model(name: str, args: argparse.Namespace) -> None:
 
 def measure() -> None:
     """Time the original and every Pareto file of each searched model, all in one interleaved set."""
-    import os
-
     OUT.joinpath("byom").mkdir(parents=True, exist_ok=True)
     for work in sorted(p for p in WORK.iterdir() if (p / "summary.json").is_file()):
         summary = json.loads((work / "summary.json").read_text())
@@ -152,7 +151,7 @@ def report() -> None:
         print(f"\n{name}: {r['params']:,} params, trained {r['train']['steps']} steps on {r['train']['images']:,} images; "
               f"original test "
               f"{100 * o['test_accuracy']:.2f}%, {o['size_bytes'] / 1000:.1f} kB, predicted {o['predicted_ms']:.3f} ms, "
-              f"measured {o['measured_ms']:.3f} ms; budget {r['budget_ms']:.3f} ms ({r.get('budget_share', 0.8)} × predicted); "
+              f"measured {o['measured_ms']:.3f} ms; budget {r['budget_ms']:.3f} ms ({r['budget_share']} × predicted); "
               f"{r['trials']} trials "
               f"({r['feasible']} within budget) in {r['search_seconds']:.0f} s; int8 PTQ lost at most "
               f"{r['ptq_drop_pp_max']} pp over {r['int8_trials']} int8 trials; QAT ran {r['qat_runs']}×, kept "
