@@ -360,12 +360,12 @@ def profile(
 
 @_guard
 def _profile_layers(**kw: Any) -> None:
-    from autocompress.byom.model import load_user_model, parse_input_shape
-    from autocompress.byom.search import model_layer_keys, user_example
-    from autocompress.byom.space import derive_space, load_model_space_spec
     from autocompress.hardware.layers import estimate_layer_rows, load_layers, merge_rows, profile_layer_keys
     from autocompress.hardware.profile import DEFAULT_NAMES
     from autocompress.hardware.targets import get_target
+    from autocompress.problems.user_model.layers import model_layer_keys, user_example
+    from autocompress.problems.user_model.loader import load_user_model, parse_input_shape
+    from autocompress.problems.user_model.space import derive_space, load_model_space_spec
 
     if not kw["model"] or not kw["weights"]:
         raise BadInputError("--layers needs --model FILE.py:FUNCTION and --weights FILE")

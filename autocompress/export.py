@@ -213,13 +213,15 @@ def model_card(
 ) -> dict[str, Any]:
     """Measure the exported file and describe it. Raises ExportMismatchError when its test
     accuracy is not the trials table's."""
+    from autocompress.problems import describer
     from autocompress.runtime import measure_latency, runtime_version
-    from autocompress.space import Candidate
 
     number = int(row["number"])
-    flat = {k: _py(row[k]) for k in _choice_columns(row)}
-    cand = Candidate.from_flat(flat)
-    accuracy, _, n_test = evaluate_exported(files, fmt, config, cand.resolution)
+    runs = describer(config)
+    cand = runs.row_candidate(row)
+    about = runs.describe(cand)
+    channels, height, width = about["input_shape"]
+    accuracy, _, n_test = evaluate_exported(files, fmt, config, height)
     recorded = float(row["test_accuracy"])
     scored_with = recorded_runtime(row)
     tol = 0.0 if RUNTIME_OF[fmt] == scored_with else CROSS_RUNTIME_TOLERANCE
@@ -230,9 +232,8 @@ def model_card(
             f"nothing was written"
         )
     ds = config.get("dataset") or {}
-    channels = int(ds.get("channels", 1))
     rt = RUNTIME_OF[fmt]
-    timing = measure_latency([files[0]], shape=(1, channels, cand.resolution, cand.resolution), runtime=rt,
+    timing = measure_latency([files[0]], shape=(1, channels, height, width), runtime=rt,
                              threads=1, reps=latency_reps)[0]  # fmt: skip
     energy = row.get("energy_mj")
     estimated = bool(config.get("target_estimated"))
@@ -250,7 +251,7 @@ def model_card(
             "classes": ds.get("classes"),
             "split_sizes": ds.get("split_sizes"),
             "subset": ds.get("subset"),
-            "input": {"shape": ["batch", channels, cand.resolution, cand.resolution], "dtype": "float32",
+            "input": {"shape": ["batch", channels, height, width], "dtype": "float32",
                       "range": "[0, 1] pixels (normalisation is inside the model)", "name": "input"},
             "output": {"name": "logits", "shape": ["batch", len(ds.get("classes") or [])]},
         },  # fmt: skip
@@ -284,35 +285,28 @@ def model_card(
         },
         "params": int(row["params"]),
         "macs": int(row["macs"]),
-        "candidate": {"description": row.get("candidate"), "choices": flat,
-                      "kd": {"alpha": cand.kd_alpha, "temperature": cand.kd_temperature,
-                             "finetune_steps": cand.finetune_steps}},  # fmt: skip
+        "candidate": {"description": row.get("candidate"), "choices": about["choices"], "kd": about["kd"],
+                      "problem": about["kind"], "parts": about["parts"]},  # fmt: skip
         "search": {"space": (config.get("space") or {}).get("name"), "sampler": config.get("sampler"),
                    "seed": config.get("seed")},  # fmt: skip
     }
 
 
-def _choice_columns(row: pd.Series) -> list[str]:
-    fixed = ("resolution", "stem_width", "kd_alpha", "kd_temperature", "finetune_steps")
-    staged = [k for k in row.index if k[:1] == "s" and "_" in k and k.split("_", 1)[0][1:].isdigit()]
-    return [k for k in fixed if k in row.index] + staged
-
-
 def usage_snippet(card: dict[str, Any]) -> str:
     shape = card["dataset"]["input"]["shape"]
-    c, r = shape[1], shape[2]
+    c, h, w = shape[1], shape[2], shape[3]
     model = next(iter(card["files"]))
     if card["format"] == "openvino":
         return (
             "import numpy as np\nimport openvino as ov\n\n"
             f'compiled = ov.Core().compile_model("{model}", "CPU")\n'
-            f"x = np.random.rand(1, {c}, {r}, {r}).astype(np.float32)  # pixels in [0, 1]\n"
+            f"x = np.random.rand(1, {c}, {h}, {w}).astype(np.float32)  # pixels in [0, 1]\n"
             "logits = compiled(x)[0]\nprint(logits.argmax(1))\n"
         )
     return (
         "import numpy as np\nimport onnxruntime as ort\n\n"
         f'sess = ort.InferenceSession("{model}", providers=["CPUExecutionProvider"])\n'
-        f"x = np.random.rand(1, {c}, {r}, {r}).astype(np.float32)  # pixels in [0, 1]\n"
+        f"x = np.random.rand(1, {c}, {h}, {w}).astype(np.float32)  # pixels in [0, 1]\n"
         'logits = sess.run(["logits"], {"input": x})[0]\nprint(logits.argmax(1))\n'
     )
 

@@ -279,3 +279,17 @@ def measure_latency(
         q = np.percentile(s, [10, 90])
         out.append(Timing(statistics.median(s), float(np.std(s)), float(q[0]), float(q[1]), len(s)))
     return out
+
+
+def onnx_params(path: str | Path) -> int:
+    """Number of weights stored in an ONNX file (its initializers)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    total = 0
+    for init in model.graph.initializer:
+        n = 1
+        for d in init.dims:
+            n *= d
+        total += n
+    return total

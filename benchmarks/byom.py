@@ -61,16 +61,16 @@ def run_model(name: str, args: argparse.Namespace) -> None:
     torch.save(model.state_dict(), weights)
     space = work / "space.yaml"
     space.write_text(yaml.safe_dump(SPACE))
-    from autocompress.byom.evaluate import ModelEvaluator
-    from autocompress.byom.model import load_user_model
-    from autocompress.byom.space import derive_space, load_model_space_spec
     from autocompress.hardware.targets import get_target
+    from autocompress.problems.user_model.loader import load_user_model
+    from autocompress.problems.user_model.problem import UserModelProblem
+    from autocompress.problems.user_model.space import derive_space, load_model_space_spec
 
     user = load_user_model(f"tests/byom_models.py:{name}", weights, default_shape=(1, 28, 28))
     target = get_target("cpu")
     sp = derive_space(user.module, torch.zeros(2, 1, 28, 28), load_model_space_spec(space),
                       precisions=list(target.device.precisions))  # fmt: skip
-    ev = ModelEvaluator(user=user, space=sp, data=data, target=target, models_dir=work)
+    ev = UserModelProblem.from_parts(user=user, space=sp, data=data, target=target, models_dir=work)
     original_ms = ev.predict(sp.largest()).latency_ms
     budget_us = args.budget_share * original_ms * 1000
     run = work / "run"

@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from autocompress.data import load_dataset  # noqa: E402
-from autocompress.evaluate import Evaluator  # noqa: E402
 from autocompress.hardware.targets import get_target  # noqa: E402
+from autocompress.problems.supernet import SupernetProblem  # noqa: E402
 from autocompress.runtime import measure_passes  # noqa: E402
 from autocompress.space import Candidate, load_space, space_from_dict  # noqa: E402
 from autocompress.supernet import load_or_train  # noqa: E402
@@ -79,7 +79,7 @@ def main() -> None:
         variants = {k: v for k, v in variants.items() if k == first or args.only in k}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        ev = Evaluator(space=space, data=data, supernet=supernet, target=jetson, models_dir=Path(tmp),
+        ev = SupernetProblem.from_parts(space=space, data=data, supernet=supernet, target=jetson, models_dir=Path(tmp),
                        supernet_key=report.key)  # fmt: skip
         for i, (name, cand) in enumerate(variants.items()):
             t0 = time.perf_counter()

@@ -12,19 +12,19 @@ import pytest
 import torch
 import yaml
 
-from autocompress.byom.evaluate import ModelEvaluator
-from autocompress.byom.model import load_user_model
-from autocompress.byom.space import (
+from autocompress.data import load_dataset
+from autocompress.exceptions import ModelError, SpaceError
+from autocompress.hardware.layers import extract_layers, layer_precisions, load_layers, predict_layers
+from autocompress.hardware.targets import get_target
+from autocompress.problems.user_model.loader import load_user_model
+from autocompress.problems.user_model.problem import UserModelProblem
+from autocompress.problems.user_model.space import (
     ModelCandidate,
     ModelSpaceSpec,
     derive_space,
     load_model_space_spec,
     prune_model,
 )
-from autocompress.data import load_dataset
-from autocompress.exceptions import ModelError, SpaceError
-from autocompress.hardware.layers import extract_layers, layer_precisions, load_layers, predict_layers
-from autocompress.hardware.targets import get_target
 from autocompress.runtime import ort_accuracy
 from tests import byom_models as bm
 from tests.helpers import ROOT, assert_one_line_error, cli
@@ -143,7 +143,7 @@ def test_pruned_int8_export_runs_in_onnx_runtime(name: str, weights, data, tmp_p
     target = get_target("cpu")
     user = load_user_model(f"{MODELS}:{name}", weights[name], default_shape=(1, 28, 28))
     space = derive_space(user.module, X, ModelSpaceSpec(), precisions=["fp32", "int8"])
-    ev = ModelEvaluator(user=user, space=space, data=data, target=target, models_dir=tmp_path)
+    ev = UserModelProblem.from_parts(user=user, space=space, data=data, target=target, models_dir=tmp_path)
     flat = {**space.smallest().to_flat(), "finetune_steps": 10, "kd_alpha": 0.5}
     flat.update({k: 0.25 for k in flat if k.startswith("prune.")})
     cand = ModelCandidate.from_flat(flat)
@@ -176,7 +176,7 @@ def test_qat_on_a_users_model_is_recorded_and_deployed_when_better(weights, data
     space = derive_space(user.module, X, ModelSpaceSpec(qat_threshold_pp=-100.0, qat_steps=10),
                          precisions=["fp32", "int8"])  # fmt: skip
     assert space.dimensions()["qat"] == [False, True]
-    ev = ModelEvaluator(user=user, space=space, data=data, target=target, models_dir=tmp_path)
+    ev = UserModelProblem.from_parts(user=user, space=space, data=data, target=target, models_dir=tmp_path)
     flat = {**space.smallest().to_flat(), "finetune_steps": 10, "kd_alpha": 0.5, "qat": True}
     flat.update({k: 0.25 for k in flat if k.startswith("prune.")})
     result = ev.evaluate(ModelCandidate.from_flat(flat), 3)

@@ -22,12 +22,12 @@ import pytest
 import yaml
 
 from autocompress.arch import block_precisions, plan
-from autocompress.fidelity import Halving
 from autocompress.hardware.predict import predict
 from autocompress.hardware.targets import get_target
 from autocompress.search import SAMPLERS, make_sampler
+from autocompress.search.fidelity import Halving
+from autocompress.search.storage import open_storage
 from autocompress.space import load_space
-from autocompress.storage import open_storage
 from tests.helpers import ROOT, cli
 
 SUBSET = "1500"  # as in test_search_e2e: one tiny supernet trained per test session
@@ -241,13 +241,13 @@ def test_sigkill_mid_trial_then_resume_on_a_journal_storage(tmp_path, fashion_di
     assert not (run_dir / "study.db").exists()
 
 
-# pytest resets warning filters per test; the product silences this one in autocompress.storage
+# pytest resets warning filters per test; the product silences this one in autocompress.search.storage
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
 def test_a_worker_on_another_host_that_stops_its_heartbeat_is_failed_and_requeued(tmp_path, monkeypatch) -> None:
     """Another host's pid cannot be checked from here; its heartbeat can. A trial whose worker
     stopped beating for longer than the grace period is failed and its params queued again
     (once, though two processes look); a trial whose worker still beats is left running."""
-    from autocompress import storage as st
+    from autocompress.search import storage as st
 
     monkeypatch.setattr(st, "HEARTBEAT_S", 1)
     monkeypatch.setattr(st, "GRACE_S", 3)

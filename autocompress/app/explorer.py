@@ -110,13 +110,14 @@ def show_detail(view: logic.RunView, df, teacher, s: dict) -> None:  # noqa: ANN
         st.caption("This is the fp32 teacher (the largest network).")
     left, right = st.columns(2)
     with left:
-        st.markdown("**Architecture, pruning and precision per stage**")
-        st.dataframe(logic.stages(row), hide_index=True, key="stages")
+        st.markdown("**Architecture, pruning and precision per part**")
+        st.dataframe(logic.parts(view.config, row), hide_index=True, key="stages")
         kd = logic.kd_settings(row)
+        shape = "x".join(str(v) for v in logic.input_shape(view.config, row))
         st.markdown(
             f"**Distillation**: alpha {kd['alpha']:g}, temperature {kd['temperature']:g}, "
             f"{kd['finetune_steps']} fine-tune steps" + ("" if kd["distilled"] else " (no KD)")
-            + f"; input resolution {int(row['resolution'])}"
+            + f"; input {shape}"
         )
     with right:
         st.markdown(f"**Predicted latency per block on {s['target']}**" + (" (ESTIMATED)" if s["estimated"] else ""))
@@ -215,7 +216,7 @@ def main() -> None:
             r = shown.set_index("number").loc[n].copy()
             r["number"] = n
             rows.append(r)
-        st.dataframe(logic.compare(rows, ref=teacher), key="compare_table")
+        st.dataframe(logic.compare(rows, ref=teacher, config=view.config), key="compare_table")
 
 
 main()

@@ -125,11 +125,13 @@ def summary(config: dict[str, Any], trials: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def stage_count(trials: pd.DataFrame) -> int:
-    n = 0
-    while f"s{n}_depth" in trials:
-        n += 1
-    return n
+def _is_precision(col: str) -> bool:
+    """A precision choice: ``s0_precision`` (supernet stages) or ``precision.layer1`` (user models)."""
+    return col.startswith("precision.") or (col.endswith("_precision") and col[:1] == "s")
+
+
+def _is_prune(col: str) -> bool:
+    return col.startswith("prune.") or (col.endswith("_prune") and col[:1] == "s")
 
 
 def candidates(trials: pd.DataFrame) -> pd.DataFrame:
@@ -137,13 +139,12 @@ def candidates(trials: pd.DataFrame) -> pd.DataFrame:
     if trials.empty or "state" not in trials:
         return trials.iloc[0:0]
     df = trials[trials["state"] == "COMPLETE"].copy()
-    n = stage_count(df)
-    prec_cols = [f"s{i}_precision" for i in range(n)]
-    prune_cols = [f"s{i}_prune" for i in range(n)]
-    df["precisions"] = df[prec_cols].apply(lambda r: tuple(sorted(set(r))), axis=1) if n else [()] * len(df)
+    prec_cols = [c for c in df.columns if _is_precision(c)]
+    prune_cols = [c for c in df.columns if _is_prune(c)]
+    df["precisions"] = df[prec_cols].apply(lambda r: tuple(sorted(set(r))), axis=1) if prec_cols else [()] * len(df)
     df["precision_mix"] = df["precisions"].map(lambda p: "+".join(p) if p else "n/a")
-    df["prune_mean"] = df[prune_cols].astype(float).mean(axis=1) if n else 0.0
-    df["prune_max"] = df[prune_cols].astype(float).max(axis=1) if n else 0.0
+    df["prune_mean"] = df[prune_cols].astype(float).mean(axis=1) if prune_cols else 0.0
+    df["prune_max"] = df[prune_cols].astype(float).max(axis=1) if prune_cols else 0.0
     df["val_acc_pct"] = 100 * df["val_accuracy"].astype(float)
     df["test_acc_pct"] = 100 * df["test_accuracy"].astype(float)
     df["size_kb"] = df["size_bytes"].astype(float) / 1000
@@ -225,14 +226,14 @@ def table(df: pd.DataFrame, *, estimated: bool = False) -> pd.DataFrame:
 def filter_bounds(config: dict[str, Any], df: pd.DataFrame) -> tuple[list[str], float]:
     """The precisions and the largest pruning ratio the run's space allows (so the filters do not
     change, and drop new trials, while a search adds them); from the trials if the space is unreadable."""
-    from autocompress.space import space_from_dict
+    from autocompress.problems import describer
 
     try:
-        dims = space_from_dict(config.get("space")).dimensions()
+        dims = describer(config).dimensions()
     except AutoCompressError:
         return precision_options(df), float(df["prune_mean"].max()) if not df.empty else 0.0
-    precisions = {p for k, v in dims.items() if k.endswith("_precision") for p in v}
-    prune = max((r for k, v in dims.items() if k.endswith("_prune") for r in v), default=0.0)
+    precisions = {p for k, v in dims.items() if _is_precision(k) for p in v}
+    prune = max((r for k, v in dims.items() if _is_prune(k) for r in v), default=0.0)
     return _ordered(precisions | set(precision_options(df))), float(prune)
 
 
@@ -270,22 +271,25 @@ def teacher_deltas(row: pd.Series, ref: pd.Series) -> dict[str, float]:
     }
 
 
-def stages(row: pd.Series) -> pd.DataFrame:
-    """Architecture, pruning ratio and precision per stage."""
-    out = []
-    i = 0
-    while f"s{i}_depth" in row.index:
-        out.append({
-            "stage": i,
-            "depth": int(row[f"s{i}_depth"]),
-            "width": int(row[f"s{i}_width"]),
-            "kernel": int(row[f"s{i}_kernel"]),
-            "expand": float(row[f"s{i}_expand"]),
-            "prune ratio": float(row[f"s{i}_prune"]),
-            "precision": str(row[f"s{i}_precision"]),
-        })  # fmt: skip
-        i += 1
-    return pd.DataFrame(out)
+def parts(config: dict[str, Any], row: pd.Series) -> pd.DataFrame:
+    """The candidate's choices per part of the network (per stage for our supernet, per pruning
+    group and precision part for a user's model), as the run's problem describes them.
+
+    Raises:
+        AutoCompressError: the run's space cannot be read.
+    """
+    from autocompress.problems import describer
+
+    runs = describer(config)
+    return pd.DataFrame(runs.parts(runs.row_candidate(row)))
+
+
+def input_shape(config: dict[str, Any], row: pd.Series) -> tuple[int, int, int]:
+    """(channels, height, width) of the candidate's exported file."""
+    from autocompress.problems import describer
+
+    runs = describer(config)
+    return runs.input_shape(runs.row_candidate(row))
 
 
 def kd_settings(row: pd.Series) -> dict[str, Any]:
@@ -304,24 +308,20 @@ def latency_breakdown(config: dict[str, Any], row: pd.Series) -> pd.DataFrame:
     same pruned geometry as the search), plus the per-inference overhead and precision changes.
 
     Raises:
-        AutoCompressError: the run's space or target cannot be loaded any more.
+        AutoCompressError: the run's space or target cannot be loaded any more, or the run's
+            problem does not record a breakdown (a user's model is priced from its exported
+            file during the search).
     """
-    from autocompress.arch import block_precisions, plan
-    from autocompress.hardware.predict import predict
-    from autocompress.hardware.targets import get_target
-    from autocompress.space import Candidate, space_from_dict
+    from autocompress.problems import describer
 
-    space = space_from_dict(config.get("space"))
-    ds = config.get("dataset") or {}
-    flat = {k: _py(v) for k, v in row.items() if k in space.dimensions()}
-    cand = Candidate.from_flat(flat)
-    blocks = plan(cand, space, int(ds.get("channels", 1)), len(ds.get("classes") or []) or 10)
-    precisions = block_precisions(cand, space, blocks)
-    pred = predict(get_target(str(config.get("target"))).table, blocks, precisions)
+    runs = describer(config)
+    if not hasattr(runs, "breakdown"):
+        raise AutoCompressError("the per-layer breakdown of a user's model is not recorded in the run")
+    pred, blocks = runs.breakdown(runs.row_candidate(row))
     rows = [
-        {"block": f"{i:02d} {b.op}" + (f" s{b.stage}.{b.index}" if b.op == "mbconv" else ""), "latency_ms": c.latency_ms,
-         "precision": p, "detail": c.label, "interpolated": c.interpolated}
-        for i, (b, c, p) in enumerate(zip(blocks, pred.breakdown, precisions))
+        {"block": f"{i:02d} {label}", "latency_ms": c.latency_ms, "precision": prec,
+         "detail": c.label, "interpolated": c.interpolated}
+        for i, ((label, prec), c) in enumerate(zip(blocks, pred.breakdown))
     ]  # fmt: skip
     rows.append({"block": "overhead", "latency_ms": pred.overhead_ms, "precision": "", "detail": "per inference",
                  "interpolated": False})  # fmt: skip
@@ -331,8 +331,13 @@ def latency_breakdown(config: dict[str, Any], row: pd.Series) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def compare(rows: list[pd.Series], *, ref: pd.Series | None = None) -> pd.DataFrame:
-    """Candidates side by side: one column per trial, one row per figure and choice."""
+def compare(rows: list[pd.Series], *, ref: pd.Series | None = None,
+            config: dict[str, Any] | None = None) -> pd.DataFrame:  # fmt: skip
+    """Candidates side by side: one column per trial, one row per figure and choice (each part
+    of the network as the run's problem describes it)."""
+    from autocompress.problems import describer
+
+    runs = describer(config or {}) if config else None
     cols = {}
     for r in rows:
         d: dict[str, Any] = {
@@ -351,13 +356,13 @@ def compare(rows: list[pd.Series], *, ref: pd.Series | None = None) -> pd.DataFr
             d["Δ test acc vs teacher (pp)"] = round(dl["test_accuracy_pp"], 2)
             d["latency vs teacher"] = f"{1 / dl['speedup_x']:.2f}x"
             d["size vs teacher"] = f"{1 / dl['compression_x']:.2f}x"
-        for _, s in stages(r).iterrows():
-            i = int(s["stage"])
-            d[f"stage {i}"] = (f"d{s['depth']} w{s['width']} k{s['kernel']} e{s['expand']:g}, "
-                               f"prune {s['prune ratio']:g}, {s['precision']}")  # fmt: skip
+        if runs is not None:
+            cand = runs.row_candidate(r)
+            for part in runs.parts(cand):
+                d[part["part"]] = ", ".join(f"{k} {_fmt(v)}" for k, v in part.items() if k != "part")
+            d["input"] = "x".join(str(v) for v in runs.input_shape(cand))
         kd = kd_settings(r)
         d["KD"] = f"alpha {kd['alpha']:g}, T {kd['temperature']:g}, {kd['finetune_steps']} steps"
-        d["resolution"] = int(r["resolution"]) if "resolution" in r else None
         cols[f"trial {int(r['number'])}"] = d
     return pd.DataFrame(cols).astype(str)
 
@@ -441,6 +446,10 @@ def default_choice(df: pd.DataFrame) -> int | None:
         return None
     pool = df[df["pareto"]] if df["pareto"].any() else df
     return int(pool.sort_values(["val_accuracy", "latency_ms"], ascending=[False, True]).iloc[0]["number"])
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
 
 
 def _py(v: Any) -> Any:

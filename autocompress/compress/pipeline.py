@@ -18,10 +18,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from autocompress._io import atomic_path
 from autocompress.arch import stem_head_precisions
+from autocompress.compress.deploy import Quantization, ptq
 from autocompress.compress.prune import prune_subnet
-from autocompress.compress.quantize import check_method, quantize_int8, quantize_int8_nncf
+from autocompress.compress.quantize import check_method
 from autocompress.exceptions import CompressionUnavailableError
 from autocompress.space import Candidate, SearchSpace
 from autocompress.supernet import recalibrate_bn
@@ -147,24 +147,25 @@ def for_export(model: nn.Module, cand: Candidate, space: SearchSpace) -> nn.Modu
     return out
 
 
+def quantization(cand: Candidate, space: SearchSpace, *, runtime: str = "onnxruntime") -> Quantization:
+    """How an exported SubNet of ``cand`` is quantized: its int8 parts with the candidate's
+    calibration method (NNCF when the target's ``runtime`` is OpenVINO, else ONNX Runtime); the
+    input scaling and every other part stay float."""
+    if any(p not in _PRECISIONS for p in cand.precision):
+        raise CompressionUnavailableError(f"precisions {cand.precision} are not implemented")
+    parts = part_precisions(cand, space)
+    keep_float = [NORMALIZE_PREFIX]  # input scaling stays float: it feeds the first quantize
+    for prefixes, prec in parts.items():
+        if prec != "int8":
+            keep_float.extend(prefixes)
+    return Quantization(int8=any(p == "int8" for p in parts.values()), keep_float=tuple(keep_float),
+                        method=cand.calibration, runtime=runtime)  # fmt: skip
+
+
 def finalize(
     src: Path, dst: Path, cand: Candidate, space: SearchSpace, calibration: np.ndarray,
     *, runtime: str = "onnxruntime",
 ) -> Path:  # fmt: skip
     """Turn the exported file ``src`` (fp32, with fp16 parts already in half precision, see
-    ``for_export``) into the deployable ``dst``, quantizing the int8 parts with the candidate's
-    calibration method: NNCF when the target's ``runtime`` is OpenVINO, else ONNX Runtime."""
-    if any(p not in _PRECISIONS for p in cand.precision):
-        raise CompressionUnavailableError(f"precisions {cand.precision} are not implemented")
-    parts = part_precisions(cand, space)
-    if all(p != "int8" for p in parts.values()):
-        with atomic_path(dst) as tmp:
-            tmp.write_bytes(src.read_bytes())
-        return dst
-    keep_float = [NORMALIZE_PREFIX]  # input scaling stays float: it feeds the first quantize
-    for prefixes, prec in parts.items():
-        if prec != "int8":
-            keep_float.extend(prefixes)
-    if runtime == "openvino":
-        return quantize_int8_nncf(src, dst, calibration, exclude_prefixes=keep_float, method=cand.calibration)
-    return quantize_int8(src, dst, calibration, exclude_prefixes=keep_float, method=cand.calibration)
+    ``for_export``) into the deployable ``dst``: PTQ of the int8 parts (``deploy.ptq``)."""
+    return ptq(src, dst, calibration, quantization(cand, space, runtime=runtime))

@@ -314,12 +314,12 @@ def test_pruned_int8_candidate_through_finalize_runs_in_onnx_runtime(trained, tm
 
 @pytest.mark.slow
 def test_a_pruned_trial_records_the_smaller_network(trained, tmp_path: Path) -> None:
-    from autocompress.evaluate import Evaluator
     from autocompress.hardware.targets import get_target
+    from autocompress.problems.supernet import SupernetProblem
     from autocompress.supernet import supernet_key
 
     space, data, net = trained
-    evaluator = Evaluator(space=space, data=data, supernet=net, target=get_target("jetson"),
+    evaluator = SupernetProblem.from_parts(space=space, data=data, supernet=net, target=get_target("jetson"),
                           models_dir=tmp_path, supernet_key=supernet_key(space, data, 0))  # fmt: skip
     base = replace(space.largest(), precision=("int8", "int8"), kd_alpha=0.5, finetune_steps=20)
     pruned = replace(base, prune=(0.5, 0.5))

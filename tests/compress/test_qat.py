@@ -74,13 +74,13 @@ def _qat_space(space, threshold: float):
 @pytest.mark.slow
 @pytest.mark.parametrize("threshold", [-100.0, 100.0])
 def test_evaluator_runs_qat_only_above_the_ptq_loss_threshold(trained, tmp_path, threshold) -> None:
-    from autocompress.evaluate import Evaluator
     from autocompress.hardware.targets import get_target
+    from autocompress.problems.supernet import SupernetProblem
     from autocompress.supernet import supernet_key
 
     space, data, net = trained
     qspace = _qat_space(space, threshold)
-    ev = Evaluator(space=qspace, data=data, supernet=net, target=get_target("jetson"), models_dir=tmp_path,
+    ev = SupernetProblem.from_parts(space=qspace, data=data, supernet=net, target=get_target("jetson"), models_dir=tmp_path,
                    supernet_key=supernet_key(space, data, 0))  # fmt: skip
     cand = replace(qspace.largest(), precision=("int8", "int8"), qat=True, kd_alpha=0.5, finetune_steps=10)
     r = ev.evaluate(cand, 0)
@@ -99,12 +99,12 @@ def test_evaluator_runs_qat_only_above_the_ptq_loss_threshold(trained, tmp_path,
 
 
 def test_fp32_candidates_record_no_quantization_columns(trained, tmp_path) -> None:
-    from autocompress.evaluate import Evaluator
     from autocompress.hardware.targets import get_target
+    from autocompress.problems.supernet import SupernetProblem
     from autocompress.supernet import supernet_key
 
     space, data, net = trained
-    ev = Evaluator(space=space, data=data, supernet=net, target=get_target("jetson"), models_dir=tmp_path,
+    ev = SupernetProblem.from_parts(space=space, data=data, supernet=net, target=get_target("jetson"), models_dir=tmp_path,
                    supernet_key=supernet_key(space, data, 0))  # fmt: skip
     r = ev.evaluate(replace(space.smallest(), qat=True), 0)
     assert (r.float_val_accuracy, r.ptq_drop_pp, r.qat_val_accuracy, r.qat_applied) == (None, None, None, False)

@@ -1,4 +1,4 @@
-"""Where a study lives, and which of its running trials are really running.
+"""Where a study lives (SQLite, PostgreSQL, journal file), and which of its running trials really run.
 
     (default)               sqlite:///<run dir>/study.db   one machine, one or a few processes
     postgresql://user@host/db                              many processes or machines
@@ -65,6 +65,12 @@ def resolve_storage(spec: str | None, run_dir: Path, study_file: str) -> str:
     raise BadInputError(
         f"--storage must be postgresql://…, sqlite:///PATH or journal:PATH; got {redact(spec)!r}"
     )
+
+
+def check_storage_spec(spec: str | None) -> None:
+    """Refuse a malformed ``--storage`` before anything is written (no file is touched)."""
+    if spec:
+        resolve_storage(spec, Path("."), "study.db")
 
 
 def redact(spec: str) -> str:

@@ -1,10 +1,11 @@
-"""``--backend ray``: every trial is a Ray Tune trial.
+"""``--backend ray``: every trial is a Ray Tune trial, for any problem.
 
 Ray Tune's ``OptunaSearch`` is the search algorithm, over the same Optuna study and storage
 as the local loop (same sampler, same enqueued warm-start/seed/retry trials); the trainable
-runs the same evaluation (``search.score_candidate``) in a Ray worker. The driver trained or
-loaded the supernet before Tune starts; workers load it from the cache (never retrain it) and
-build their evaluator once per worker process.
+runs the same evaluation (``trial.score_candidate``) in a Ray worker. The driver prepared the
+problem before Tune starts (trained or loaded the supernet, exported the user's baseline);
+workers rebuild it from its ``recipe()`` once per worker process and ``attach`` to what the
+driver prepared (a supernet is loaded from the cache, never retrained).
 
 The budget constraint, the trial's candidate and its result are written to the Optuna trial by
 the driver-side searcher before ``study.tell`` (``OptunaSearch`` alone reports objective values
@@ -23,9 +24,12 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from autocompress.exceptions import AutoCompressError, RuntimeUnavailableError
+from autocompress.exceptions import RuntimeUnavailableError
+from autocompress.problems import Problem, from_recipe
 from autocompress.results import STUDY_NAME, write_results
-from autocompress.storage import WORKER_ATTR, open_storage, worker_id
+from autocompress.search.config import DIRECTIONS, METRICS, SearchConfig
+from autocompress.search.storage import WORKER_ATTR, open_storage, worker_id
+from autocompress.search.trial import constraint_values, find_twin, report_trial, score_candidate
 
 _WORKER_CACHE: dict[str, Any] = {}
 
@@ -63,13 +67,11 @@ def start_ray(workers: int, address: str | None) -> bool:
     return True
 
 
-def run_ray(study: optuna.Study, storage_spec: str, space: Any, cfg: Any, config: dict[str, Any],
+def run_ray(study: optuna.Study, storage_spec: str, problem: Problem, cfg: Any, config: dict[str, Any],
             run_dir: Path, hooks: Any) -> int:  # fmt: skip
     """Run the remaining trials as Ray Tune trials; returns how many this call completed."""
     ray = _import_ray()
     from ray import tune
-
-    from autocompress.search import DIRECTIONS, METRICS
 
     done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     remaining = cfg.trials - done
@@ -81,11 +83,11 @@ def run_ray(study: optuna.Study, storage_spec: str, space: Any, cfg: Any, config
     counter = {"new": 0}
 
     def define_space(trial: Any) -> dict[str, Any]:
-        cand = space.sample(trial)
+        cand = problem.sample(trial)
         return {**cand.to_flat(), "_description": cand.describe()}
 
     searcher = _study_search_class()(
-        driver={"space": space, "cfg": cfg, "study": study, "config": config, "run_dir": run_dir,
+        driver={"problem": problem, "cfg": cfg, "study": study, "config": config, "run_dir": run_dir,
                 "hooks": hooks, "counter": counter},  # fmt: skip
         space=define_space,
         metric=list(METRICS),
@@ -96,11 +98,7 @@ def run_ray(study: optuna.Study, storage_spec: str, space: Any, cfg: Any, config
     )
     ctx = {
         "storage": storage_spec,
-        "space": str(config["space_path"]),
-        "dataset": config["dataset"]["spec"],
-        "data_dir": str(cfg.data_dir.resolve()) if cfg.data_dir else None,
-        "subset": cfg.subset,
-        "seed": cfg.seed,
+        "recipe": problem.recipe(),
         "target": cfg.target,
         "models_dir": str((run_dir / "models").resolve()),
         "cfg": {k: getattr(cfg, k) for k in ("budget_ms", "max_size_bytes", "fidelity", "eta")},
@@ -136,8 +134,6 @@ def run_ray(study: optuna.Study, storage_spec: str, space: Any, cfg: Any, config
 def _study_search_class() -> type:
     from ray.tune.search.optuna import OptunaSearch
 
-    from autocompress.search import constraint_values, report_trial
-
     class StudySearch(OptunaSearch):
         """OptunaSearch that also records the candidate, worker, result and budget constraint on
         each Optuna trial (before ``study.tell``) and refreshes the run directory after each."""
@@ -150,7 +146,7 @@ def _study_search_class() -> type:
             params = super().suggest(trial_id)
             ot_trial = self._ot_trials[trial_id]
             ot_trial.set_user_attr(WORKER_ATTR, worker_id())
-            ot_trial.set_user_attr("candidate", {k: params[k] for k in self._driver["space"].dimensions()})
+            ot_trial.set_user_attr("candidate", {k: params[k] for k in self._driver["problem"].dimensions()})
             ot_trial.set_user_attr("description", params.pop("_description"))
             return {**params, "_trial_number": ot_trial.number}
 
@@ -186,49 +182,33 @@ def _study_search_class() -> type:
     return StudySearch
 
 
-def _worker_state(ctx: dict[str, Any]) -> tuple[Any, optuna.Study]:
-    """The evaluator and study of this worker process, built once (the supernet from the cache)."""
+def _worker_state(ctx: dict[str, Any]) -> tuple[Problem, optuna.Study]:
+    """The problem and study of this worker process, built once (``attach``: what the driver
+    prepared is reused, a supernet from the cache)."""
     key = json.dumps(ctx, sort_keys=True, default=str)
     if key not in _WORKER_CACHE:
         import torch
 
-        from autocompress.data import load_dataset
-        from autocompress.evaluate import Evaluator
-        from autocompress.hardware.targets import get_target
-        from autocompress.space import load_space
-        from autocompress.supernet import load_or_train
-
         torch.set_num_threads(1)  # one CPU per Ray trial
-        space = load_space(ctx["space"])
-        data = load_dataset(ctx["dataset"], data_dir=Path(ctx["data_dir"]) if ctx["data_dir"] else None,
-                            subset=ctx["subset"], seed=ctx["seed"])  # fmt: skip
-        supernet, report, cached = load_or_train(space, data, seed=ctx["seed"])
-        if not cached:  # the driver trained it before Tune started; a miss means another cache
-            raise AutoCompressError(
-                "a Ray worker found no cached supernet: set AUTOCOMPRESS_CACHE to a folder every node shares"
-            )
-        evaluator = Evaluator(space=space, data=data, supernet=supernet, target=get_target(ctx["target"]),
-                              models_dir=Path(ctx["models_dir"]), supernet_key=report.key, seed=ctx["seed"])  # fmt: skip
+        problem = from_recipe(ctx["recipe"])
+        problem.attach(Path(ctx["models_dir"]))
         study = optuna.load_study(study_name=STUDY_NAME, storage=open_storage(ctx["storage"]))
-        _WORKER_CACHE[key] = (evaluator, study)
+        _WORKER_CACHE[key] = (problem, study)
     return _WORKER_CACHE[key]
 
 
 def ray_trial(config: dict[str, Any], ctx: dict[str, Any]) -> dict[str, Any]:
     """The Ray Tune trainable: evaluate one candidate, return its objectives and result."""
-    from autocompress.search import SearchConfig, find_twin, score_candidate
-    from autocompress.space import Candidate
-
-    evaluator, study = _worker_state(ctx)
+    problem, study = _worker_state(ctx)
     number = int(config["_trial_number"])
-    flat = {k: config[k] for k in evaluator.space.dimensions()}
-    cand = Candidate.from_flat(flat)
+    flat = {k: config[k] for k in problem.dimensions()}
+    cand = problem.candidate(flat)
     twin = find_twin(study, flat, number)
     if twin is not None:
         result, dup = dict(twin.user_attrs["result"]), twin.number
     else:
         cfg = SearchConfig(target=ctx["target"], **ctx["cfg"])
-        result, dup = score_candidate(evaluator, cand, number, study=study, cfg=cfg), -1
+        result, dup = score_candidate(problem, cand, number, study=study, cfg=cfg), -1
     return {
         "val_accuracy": result["val_accuracy"],
         "latency_ms": result["latency_ms"],
@@ -236,4 +216,3 @@ def ray_trial(config: dict[str, Any], ctx: dict[str, Any]) -> dict[str, Any]:
         "duplicate_of": dup,
         "result_json": json.dumps(result),
     }
-

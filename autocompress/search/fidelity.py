@@ -24,8 +24,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from autocompress.space import Candidate
-
 FIDELITIES = ("full", "halving")
 
 
@@ -48,8 +46,8 @@ class Halving:
 
 
 def evaluate_at_fidelity(
-    evaluate: Callable[[Candidate], dict[str, Any]],
-    cand: Candidate,
+    evaluate: Callable[[Any], dict[str, Any]],
+    cand: Any,
     *,
     halving: Halving | None,
     feasible: Callable[[dict[str, Any]], bool],

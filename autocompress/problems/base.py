@@ -1,0 +1,162 @@
+"""The ``Problem`` seam: what differs between searching our supernet and compressing a user's model.
+
+A problem samples, builds, evaluates, prices and describes candidates; the search
+(:mod:`autocompress.search`) owns everything else (run directory, storage, resume, seeding,
+warm start, heartbeat, fidelity, constraints, the local loop and the Ray adapter) and asks the
+problem. Problems sit below the search and never import it.
+
+Two halves:
+- ``RunDescriber``: built from a finished run's ``config.yaml`` alone (no training, no user
+  code imported), so export, report and explorer can turn a trials-table row back into a
+  candidate and describe it.
+- ``Problem``: the search-time half (data, trained weights, target); also a describer.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from autocompress.hardware.predict import Prediction
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """What one evaluated candidate scored. Accuracies are the target runtime's on the exported
+    file; ``params`` (weights with BatchNorm folded, whatever their precision) and ``macs`` are
+    those of the final, pruned network."""
+
+    val_accuracy: float
+    test_accuracy: float
+    latency_ms: float
+    energy_mj: float | None
+    size_bytes: int
+    params: int
+    macs: int
+    interpolated_blocks: int
+    model_path: str
+    finetune_s: float
+    eval_s: float
+    accuracy_runtime: str = "onnxruntime"
+    # int8 candidates: validation accuracy before int8 (the exported float file), the
+    # post-training-quantization loss in percentage points, and whether QAT replaced PTQ
+    float_val_accuracy: float | None = None
+    ptq_drop_pp: float | None = None
+    qat_val_accuracy: float | None = None
+    qat_applied: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ProblemHooks:
+    """Progress callbacks a problem may call while it prepares (all optional)."""
+
+    train_start: Callable[[bool], None] | None = None
+    train_step: Callable[[int, int, float], None] | None = None
+
+
+class RunDescriber(ABC):
+    """Turns trials-table rows of one run back into candidates and describes them."""
+
+    kind: str
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+
+    @abstractmethod
+    def dimensions(self) -> dict[str, list[Any]]:
+        """Every choice of the space and its values (one trials-table column each)."""
+
+    @abstractmethod
+    def candidate(self, flat: dict[str, Any]) -> Any:
+        """The candidate a row's choice columns describe (SpaceError when a choice is missing)."""
+
+    @abstractmethod
+    def input_shape(self, cand: Any) -> tuple[int, int, int]:
+        """(channels, height, width) the candidate's exported file takes."""
+
+    @abstractmethod
+    def parts(self, cand: Any) -> list[dict[str, Any]]:
+        """One row per part of the network (stage or layer group): its choices."""
+
+    def describe(self, cand: Any) -> dict[str, Any]:
+        """Everything the report, the model card and the explorer show about a candidate."""
+        return {
+            "kind": self.kind,
+            "summary": cand.describe(),
+            "choices": cand.to_flat(),
+            "input_shape": list(self.input_shape(cand)),
+            "kd": {"alpha": cand.kd_alpha, "temperature": cand.kd_temperature,
+                   "finetune_steps": cand.finetune_steps},  # fmt: skip
+            "parts": self.parts(cand),
+        }
+
+    def row_candidate(self, row: Any) -> Any:
+        """The candidate of a trials-table row (a pandas Series or a dict)."""
+        dims = self.dimensions()
+        return self.candidate({k: _plain(row[k]) for k in dims if k in row})
+
+
+class Problem(RunDescriber):
+    """The search-time half. The search calls, in order: ``check`` (before the run directory
+    exists: bad input fails with nothing written), ``prepare`` (heavy: training, baselines),
+    then ``sample`` / ``evaluate`` per trial; ``recipe`` rebuilds the problem in a Ray worker."""
+
+    @abstractmethod
+    def fingerprint(self) -> str:
+        """What must match for ``--resume`` to continue a study (space, weights, data)."""
+
+    @abstractmethod
+    def check(self) -> None:
+        """Refuse, before anything is written, what this problem cannot do on its target."""
+
+    @abstractmethod
+    def prepare(self, models_dir: Path, hooks: ProblemHooks | None = None) -> dict[str, Any]:
+        """Heavy set-up (train or load weights, export baselines); returns config entries."""
+
+    @abstractmethod
+    def attach(self, models_dir: Path) -> None:
+        """Light set-up in a worker process: what ``prepare`` made is there already (cached
+        weights, baselines); fail if it is not instead of redoing it."""
+
+    @abstractmethod
+    def sample(self, trial: Any) -> Any:
+        """A candidate from an Optuna trial (``trial.suggest_categorical`` per dimension)."""
+
+    @abstractmethod
+    def largest(self) -> Any:
+        """The reference candidate (the teacher): nothing removed, full precision."""
+
+    @abstractmethod
+    def smallest(self) -> Any:
+        """The most compressed candidate."""
+
+    @abstractmethod
+    def contains(self, cand: Any) -> bool:
+        """Whether the space can express ``cand`` (warm start from another run)."""
+
+    @abstractmethod
+    def predict(self, cand: Any) -> Prediction:
+        """Latency and energy on the target, with the per-entry breakdown."""
+
+    @abstractmethod
+    def evaluate(self, cand: Any, number: int) -> TrialResult:
+        """Score ``cand`` for real; writes ``models/trial_NNNN.onnx``."""
+
+    @abstractmethod
+    def recipe(self) -> dict[str, Any]:
+        """Picklable arguments that rebuild this problem in another process (Ray workers)."""
+
+    @abstractmethod
+    def config_entries(self) -> dict[str, Any]:
+        """What the run's config.yaml records about the problem (space, data set, model, ...)."""
+
+
+def _plain(v: Any) -> Any:
+    """numpy/pandas scalars as plain Python."""
+    return v.item() if hasattr(v, "item") else v

@@ -1,0 +1,348 @@
+"""The user-model problem: candidates are compressions of a user's trained PyTorch network.
+
+Prune (torch-pruning DepGraph) -> BatchNorm re-estimated -> KD fine-tune from the user's model
+-> ONNX export -> the one deploy step (int8 per part by the target's runtime's quantizer: ONNX
+Runtime static QDQ, or NNCF for OpenVINO targets; QAT when PTQ loses more than
+``qat_threshold_pp``, kept if better on validation) -> accuracy by the target's runtime on val
+and test -> size, params, MACs -> latency and energy from the target's generic layer table.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from autocompress import compress
+from autocompress.data import ImageDataset, load_dataset
+from autocompress.exceptions import CompressionUnavailableError, ModelError, UnpricedLayersError
+from autocompress.hardware.layers import (
+    LayerSpec,
+    LayerTable,
+    extract_layers,
+    layer_precisions,
+    load_layers,
+    predict_layers,
+    unpriced,
+)
+from autocompress.hardware.predict import Prediction
+from autocompress.hardware.targets import Target, get_target
+from autocompress.problems.base import Problem, ProblemHooks, RunDescriber, TrialResult
+from autocompress.problems.user_model.loader import UserModel, load_user_model, parse_input_shape
+from autocompress.problems.user_model.space import (
+    ModelCandidate,
+    ModelSpace,
+    derive_space,
+    load_model_space_spec,
+    prune_model,
+)
+from autocompress.runtime import accuracy, accuracy_runtime, export_onnx, model_size, onnx_params
+from autocompress.supernet import recalibrate_bn
+
+TAYLOR_SAMPLES = 256
+QAT_LR_FACTOR = 0.25  # QAT starts from a fine-tuned network: a quarter of the fine-tune's rate
+_NOT_IN_TABLES = "no layer table has rows for their op"
+
+
+class UserModelDescriber(RunDescriber):
+    """Rows of a user-model run, from its config alone (the user's code is not imported)."""
+
+    kind = "model"
+
+    def dimensions(self) -> dict[str, list[Any]]:
+        return {k: list(v) for k, v in ((self.config.get("space") or {}).get("dimensions") or {}).items()}
+
+    def candidate(self, flat: dict[str, Any]) -> ModelCandidate:
+        dims = self.dimensions()
+        return ModelCandidate.from_flat({k: v for k, v in flat.items() if k in dims or not dims})
+
+    def input_shape(self, cand: ModelCandidate) -> tuple[int, int, int]:
+        c, h, w = (self.config.get("model") or {}).get("input_shape") or (1, 28, 28)
+        return int(c), int(h), int(w)
+
+    def parts(self, cand: ModelCandidate) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = [{"part": f"prune {name}", "prune ratio": r} for name, r in cand.prune]
+        rows += [{"part": f"precision {name}", "precision": p} for name, p in cand.precision]
+        return rows
+
+
+class UserModelProblem(Problem, UserModelDescriber):
+    """What every trial of a model search shares: the user's model (the teacher), the data,
+    the derived space and the target. Loading checks that model, weights and data fit together
+    (``ModelError``, before anything is written)."""
+
+    def __init__(self, *, model: str, weights: Path | None, target: str, space: str | Path | None = None,
+                 input_shape: str | None = None, dataset: str | None = None, data_dir: Path | None = None,
+                 subset: int | None = None, seed: int = 0, batch: int = 1) -> None:  # fmt: skip
+        if weights is None:
+            raise ModelError("--model needs --weights (a state dict saved with torch.save(model.state_dict(), path))")
+        self.target: Target = get_target(target)
+        self.dataset_spec = dataset or "fashion-mnist"
+        self.data_dir, self.subset, self.seed, self.batch = data_dir, subset, seed, batch
+        self.space_spec = space
+        self.shape_spec = input_shape
+        self.data: ImageDataset = load_dataset(self.dataset_spec, data_dir=data_dir, subset=subset, seed=seed)
+        shape = parse_input_shape(input_shape) if input_shape else None
+        data = self.data
+        self.user: UserModel = load_user_model(model, weights, input_shape=shape,
+                                               default_shape=(data.channels, data.image_size, data.image_size))  # fmt: skip
+        user = self.user
+        if user.num_outputs != data.num_classes:
+            raise ModelError(
+                f"data set {data.name} has {data.num_classes} classes but {user.function}() outputs "
+                f"{user.num_outputs} logits; pass the data set the model was trained on"
+            )
+        if user.input_shape[0] != data.channels:
+            raise ModelError(
+                f"data set {data.name} has {data.channels}-channel images but the model takes "
+                f"{user.input_shape[0]} channels (--input-shape)"
+            )
+        spec = load_model_space_spec(space)
+        name = Path(user.source).stem if user.source.endswith(".py") else user.source
+        self.space: ModelSpace = derive_space(
+            user.module, self.example(), spec, precisions=list(self.target.device.precisions),
+            name=f"{name}:{user.function}", fn_name=f"{user.function}()",
+        )  # fmt: skip
+        self.resolution = user.input_shape[1]
+        self.layer_table: LayerTable = load_layers(self.target.folder, self.target.device)
+        self.models_dir = Path("models")
+        self._teacher: torch.Tensor | None = None
+        self._baseline: dict[str, Any] = {}
+        UserModelDescriber.__init__(self, {"space": self.space.to_dict(), "model": user.describe()})
+
+    @classmethod
+    def from_parts(cls, *, user: UserModel, space: ModelSpace, data: ImageDataset, target: Target,
+                   models_dir: Path, seed: int = 0, batch: int = 1) -> UserModelProblem:  # fmt: skip
+        """A problem over objects already in memory (tests, benchmarks)."""
+        self = cls.__new__(cls)
+        self.user, self.space, self.data, self.target = user, space, data, target
+        self.dataset_spec, self.data_dir, self.subset, self.seed, self.batch = data.name, None, None, seed, batch
+        self.space_spec, self.shape_spec = None, None
+        self.resolution = user.input_shape[1]
+        self.layer_table = load_layers(target.folder, target.device)
+        self.models_dir, self._teacher, self._baseline = models_dir, None, {}
+        UserModelDescriber.__init__(self, {"space": space.to_dict(), "model": user.describe()})
+        return self
+
+    # ------------------------------------------------------------------ set-up
+
+    def fingerprint(self) -> str:
+        return f"{self.space.fingerprint(self.user.weights_sha256)}-{self.space.size()}"
+
+    def check(self) -> None:
+        """Every layer priced before any training: the unpruned model and the most compressed one."""
+        self._baseline_prediction = self.predict(self.largest())
+        self.predict(self.smallest())
+
+    def prepare(self, models_dir: Path, hooks: ProblemHooks | None = None) -> dict[str, Any]:
+        self.models_dir = models_dir
+        original = models_dir / "original.onnx"
+        if not original.is_file():
+            self.export(self.user.module, original)
+        baseline = getattr(self, "_baseline_prediction", None) or self.predict(self.largest())
+        runtime = self.runtime
+        x_val, y_val = self.data.split("val", self.resolution)
+        x_test, y_test = self.data.split("test", self.resolution)
+        self._baseline = {
+            "val_accuracy": accuracy(original, x_val, y_val, runtime=runtime),
+            "test_accuracy": accuracy(original, x_test, y_test, runtime=runtime),
+            "accuracy_runtime": runtime,
+            "latency_ms": baseline.latency_ms,
+            "energy_mj": baseline.energy_mj,
+            "size_bytes": model_size(original),
+            "model_path": str(original),
+        }
+        return {"baseline": self._baseline}
+
+    def attach(self, models_dir: Path) -> None:
+        self.models_dir = models_dir
+
+    def config_entries(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "space_path": str(self.space_spec) if self.space_spec else None,
+            "space_fingerprint": self.fingerprint(),
+            "space": self.space.to_dict(),
+            "dataset": {**self.data.describe(), "spec": self.dataset_spec, "subset": self.subset},
+            "model": self.user.describe(),
+        }
+
+    def recipe(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "model": self.user.spec,
+            "weights": str(Path(self.user.weights).resolve()),
+            "target": self.target.name,
+            "space": str(Path(self.space_spec).resolve()) if self.space_spec else None,
+            "input_shape": self.shape_spec,
+            "dataset": self.dataset_spec,
+            "data_dir": str(Path(self.data_dir).resolve()) if self.data_dir else None,
+            "subset": self.subset,
+            "seed": self.seed,
+            "batch": self.batch,
+        }
+
+    @property
+    def runtime(self) -> str:
+        """The runtime that measures accuracy: the target's (OpenVINO for OpenVINO targets)."""
+        return accuracy_runtime(self.target.device.runtime)
+
+    # ------------------------------------------------------------------ candidates
+
+    def sample(self, trial: Any) -> ModelCandidate:
+        return self.space.sample(trial)
+
+    def largest(self) -> ModelCandidate:
+        return self.space.largest()
+
+    def smallest(self) -> ModelCandidate:
+        return self.space.smallest()
+
+    def contains(self, cand: Any) -> bool:
+        if not isinstance(cand, ModelCandidate):
+            return False
+        dims = self.space.dimensions()
+        flat = cand.to_flat()
+        return set(flat) == set(dims) and all(flat[k] in v for k, v in dims.items())
+
+    # ------------------------------------------------------------------ helpers
+
+    def example(self) -> torch.Tensor:
+        return torch.zeros(2, *self.user.input_shape)
+
+    def teacher_logits(self) -> torch.Tensor:
+        """The user's model's logits on the train split (computed once per search)."""
+        if self._teacher is None:
+            x, _ = self.data.split("train", self.resolution)
+            with torch.no_grad():
+                self._teacher = torch.cat([self.user.module(x[i : i + 512]) for i in range(0, len(x), 512)])
+        return self._teacher
+
+    def prune(self, cand: ModelCandidate, *, calibrate: bool = True) -> nn.Module:
+        x_train, y_train = self.data.split("train", self.resolution)
+        model = prune_model(self.user.module, self.space, cand.ratios, self.example(),
+                            images=x_train[:TAYLOR_SAMPLES], labels=y_train[:TAYLOR_SAMPLES])  # fmt: skip
+        if calibrate and any(cand.ratios.values()):
+            x_cal, _ = self.data.split("calib", self.resolution)
+            recalibrate_bn(model, torch.cat([x_cal, x_train[:4096]]), self.space.spec.recalib_batches)
+        return model.eval()
+
+    def export(self, model: nn.Module, path: Path) -> Path:
+        return export_onnx(model, path, channels=self.user.input_shape[0], resolution=self.resolution)
+
+    def prefixes(self, cand: ModelCandidate) -> dict[str, str]:
+        parts = {p.name: p for p in self.space.parts}
+        return {parts[name].onnx_prefix: prec for name, prec in cand.precision}
+
+    def layers_of(self, fp32_path: Path) -> list[LayerSpec]:
+        layers, unknown = extract_layers(fp32_path)
+        if unknown:
+            raise UnpricedLayersError(
+                f"target {self.target.name} cannot price {len(unknown)} node(s) of {self.user.spec}: "
+                f"{'; '.join(unknown[:8])} ({_NOT_IN_TABLES}: conv, linear, pooling, add, mul, activations)"
+            )
+        return layers
+
+    def price(self, layers: list[LayerSpec], cand: ModelCandidate) -> Prediction:
+        precisions = layer_precisions(layers, self.prefixes(cand))
+        missing = unpriced(self.target.device, self.layer_table, layers, precisions, self.batch)
+        if missing:
+            raise UnpricedLayersError(
+                f"target {self.target.name} has no layer-table rows for {len(missing)} layer(s) of "
+                f"{self.user.spec}: {'; '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}; profile them "
+                f"with: {profile_command(self.user, self.target)}"
+            )
+        return predict_layers(self.target.device, self.layer_table, layers, precisions, batch=self.batch)
+
+    def predict(self, cand: ModelCandidate) -> Prediction:
+        """Predicted latency of ``cand`` (prunes and exports it; no fine-tune)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path = self.export(self.prune(cand, calibrate=False), Path(tmp) / "m.onnx")
+            return self.price(self.layers_of(path), cand)
+
+    # ------------------------------------------------------------------ a trial
+
+    def evaluate(self, cand: ModelCandidate, number: int) -> TrialResult:
+        """Score ``cand`` for real; writes ``models/trial_NNNN.onnx``."""
+        if any(p == "fp16" for _, p in cand.precision):
+            raise CompressionUnavailableError(
+                "fp16 parts of a user's model are not exported yet; use fp32 or int8 in --space precisions"
+            )
+        spec = self.space.spec
+        t0 = time.perf_counter()
+        model = self.prune(cand)
+        x_train, y_train = self.data.split("train", self.resolution)
+        use_kd = cand.finetune_steps > 0 and cand.kd_alpha > 0
+        model = compress.finetune(
+            model, x_train, y_train, steps=cand.finetune_steps,
+            teacher_logits=self.teacher_logits() if use_kd else None, alpha=cand.kd_alpha,
+            temperature=cand.kd_temperature, lr=spec.finetune_lr, batch_size=spec.finetune_batch_size,
+            seed=self.seed + number, channels_last=False,
+        )  # fmt: skip
+        t1 = time.perf_counter()
+        runtime = self.runtime
+        path = self.models_dir / f"trial_{number:04d}.onnx"
+        x_val, y_val = self.data.split("val", self.resolution)
+        x_test, y_test = self.data.split("test", self.resolution)
+        calib, _ = self.data.split("calib", self.resolution)
+        prefixes = self.prefixes(cand)
+        int8_prefixes = [p for p, prec in prefixes.items() if prec == "int8"]
+        int8 = [m for p in self.space.parts if cand.precisions.get(p.name) == "int8" for m in p.modules]
+        priced: dict[str, Any] = {}
+
+        def export(net: nn.Module, out: Path) -> Path:
+            self.export(net, out)
+            if not priced:  # the deployed network's layers: pruned geometry, before quantization
+                layers = self.layers_of(out)
+                priced.update(prediction=self.price(layers, cand), params=onnx_params(out),
+                              macs=sum(layer.key.macs() for layer in layers))  # fmt: skip
+            return out
+
+        def quantization(float_file: Path) -> compress.Quantization:
+            if not int8_prefixes:
+                return compress.Quantization(int8=False)
+            keep = compress.float_nodes_outside(float_file, int8_prefixes)
+            return compress.Quantization(int8=True, keep_float=keep, runtime=self.target.device.runtime)
+
+        def qat(net: nn.Module) -> nn.Module:
+            return compress.qat_finetune(
+                net, int8, x_train, y_train,
+                steps=spec.qat_steps, teacher_logits=self.teacher_logits() if cand.kd_alpha > 0 else None,
+                alpha=cand.kd_alpha, temperature=cand.kd_temperature,
+                lr=spec.finetune_lr * QAT_LR_FACTOR, batch_size=spec.finetune_batch_size,
+                seed=self.seed + number, calibration=calib, inputs=True,
+            )  # fmt: skip
+
+        quant = compress.deploy(
+            model, path, export=export, quantization=quantization, calibration=calib.numpy(),
+            val_accuracy=lambda f: accuracy(f, x_val, y_val, runtime=runtime),
+            qat=qat if cand.qat and int8 else None, threshold_pp=spec.qat_threshold_pp,
+        )  # fmt: skip
+        prediction: Prediction = priced["prediction"]
+        return TrialResult(
+            val_accuracy=accuracy(path, x_val, y_val, runtime=runtime),
+            test_accuracy=accuracy(path, x_test, y_test, runtime=runtime),
+            latency_ms=prediction.latency_ms,
+            energy_mj=prediction.energy_mj,
+            size_bytes=model_size(path),
+            params=priced["params"],
+            macs=priced["macs"],
+            interpolated_blocks=prediction.interpolated,
+            model_path=str(path),
+            finetune_s=round(t1 - t0, 2),
+            eval_s=round(time.perf_counter() - t1, 2),
+            accuracy_runtime=runtime,
+            **quant,
+        )
+
+
+def profile_command(user: UserModel, target: Target) -> str:
+    """The ``profile --layers`` command that measures this model's layers on this machine."""
+    shape = ",".join(str(d) for d in user.input_shape)
+    runtime = target.device.runtime if target.device.runtime in ("onnxruntime", "openvino") else "onnxruntime"
+    return (f"autocompress profile --layers --model {user.spec} --weights {user.weights} --input-shape {shape} "
+            f"--runtime {runtime} --name {target.name}")  # fmt: skip

@@ -1,0 +1,126 @@
+"""``run_search``: one search, whatever the problem — check, run directory, study, backend, results.
+
+The order is what keeps bad input cheap and the run directory whole: every option, the problem
+(space, target, data, model) and the storage are checked before the run directory is made; the
+heavy preparation (supernet training, baselines) comes after it, so a run killed there can be
+started again with the same command; ``config.yaml`` is written when the study begins.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from autocompress import __version__
+from autocompress._io import storage_error
+from autocompress.exceptions import InfeasibleBudgetError, WriteError
+from autocompress.problems import Problem, ProblemHooks, build_problem
+from autocompress.results import (
+    CONFIG_FILE,
+    STUDY_FILE,
+    pareto_frame,
+    read_config,
+    write_config,
+    write_results,
+)
+from autocompress.search.config import DIRECTIONS, METRICS, Hooks, SearchConfig, SearchOutcome, check_options
+from autocompress.search.loop import optimize
+from autocompress.search.storage import check_storage_spec, resolve_storage
+from autocompress.search.storage import describe as describe_storage
+from autocompress.search.study import (
+    create_study,
+    open_study_storage,
+    prepare_run_dir,
+    warm_start_params,
+)
+from autocompress.units import format_ms
+
+
+def run_search(cfg: SearchConfig, hooks: Hooks | None = None) -> SearchOutcome:
+    """Run (or resume) a search and write its run directory.
+
+    Raises:
+        AutoCompressError: bad input, found before any training where possible.
+        InfeasibleBudgetError: trials completed but none met the budget (results are kept).
+    """
+    hooks = hooks or Hooks()
+    check_options(cfg)
+    check_storage_spec(cfg.storage)
+    problem = build_problem(
+        target=cfg.target, space=cfg.space, dataset=cfg.dataset, data_dir=cfg.data_dir, subset=cfg.subset,
+        seed=cfg.seed, model=cfg.model, weights=cfg.weights, input_shape=cfg.input_shape,
+        retrain=cfg.retrain_supernet,
+    )  # fmt: skip
+    problem.check()
+    target = problem.target  # type: ignore[attr-defined]
+    warm = warm_start_params(cfg.warm_start, problem) if cfg.warm_start else []
+    run_dir = prepare_run_dir(cfg, target.name, problem.fingerprint())
+    old_config = read_config(run_dir) if cfg.resume and (run_dir / CONFIG_FILE).is_file() else {}
+    storage_spec = resolve_storage(cfg.storage or old_config.get("storage", {}).get("url"), run_dir, STUDY_FILE)
+    storage = open_study_storage(cfg, run_dir, storage_spec)
+
+    models_dir = run_dir / "models"
+    models_dir.mkdir(exist_ok=True)
+    prepared = problem.prepare(models_dir, ProblemHooks(train_start=hooks.supernet_start,
+                                                        train_step=hooks.supernet_step))  # fmt: skip
+    config = _config(cfg, problem, target, storage_spec, warm, prepared)
+    if cfg.resume and old_config:
+        config["created"] = old_config.get("created", config["created"])
+        config["resumed"] = [*old_config.get("resumed", []), datetime.now(UTC).isoformat(timespec="seconds")]
+    write_config(run_dir, config)
+    study = create_study(storage, storage_spec, cfg, problem, warm)
+    try:
+        if cfg.backend == "ray":
+            from autocompress.search.ray_adapter import run_ray
+
+            new = run_ray(study, storage_spec, problem, cfg, config, run_dir, hooks)
+        else:
+            new = optimize(study, problem, cfg, config, run_dir, hooks)
+        trials = write_results(run_dir, study, config)
+    except Exception as exc:  # a full or read-only disk: say so, and how to continue
+        why = str(exc) if isinstance(exc, WriteError) else storage_error(exc)
+        if why is None:
+            raise
+        if not isinstance(exc, WriteError):
+            why = f"cannot write to run directory {run_dir}: {why}"
+        raise WriteError(
+            f"{why}; the trials completed so far are kept in {run_dir / STUDY_FILE}: free some space, "
+            "then continue with --resume"
+        ) from exc
+    front = pareto_frame(trials)
+    supernet = prepared.get("supernet") or {}
+    outcome = SearchOutcome(run_dir, config, trials, front, new, bool(supernet.get("cached")),
+                            float(supernet.get("seconds", 0.0)))  # fmt: skip
+    done = trials[trials["state"] == "COMPLETE"] if not trials.empty else trials
+    if not done.empty and front.empty:
+        fastest = float(done["latency_ms"].min())
+        raise InfeasibleBudgetError(
+            f"no candidate met the budget of {format_ms(cfg.budget_ms)} on {target.name}; the fastest "
+            f"of {len(done)} took {format_ms(fastest)} (results kept in {run_dir})"
+        )
+    return outcome
+
+
+def _config(cfg: SearchConfig, problem: Problem, target: Any, storage_spec: str,
+            warm: list[Any], prepared: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    """The run's config.yaml: the search's settings, then what the problem records."""
+    return {
+        "autocompress_version": __version__,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "target": target.name,
+        "target_label": target.source_label,
+        "target_estimated": target.estimated,
+        "budget_ms": cfg.budget_ms,
+        "max_size_bytes": cfg.max_size_bytes,
+        "objectives": dict(zip(METRICS, DIRECTIONS)),
+        "sampler": cfg.sampler,
+        "seed": cfg.seed,
+        "trials": cfg.trials,
+        "storage": describe_storage(storage_spec),
+        "fidelity": {"mode": cfg.fidelity, **({"eta": cfg.eta} if cfg.fidelity == "halving" else {})},
+        "backend": {"name": cfg.backend, "workers": cfg.workers,
+                    **({"address": cfg.address} if cfg.address else {})},  # fmt: skip
+        **({"warm_start": {"run": str(cfg.warm_start), "candidates": len(warm)}} if cfg.warm_start else {}),
+        **problem.config_entries(),
+        **prepared,
+    }
