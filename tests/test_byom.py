@@ -4,9 +4,11 @@ clear line (exit 2) for each bad input."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import onnx
+import optuna
 import pandas as pd
 import pytest
 import torch
@@ -26,6 +28,7 @@ from autocompress.problems.user_model.space import (
     prune_model,
 )
 from autocompress.runtime import ort_accuracy
+from autocompress.search.storage import open_storage
 from tests import byom_models as bm
 from tests.helpers import ROOT, assert_one_line_error, cli
 
@@ -320,3 +323,78 @@ def test_weights_file_must_be_a_state_dict(tmp_path: Path) -> None:
     torch.save(bm.resnet_tiny(), path)  # the whole module pickled: refused by weights_only=True
     with pytest.raises(ModelError, match="weights_only=True"):
         load_user_model(f"{MODELS}:resnet_tiny", path, default_shape=(1, 28, 28))
+
+
+@pytest.fixture(scope="module")
+def journal_run(weights, tmp_path_factory) -> tuple[Path, Path]:
+    """A short model search whose study lives in a journal file (``--storage journal:PATH``)."""
+    folder = tmp_path_factory.mktemp("journal")
+    run, journal = folder / "run", folder / "shared" / "study.log"
+    space = folder / "space.yaml"
+    space.write_text(yaml.safe_dump({"finetune_steps": [10], "kd_alpha": [0.5], "kd_temperature": [4.0]}))
+    proc = cli("search", "--model", f"{MODELS}:resnet_tiny", "--weights", str(weights["resnet_tiny"]),
+               "--dataset", "fashion-mnist", "--subset", "300", "--target", "cpu", "--budget", "10ms",
+               "--trials", "3", "--space", str(space), "--run-dir", str(run), "--sampler", "random",
+               "--storage", f"journal:{journal}")  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return run, journal
+
+
+@pytest.mark.slow
+def test_model_search_keeps_its_study_in_the_journal_storage(journal_run) -> None:
+    run, journal = journal_run
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["kind"] == "model" and config["storage"]["kind"] == "journal"
+    assert journal.is_file() and journal.stat().st_size > 0 and not (run / "study.db").exists()
+    study = optuna.load_study(study_name="autocompress", storage=open_storage(f"journal:{journal}"))
+    trials = pd.read_parquet(run / "trials.parquet")
+    done = trials[trials["state"] == "COMPLETE"]
+    assert len(done) == 3
+    assert sorted(t.number for t in study.trials if t.state.name == "COMPLETE") == sorted(done["number"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["onnx", "openvino"])
+def test_a_model_run_exports_its_best_trial(journal_run, tmp_path: Path, fmt: str) -> None:
+    """export --best on a user-model run: the card describes the model's candidate and its
+    accuracy, re-measured on the exported file, is the trials table's."""
+    if fmt == "openvino":
+        pytest.importorskip("openvino")
+    run, _ = journal_run
+    out = tmp_path / fmt
+    proc = cli("export", str(run), "--best", "--format", fmt, "--out", str(out))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    card = json.loads((out / "model_card.json").read_text())
+    trials = pd.read_parquet(run / "trials.parquet").set_index("number")
+    row = trials.loc[card["run"]["trial"]]
+    assert card["accuracy"]["test_in_trials_table"] == pytest.approx(float(row["test_accuracy"]))
+    tol = 0.0 if fmt == "onnx" else card["accuracy"]["allowed_difference"]
+    assert abs(card["accuracy"]["test"] - float(row["test_accuracy"])) <= tol + 1e-12
+    assert card["candidate"]["problem"] == "model"
+    assert card["candidate"]["choices"]["kd_alpha"] == 0.5 and card["dataset"]["input"]["shape"] == ["batch", 1, 28, 28]
+    assert any(p["part"].startswith("prune ") for p in card["candidate"]["parts"])
+    model = out / f"trial_{card['run']['trial']:04d}.{'onnx' if fmt == 'onnx' else 'xml'}"
+    assert model.is_file()
+    if fmt == "onnx":
+        x_test, y_test = load_dataset("fashion-mnist", subset=300, seed=0).split("test")
+        assert ort_accuracy(model, x_test, y_test) == pytest.approx(float(row["test_accuracy"]))
+
+
+@pytest.mark.slow
+def test_model_search_runs_on_ray_workers(weights, tmp_path: Path) -> None:
+    """--model with --backend ray: each worker rebuilds the user's problem from its recipe."""
+    pytest.importorskip("ray.tune")
+    run = tmp_path / "run"
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump({"finetune_steps": [0], "kd_alpha": [0.0], "kd_temperature": [4.0]}))
+    proc = cli("search", "--model", f"{MODELS}:resnet_tiny", "--weights", str(weights["resnet_tiny"]),
+               "--dataset", "fashion-mnist", "--subset", "300", "--target", "cpu", "--budget", "10ms",
+               "--trials", "3", "--space", str(space), "--run-dir", str(run), "--sampler", "random",
+               "--backend", "ray", "--workers", "2", timeout=1500)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["kind"] == "model" and config["backend"] == {"name": "ray", "workers": 2}
+    trials = pd.read_parquet(run / "trials.parquet")
+    done = trials[trials["state"] == "COMPLETE"]
+    assert len(done) == 3
+    assert all(Path(p).is_file() for p in done["model_path"])

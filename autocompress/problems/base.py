@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from autocompress.hardware.predict import Prediction
+from autocompress.hardware.targets import Target
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,8 @@ class Problem(RunDescriber):
     """The search-time half. The search calls, in order: ``check`` (before the run directory
     exists: bad input fails with nothing written), ``prepare`` (heavy: training, baselines),
     then ``sample`` / ``evaluate`` per trial; ``recipe`` rebuilds the problem in a Ray worker."""
+
+    target: Target  # the device + runtime whose tables price candidates
 
     @abstractmethod
     def fingerprint(self) -> str:

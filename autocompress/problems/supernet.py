@@ -152,7 +152,7 @@ class SupernetProblem(Problem, SupernetDescriber):
     def recipe(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
-            "space": str(resolve_space_path(self.space_spec)),
+            "space": str(resolve_space_path(self.space_spec).resolve()),
             "target": self.target.name,
             "dataset": self.dataset_spec,
             "data_dir": str(Path(self.data_dir).resolve()) if self.data_dir else None,

@@ -24,7 +24,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from autocompress.exceptions import RuntimeUnavailableError
+from autocompress.exceptions import AutoCompressError, RuntimeUnavailableError
 from autocompress.problems import Problem, from_recipe
 from autocompress.results import STUDY_NAME, write_results
 from autocompress.search.config import DIRECTIONS, METRICS, SearchConfig
@@ -128,6 +128,11 @@ def run_ray(study: optuna.Study, storage_spec: str, problem: Problem, cfg: Any, 
         shutil.rmtree(scratch, ignore_errors=True)
         if started:
             ray.shutdown()
+    if counter["new"] == 0 and counter.get("failed"):
+        raise AutoCompressError(
+            f"all {counter['failed']} Ray trial(s) failed; see the error column of {run_dir / 'trials.parquet'} "
+            "and the Ray workers' logs"
+        )
     return counter["new"]
 
 
@@ -163,6 +168,7 @@ def _study_search_class() -> type:
                     ot_trial.set_constraint(name, value)
             elif ot_trial is not None:
                 ot_trial.set_user_attr("error", "the Ray trial failed (see the Ray worker's log)")
+                d["counter"]["failed"] = d["counter"].get("failed", 0) + 1
             super().on_trial_complete(trial_id, result if ok else None, error=not ok)
             study = d["study"]
             write_results(d["run_dir"], study, d["config"])

@@ -52,7 +52,7 @@ def run_search(cfg: SearchConfig, hooks: Hooks | None = None) -> SearchOutcome:
         retrain=cfg.retrain_supernet,
     )  # fmt: skip
     problem.check()
-    target = problem.target  # type: ignore[attr-defined]
+    target = problem.target
     warm = warm_start_params(cfg.warm_start, problem) if cfg.warm_start else []
     run_dir = prepare_run_dir(cfg, target.name, problem.fingerprint())
     old_config = read_config(run_dir) if cfg.resume and (run_dir / CONFIG_FILE).is_file() else {}

@@ -174,7 +174,8 @@ class UserModelProblem(Problem, UserModelDescriber):
     def recipe(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
-            "model": self.user.spec,
+            # a worker runs in another folder: the builder's file by its absolute path
+            "model": f"{self.user.source}:{self.user.function}" if self.user.source.endswith(".py") else self.user.spec,
             "weights": str(Path(self.user.weights).resolve()),
             "target": self.target.name,
             "space": str(Path(self.space_spec).resolve()) if self.space_spec else None,
