@@ -363,7 +363,9 @@ def _profile_layers(**kw: Any) -> None:
     from autocompress.byom.model import load_user_model, parse_input_shape
     from autocompress.byom.search import model_layer_keys, user_example
     from autocompress.byom.space import derive_space, load_model_space_spec
-    from autocompress.hardware.layers import estimate_layer_rows, load_layers, merge_rows, profile_layer_keys
+    from autocompress.hardware.layer_estimate import estimate_layer_rows
+    from autocompress.hardware.layer_profile import profile_layer_keys
+    from autocompress.hardware.layer_table import load_layers, merge_rows
     from autocompress.hardware.profile import DEFAULT_NAMES
     from autocompress.hardware.targets import get_target
 

@@ -23,7 +23,9 @@ from autocompress.byom.space import (
 )
 from autocompress.data import load_dataset
 from autocompress.exceptions import ModelError, SpaceError
-from autocompress.hardware.layers import extract_layers, layer_precisions, load_layers, predict_layers
+from autocompress.hardware.layer_predict import layer_precisions, predict_layers
+from autocompress.hardware.layer_table import load_layers
+from autocompress.hardware.onnx_layers import extract_layers
 from autocompress.hardware.targets import get_target
 from autocompress.runtime import ort_accuracy
 from tests import byom_models as bm

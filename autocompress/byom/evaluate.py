@@ -23,16 +23,10 @@ from autocompress.compress.quantize import quantize_int8
 from autocompress.data import ImageDataset
 from autocompress.evaluate import QAT_LR_FACTOR, TrialResult, onnx_params
 from autocompress.exceptions import CompressionUnavailableError, UnpricedLayersError
-from autocompress.hardware.layers import (
-    LayerSpec,
-    LayerTable,
-    extract_layers,
-    layer_precisions,
-    load_layers,
-    predict_layers,
-    unpriced,
-)
-from autocompress.hardware.predict import Prediction
+from autocompress.hardware.layer_predict import layer_precisions, predict_layers, unpriced
+from autocompress.hardware.layer_table import LayerSpec, LayerTable, load_layers
+from autocompress.hardware.onnx_layers import extract_layers
+from autocompress.hardware.pricing import Prediction
 from autocompress.hardware.targets import Target
 from autocompress.runtime import export_onnx, model_size, ort_accuracy
 from autocompress.supernet import recalibrate_bn

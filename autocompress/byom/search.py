@@ -157,7 +157,7 @@ def user_example(user: Any):  # noqa: ANN201
 def model_layer_keys(user: Any, space: Any, precisions: list[str]) -> list[Any]:
     """Every layer key the space's uniform pruning ratios produce (for ``profile --layers``)."""
     from autocompress.byom.space import prune_model
-    from autocompress.hardware.layers import extract_layers
+    from autocompress.hardware.onnx_layers import extract_layers
 
     ratios = sorted({r for k, v in space.dimensions().items() if k.startswith("prune.") for r in v})
     keys: dict[Any, None] = {}
