@@ -151,7 +151,12 @@ def test_relative_and_function_level_imports_are_edges(tmp_path: Path) -> None:
     )
     known = {"pkg", "pkg.sub", "pkg.sub.mod", "pkg.sub.sibling", "pkg.other", "pkg.sub.lazy", "pkg.sub.helper",
              "pkg.typing_only"}  # fmt: skip
-    assert _imports("pkg.sub.mod", src, known) == {"pkg.sub.sibling", "pkg.other", "pkg.sub.lazy", "pkg.sub.helper"}
+    assert _imports("pkg.sub.mod", src, known) == {
+        "pkg.sub.sibling",
+        "pkg.other",
+        "pkg.sub.lazy",
+        "pkg.sub.helper",
+    }
     assert "autocompress.hardware.targets" in import_graph()["autocompress.cli"]  # imported inside a command
 
 

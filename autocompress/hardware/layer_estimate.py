@@ -16,7 +16,9 @@ from autocompress.hardware.roofline import layer_latency_ms
 def roofline_layer(key: LayerKey) -> Layer:
     """The roofline model's view of a layer."""
     if key.op == "conv":
-        return conv_layer(key.in_h, key.in_w, key.in_c, key.out_c, key.kernel, key.stride, groups=key.groups)[0]
+        return conv_layer(key.in_h, key.in_w, key.in_c, key.out_c, key.kernel, key.stride, groups=key.groups)[
+            0
+        ]
     if key.op == "linear":
         return linear_layer(key.in_c, key.out_c)
     if key.op == "globalpool":

@@ -59,5 +59,7 @@ def predict_layers(device: DeviceSpec, table: LayerTable, layers: Sequence[Layer
     estimate = _estimate(device)
     missing = unpriced_keys(device, table, keys, estimate)
     if missing:
-        raise UnpricedLayersError(f"target {device.name} cannot price {len(missing)} layer(s): {'; '.join(missing)}")
+        raise UnpricedLayersError(
+            f"target {device.name} cannot price {len(missing)} layer(s): {'; '.join(missing)}"
+        )
     return price(device, table, keys, estimate=estimate, source=f"layers.csv ({device.source})")

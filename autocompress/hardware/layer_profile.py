@@ -84,7 +84,9 @@ def layer_onnx(key: LayerKey, workdir: Path, tag: str) -> Path:
     if key.precision == "fp32":
         return fp32
     if key.precision == "int8":
-        calib = np.abs(np.random.default_rng(0).standard_normal((16, key.in_c, key.in_h, key.in_w), dtype=np.float32))
+        calib = np.abs(
+            np.random.default_rng(0).standard_normal((16, key.in_c, key.in_h, key.in_w), dtype=np.float32)
+        )
         return _name_nodes(quantize_int8(fp32, workdir / f"{tag}.int8.onnx", calib))
     raise BadInputError(f"cannot profile precision {key.precision!r} on this machine")
 

@@ -108,7 +108,11 @@ class LayerKey:
             geo += f" k{self.kernel} s{self.stride}{g}"
         elif self.op in ("maxpool", "avgpool"):
             geo += f" k{self.kernel} s{self.stride}"
-        act = f"+{self.act}" if self.act != "none" and self.op != "act" else (f" {self.act}" if self.op == "act" else "")
+        act = (
+            f"+{self.act}"
+            if self.act != "none" and self.op != "act"
+            else (f" {self.act}" if self.op == "act" else "")
+        )
         return f"{self.op}{act} {geo} {self.precision}"
 
 

@@ -80,7 +80,9 @@ def extract_layers(path: str | Path) -> tuple[list[LayerSpec], list[str]]:
                 k = int(wdims[2]) if len(wdims) == 4 else 1
                 stride = int(_attr(node, "strides", [1])[0])
                 act, nodes = fuse(node)
-                key = LayerKey("conv", h, w, c, int(wdims[0]), k, stride, int(_attr(node, "group", 1)), act, "fp32")
+                key = LayerKey(
+                    "conv", h, w, c, int(wdims[0]), k, stride, int(_attr(node, "group", 1)), act, "fp32"
+                )
             elif op in ("Gemm", "MatMul"):
                 c, _, _ = _chw(shapes[node.input[0]])
                 wdims = shapes[node.input[1]]
@@ -92,9 +94,13 @@ def extract_layers(path: str | Path) -> tuple[list[LayerSpec], list[str]]:
                 c, h, w = _chw(shapes[node.input[0]])
                 k = int(_attr(node, "kernel_shape", [1])[0])
                 stride = int(_attr(node, "strides", [1])[0])
-                key = LayerKey("maxpool" if op == "MaxPool" else "avgpool", h, w, c, c, k, stride, 1, "none", "fp32")
+                key = LayerKey(
+                    "maxpool" if op == "MaxPool" else "avgpool", h, w, c, c, k, stride, 1, "none", "fp32"
+                )
                 nodes = (node.name,)
-            elif op == "GlobalAveragePool" or (op == "ReduceMean" and len(shapes.get(node.output[0], [])) in (2, 4)):
+            elif op == "GlobalAveragePool" or (
+                op == "ReduceMean" and len(shapes.get(node.output[0], [])) in (2, 4)
+            ):
                 c, h, w = _chw(shapes[node.input[0]])
                 key = LayerKey("globalpool", h, w, c, c, 1, 1, 1, "none", "fp32")
                 nodes = (node.name,)

@@ -180,7 +180,9 @@ def price(device: DeviceSpec, table: Table[K], keys: Sequence[K], *,
     for key in keys:
         prec = key.precision
         if prec not in device.precisions:
-            raise TargetError(f"target {device.name} does not run {prec} (it runs {', '.join(device.precisions)})")
+            raise TargetError(
+                f"target {device.name} does not run {prec} (it runs {', '.join(device.precisions)})"
+            )
         scale = device.scale(prec, table.kind)
         row = table.get(key)
         if row is not None:

@@ -70,7 +70,9 @@ def test_blocks_and_layers_get_the_same_transition_and_overhead_costs() -> None:
     assert block_pred.source == "blocks.csv (measured)" and layer_pred.source == "layers.csv (measured)"
 
 
-def test_layer_scale_is_fitted_stored_in_device_yaml_and_changes_predictions(tmp_path: Path, monkeypatch) -> None:
+def test_layer_scale_is_fitted_stored_in_device_yaml_and_changes_predictions(
+    tmp_path: Path, monkeypatch
+) -> None:
     keys = [_conv(1, 8), _conv(8, 16), _conv(16, 16), _conv(16, 32)]
     dev = _device(block_scale={"fp32": 0.9, "int8": 1.1})
     save_device(tmp_path, dev)
@@ -80,7 +82,11 @@ def test_layer_scale_is_fitted_stored_in_device_yaml_and_changes_predictions(tmp
     true = {"fp32": 1.5, "int8": 0.8}
 
     def measured(pred, precs):  # what a network "takes" end to end if the rows are off by ``true``
-        return pred.overhead_ms + pred.transitions_ms + sum(c.latency_ms * true[p] for c, p in zip(pred.breakdown, precs))
+        return (
+            pred.overhead_ms
+            + pred.transitions_ms
+            + sum(c.latency_ms * true[p] for c, p in zip(pred.breakdown, precs))
+        )
 
     unit = unit_scale(dev, "layers")
     groups: dict[str, list[Timed]] = {}
@@ -96,7 +102,10 @@ def test_layer_scale_is_fitted_stored_in_device_yaml_and_changes_predictions(tmp
     stored = store_scale(tmp_path, "layers", scales, "fitted on 6 test networks")
     loaded = load_device(tmp_path / "device.yaml")
     assert loaded.layer_scale == stored.layer_scale == scales
-    assert loaded.block_scale == dev.block_scale and loaded.host["layer_scale_fit"] == "fitted on 6 test networks"
+    assert (
+        loaded.block_scale == dev.block_scale
+        and loaded.host["layer_scale_fit"] == "fitted on 6 test networks"
+    )
     after = predict_layers(loaded, load_layers(tmp_path, loaded), _specs(keys), ["fp32"] * 4)
     assert after.latency_ms - 0.05 == pytest.approx(1.5 * (before.latency_ms - 0.05))
     assert _device().scale("int8", "layers") == 1.0  # never fitted: 1
@@ -112,7 +121,10 @@ def test_layer_scale_is_fitted_stored_in_device_yaml_and_changes_predictions(tmp
         return out
 
     monkeypatch.setattr(layer_profile, "measure_passes", fake_measure)
-    networks = [Network(layers, precs, tmp_path / f"n{i}.onnx", (1, 1, 16, 16)) for i, (layers, precs) in enumerate(specs)]
+    networks = [
+        Network(layers, precs, tmp_path / f"n{i}.onnx", (1, 1, 16, 16))
+        for i, (layers, precs) in enumerate(specs)
+    ]
     assert fit_layer_scale(tmp_path, dev, networks) == pytest.approx(true, abs=1e-3)
 
 
@@ -125,7 +137,9 @@ def test_missing_layer_is_interpolated_with_a_warning_never_zero(caplog) -> None
         pred = predict_layers(dev, table, _specs([_conv(8, 8), missing]), ["fp32", "fp32"])
     assert pred.interpolated == 1 and "interpolated" in caplog.text and missing.label() in caplog.text
     cost = pred.breakdown[1]
-    assert cost.interpolated and cost.latency_ms == pytest.approx(0.01 + missing.macs() / 1e6, rel=1e-6)  # linear fit
+    assert cost.interpolated and cost.latency_ms == pytest.approx(
+        0.01 + missing.macs() / 1e6, rel=1e-6
+    )  # linear fit
     # no row of the family at all (a 5x5 conv): unpriced, not zero
     odd = LayerKey("conv", 16, 16, 8, 8, 5, 1, 1, "relu", "fp32")
     with pytest.raises(UnpricedLayersError, match="k5"):
