@@ -360,7 +360,9 @@ def profile(
 
 @_guard
 def _profile_layers(**kw: Any) -> None:
-    from autocompress.hardware.layers import estimate_layer_rows, load_layers, merge_rows, profile_layer_keys
+    from autocompress.hardware.layer_estimate import estimate_layer_rows
+    from autocompress.hardware.layer_profile import profile_layer_keys
+    from autocompress.hardware.layer_table import load_layers, merge_rows
     from autocompress.hardware.profile import DEFAULT_NAMES
     from autocompress.hardware.targets import get_target
     from autocompress.problems.user_model.layers import model_layer_keys, user_example

@@ -16,7 +16,9 @@ import yaml
 
 from autocompress.data import load_dataset
 from autocompress.exceptions import ModelError, SpaceError
-from autocompress.hardware.layers import extract_layers, layer_precisions, load_layers, predict_layers
+from autocompress.hardware.layer_predict import layer_precisions, predict_layers
+from autocompress.hardware.layer_table import load_layers
+from autocompress.hardware.onnx_layers import extract_layers
 from autocompress.hardware.targets import get_target
 from autocompress.problems.user_model.loader import load_user_model
 from autocompress.problems.user_model.problem import UserModelProblem

@@ -27,6 +27,8 @@ COLUMNS = (
 KEY_COLUMNS = COLUMNS[:11]
 OPS = ("stem", "mbconv", "head")
 SOURCES = ("measured", "published", "estimated")
+TableKind = Literal["blocks", "layers"]
+SCALE_FIELDS: dict[str, str] = {"blocks": "block_scale", "layers": "layer_scale"}
 
 
 class Reference(BaseModel):
@@ -128,18 +130,22 @@ class DeviceSpec(BaseModel):
     block_scale: float | dict[str, float] = Field(
         1.0, description="factor on block rows (one, or per precision), fitted to end-to-end timings of networks"
     )
-
-    def scale(self, precision: str) -> float:
-        """The factor on a ``precision`` block's row (1 where none was fitted)."""
-        if isinstance(self.block_scale, dict):
-            return float(self.block_scale.get(precision, 1.0))
-        return float(self.block_scale)
+    layer_scale: float | dict[str, float] = Field(
+        1.0, description="factor on layer rows (one, or per precision), fitted to end-to-end timings of networks"
+    )
     power_w: float | None = Field(None, gt=0, description="typical power while inferring")
     power_note: str = ""
     host: dict[str, Any] = {}
     roofline: Roofline | None = None
     references: list[Reference] = []
     notes: str = ""
+
+    def scale(self, precision: str, table: TableKind = "blocks") -> float:
+        """The factor on a ``precision`` row of the ``table`` (1 where none was fitted)."""
+        factor = self.block_scale if table == "blocks" else self.layer_scale
+        if isinstance(factor, dict):
+            return float(factor.get(precision, 1.0))
+        return float(factor)
 
 
 @dataclass(frozen=True)
@@ -166,6 +172,18 @@ class BlockKey:
     def spec(self) -> BlockSpec:
         return BlockSpec(self.op, self.in_h, self.in_w, self.in_c, self.out_c, self.kernel,
                          self.stride, self.expand, self.act, 0)  # fmt: skip
+
+    def family(self) -> tuple[str, str, int]:
+        """Rows a missing block may be interpolated from: same op, precision and batch."""
+        return (self.op, self.precision, self.batch)
+
+    def narrow(self) -> tuple[int, int]:
+        """Within the family, the rows preferred when there are enough: same kernel and stride."""
+        return (self.kernel, self.stride)
+
+    def size(self) -> tuple[float, float]:
+        spec = self.spec()
+        return float(spec.macs()), float(spec.activation_elems())
 
     def label(self) -> str:
         if self.op == "mbconv":
@@ -195,14 +213,16 @@ class LatencyTable:
     rows: dict[BlockKey, Row]
     folder: Path | None = None
     _by_family: dict[tuple[str, str, int], list[Row]] = field(default_factory=dict, repr=False)
+    kind: TableKind = field(default="blocks", init=False)
 
     def get(self, key: BlockKey) -> Row | None:
         return self.rows.get(key)
 
-    def family(self, op: str, precision: str, batch: int) -> list[Row]:
-        fam = (op, precision, batch)
+    def rows_like(self, key: BlockKey) -> list[Row]:
+        """Rows of ``key``'s family (see :meth:`BlockKey.family`)."""
+        fam = key.family()
         if fam not in self._by_family:
-            self._by_family[fam] = [r for k, r in self.rows.items() if (k.op, k.precision, k.batch) == fam]
+            self._by_family[fam] = [r for k, r in self.rows.items() if k.family() == fam]
         return self._by_family[fam]
 
     def save(self, folder: Path, *, write_device: bool = True) -> None:
@@ -210,8 +230,7 @@ class LatencyTable:
         ``blocks.csv``, each atomically."""
         folder.mkdir(parents=True, exist_ok=True)
         if write_device:
-            data = self.device.model_dump(mode="json", exclude_none=True)
-            atomic_write_text(folder / "device.yaml", yaml.safe_dump(data, sort_keys=False, width=100))
+            save_device(folder, self.device)
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(COLUMNS)
@@ -223,6 +242,12 @@ class LatencyTable:
 def _sort_key(k: BlockKey) -> tuple[Any, ...]:
     return (OPS.index(k.op) if k.op in OPS else 99, k.precision, k.in_h, k.in_c, k.out_c,
             k.kernel, k.stride, k.expand, k.batch)  # fmt: skip
+
+
+def save_device(folder: Path, device: DeviceSpec) -> None:
+    """Write ``folder/device.yaml`` atomically (fields in model order; comments are not kept)."""
+    data = device.model_dump(mode="json", exclude_none=True)
+    atomic_write_text(folder / "device.yaml", yaml.safe_dump(data, sort_keys=False, width=100))
 
 
 def load_device(path: Path) -> DeviceSpec:

@@ -9,11 +9,8 @@ latency is ``overhead + sum(blocks)``.
 
 from __future__ import annotations
 
-import os
-import platform
 import tempfile
 from collections.abc import Callable
-from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +19,14 @@ import torch
 import torch.nn as nn
 from onnx import numpy_helper
 
-from autocompress import __version__
 from autocompress.arch import BlockSpec, all_blocks
 from autocompress.compress.quantize import quantize_int8
 from autocompress.exceptions import BadInputError, TargetError
+from autocompress.hardware.host import host_info
 from autocompress.hardware.lut import BlockKey, DeviceSpec, LatencyTable, Row, load_table
+from autocompress.hardware.scale import store_scale
+from autocompress.hardware.targets import Target
+from autocompress.hardware.validate import fit_block_scale
 from autocompress.runtime import RUNTIMES, export_onnx, measure_passes, pinned_cpus, runtime_version
 from autocompress.space import SearchSpace
 from autocompress.supernet import ConvBNAct, MBConv
@@ -64,33 +64,6 @@ def block_module(spec: BlockSpec, seed: int = 0) -> nn.Module:
                 m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
                 m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
     return module.eval()
-
-
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``), or what ``platform`` knows."""
-    cpu = platform.processor() or "unknown cpu"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return cpu
-
-
-def host_info(threads: int, runtime: str = "onnxruntime", cpus: list[int] | None = None) -> dict[str, object]:
-    return {
-        "cpu": cpu_model(),
-        "logical_cpus": os.cpu_count(),
-        "threads": threads,
-        "pinned_cpus": cpus or [],
-        "os": f"{platform.system()} {platform.release()}",
-        "python": platform.python_version(),
-        runtime: runtime_version(runtime),
-        "tool": f"autocompress {__version__} profile",
-        "date": date.today().isoformat(),
-    }
 
 
 def supported_precisions(runtime: str) -> list[str]:
@@ -353,17 +326,10 @@ def fit_table_scale(
 ) -> LatencyTable:  # fmt: skip
     """Time ``networks`` random networks of ``space`` end to end and store the fitted per-precision
     ``block_scale`` in the measured table in ``folder`` (see ``validate.fit_block_scale``)."""
-    from autocompress.hardware.targets import Target
-    from autocompress.hardware.validate import fit_block_scale
-
     table = load_table(folder)
     scales, fitted = fit_block_scale(Target(folder=folder, device=table.device), space, n=networks,
                                      passes=passes, channels=channels, classes=classes)  # fmt: skip
     note = (f"block_scale fitted on {fitted} random {space.model.name} networks timed end to end "
             f"(seed 1000003, disjoint from validate-latency's)")  # fmt: skip
-    device = table.device.model_copy(
-        update={"block_scale": scales, "host": {**table.device.host, "block_scale_fit": note}}
-    )
-    table = LatencyTable(device=device, rows=table.rows, folder=folder)
-    table.save(folder)
-    return table
+    device = store_scale(folder, "blocks", scales, note)
+    return LatencyTable(device=device, rows=table.rows, folder=folder)

@@ -26,8 +26,9 @@ from autocompress import __version__
 from autocompress._io import atomic_path, atomic_write_text
 from autocompress.arch import block_precisions, plan
 from autocompress.exceptions import BadInputError, TargetError
+from autocompress.hardware.host import cpu_model
 from autocompress.hardware.predict import predict
-from autocompress.hardware.profile import cpu_model
+from autocompress.hardware.scale import Timed, fit_scales, unit_scale
 from autocompress.hardware.targets import Target
 from autocompress.runtime import export_onnx, measure_passes, pinned_cpus
 from autocompress.space import Candidate, SearchSpace
@@ -243,50 +244,33 @@ def fit_block_scale(
     channels: int = 1, classes: int = 10,
 ) -> tuple[dict[str, float], int]:  # fmt: skip
     """Fit a measured table's ``block_scale`` per precision from ``n`` random networks per
-    precision, timed end to end.
+    precision, timed end to end (the fit: :func:`autocompress.hardware.scale.fit_scales`).
 
-    fp32 first, on all-fp32 networks: the factor ``s`` minimising the relative error of
-    ``overhead + s * sum(rows)``. Then each reduced precision on networks whose stages all run
-    in it (their fp32 stem and head priced with the fp32 factor). Blocks timed alone run a
-    little slower than inside a network (a network's activations stay in cache from one block
-    to the next), by a different amount in int8 (runtimes fuse a block's QDQ edges with its
-    neighbours'); the factors absorb that. The networks come from a seed far from
-    validate-latency's default, so a validation never scores them.
+    fp32 on all-fp32 networks, then each reduced precision on networks whose stages all run
+    in it (their fp32 stem and head priced with the fp32 factor). The networks come from a
+    seed far from validate-latency's default, so a validation never scores them.
 
     Returns:
         (factor per precision, networks timed)
     """
     dev = target.device
-    unit = dev.model_copy(update={"block_scale": 1.0})
-    table = type(target.table)(device=unit, rows=target.table.rows, folder=target.folder)
+    table = type(target.table)(device=unit_scale(dev, "blocks"), rows=target.table.rows, folder=target.folder)
     threads = int(dev.host.get("threads") or 1)
-    order = sorted(dev.precisions, key=lambda p: p != "fp32")
-    scales = dict.fromkeys(order, 1.0)
-    timed = 0
-    for prec in order:
+    groups: dict[str, list[Timed]] = {}
+    for prec in sorted(dev.precisions, key=lambda p: p != "fp32"):
         cands = candidates(space, n, prec, list(dev.precisions), seed)
         with tempfile.TemporaryDirectory() as tmp:
-            paths, shapes, known, mine = [], [], [], []
+            paths, shapes, preds = [], [], []
             for i, cand in enumerate(cands):
                 blocks = plan(cand, space, channels, classes)
                 bprec = block_precisions(cand, space, blocks)
-                pred = predict(table, blocks, bprec)
-                ours = sum(c.latency_ms for c, q in zip(pred.breakdown, bprec) if q == prec)
-                others = sum(c.latency_ms * scales[q] for c, q in zip(pred.breakdown, bprec) if q != prec)
-                known.append(pred.overhead_ms + pred.transitions_ms + others)
-                mine.append(ours)
+                preds.append((predict(table, blocks, bprec), bprec))
                 paths.append(build_model(cand, space, channels, classes, Path(tmp), f"s{i}"))
                 shapes.append((1, channels, cand.resolution, cand.resolution))
             timings = measure_passes(paths, shapes, passes=passes, group=GROUP, threads=threads, reps=reps,
                                      runtime=dev.runtime, seed=seed)  # fmt: skip
-        m = np.array([t.p10_ms for t in timings])
-        b, k = np.array(mine), np.array(known)
-        if np.any(b > 0):
-            scales[prec] = round(
-                min(2.0, max(0.5, float(np.sum((m - k) * b / m**2) / np.sum(b**2 / m**2)))), 4
-            )
-        timed += len(cands)
-    return scales, timed
+        groups[prec] = [Timed(pred, bprec, t.p10_ms) for (pred, bprec), t in zip(preds, timings)]
+    return fit_scales(groups), sum(len(g) for g in groups.values())
 
 
 def write_validation(report: Validation, out: Path) -> dict[str, Path]:

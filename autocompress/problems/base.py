@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from autocompress.hardware.predict import Prediction
+from autocompress.hardware.pricing import Prediction
 from autocompress.hardware.targets import Target
 
 

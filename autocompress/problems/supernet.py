@@ -18,7 +18,8 @@ from autocompress import compress
 from autocompress.arch import block_precisions, plan, unpruned
 from autocompress.data import ImageDataset, load_dataset
 from autocompress.exceptions import AutoCompressError, TargetError
-from autocompress.hardware.predict import Prediction, predict
+from autocompress.hardware.predict import predict
+from autocompress.hardware.pricing import Prediction
 from autocompress.hardware.targets import Target, get_target
 from autocompress.problems.base import Problem, ProblemHooks, RunDescriber, TrialResult
 from autocompress.runtime import accuracy, accuracy_runtime, export_onnx, model_size

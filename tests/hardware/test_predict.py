@@ -4,7 +4,8 @@ import pytest
 
 from autocompress.arch import BlockSpec
 from autocompress.hardware.lut import BlockKey, DeviceSpec, LatencyTable, Row
-from autocompress.hardware.predict import precision_entries, predict
+from autocompress.hardware.predict import predict
+from autocompress.hardware.pricing import precision_entries
 
 
 def test_entering_int8_is_counted_once_per_entry() -> None:

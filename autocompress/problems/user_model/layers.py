@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from autocompress.exceptions import ModelError
-from autocompress.hardware.layers import extract_layers
+from autocompress.hardware.onnx_layers import extract_layers
 from autocompress.problems.user_model.loader import UserModel
 from autocompress.problems.user_model.space import ModelSpace, prune_model
 from autocompress.runtime import export_onnx

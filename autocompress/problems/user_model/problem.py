@@ -20,16 +20,10 @@ import torch.nn as nn
 from autocompress import compress
 from autocompress.data import ImageDataset, load_dataset
 from autocompress.exceptions import CompressionUnavailableError, ModelError, UnpricedLayersError
-from autocompress.hardware.layers import (
-    LayerSpec,
-    LayerTable,
-    extract_layers,
-    layer_precisions,
-    load_layers,
-    predict_layers,
-    unpriced,
-)
-from autocompress.hardware.predict import Prediction
+from autocompress.hardware.layer_predict import layer_precisions, predict_layers, unpriced
+from autocompress.hardware.layer_table import LayerSpec, LayerTable, load_layers
+from autocompress.hardware.onnx_layers import extract_layers
+from autocompress.hardware.pricing import Prediction
 from autocompress.hardware.targets import Target, get_target
 from autocompress.problems.base import Problem, ProblemHooks, RunDescriber, TrialResult
 from autocompress.problems.user_model.loader import UserModel, load_user_model, parse_input_shape

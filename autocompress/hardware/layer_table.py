@@ -1,0 +1,216 @@
+"""Layer tables: the schema of ``layers.csv`` (one row per layer configuration at one precision,
+for any CNN built from standard layers) and reading, writing and merging it.
+
+``layers.csv`` sits beside ``blocks.csv`` in a target's folder:
+
+    op, in_h, in_w, in_c, out_c, kernel, stride, groups, act, precision, batch,
+    latency_ms, latency_std_ms, energy_mj, source
+
+``op`` is ``conv`` (any groups: dense, grouped, depthwise when ``groups == in_c == out_c``),
+``linear``, ``maxpool``, ``avgpool``, ``globalpool``, ``add`` (two same-shape tensors),
+``mul`` (same shape), ``scale`` (a (C, H, W) tensor times a (C, 1, 1) one: squeeze-excite) or
+``act`` (a stand-alone activation). ``act`` is the activation fused into the layer (the only
+consumer of its output: ``relu``, ``relu6``, ``clip``, ``sigmoid``, ``hardsigmoid``,
+``hardswish``, ``tanh``, ``leakyrelu``) or ``none``.
+
+Measured tables are written by ``layer_profile``, estimated ones by ``layer_estimate``; a
+network is read from ONNX by ``onnx_layers`` and priced by ``layer_predict``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from autocompress._io import atomic_write_text
+from autocompress.exceptions import TargetError
+from autocompress.hardware.lut import SOURCES, DeviceSpec, TableKind, csv_records
+
+LAYERS_FILE = "layers.csv"
+COLUMNS = (
+    "op", "in_h", "in_w", "in_c", "out_c", "kernel", "stride", "groups", "act",
+    "precision", "batch", "latency_ms", "latency_std_ms", "energy_mj", "source",
+)  # fmt: skip
+OPS = ("conv", "linear", "maxpool", "avgpool", "globalpool", "add", "mul", "scale", "act")
+
+
+@dataclass(frozen=True)
+class LayerKey:
+    """The lookup key of one layer at one precision."""
+
+    op: str
+    in_h: int
+    in_w: int
+    in_c: int
+    out_c: int
+    kernel: int
+    stride: int
+    groups: int
+    act: str
+    precision: str
+    batch: int = 1
+
+    @property
+    def depthwise(self) -> bool:
+        return self.op == "conv" and self.groups > 1 and self.groups == self.in_c == self.out_c
+
+    def family(self) -> tuple[Any, ...]:
+        """Rows a missing shape may be interpolated from: everything but the sizes."""
+        kind = "dw" if self.depthwise else ("grouped" if self.groups > 1 else "dense")
+        return (self.op, self.kernel, self.stride, kind, self.act, self.precision, self.batch)
+
+    def narrow(self) -> tuple[Any, ...]:
+        """The family already fixes kernel and stride: nothing narrower."""
+        return ()
+
+    def size(self) -> tuple[float, float]:
+        return float(self.macs()), float(self.elems())
+
+    @property
+    def out_h(self) -> int:
+        if self.op in ("linear", "globalpool"):
+            return 1
+        if self.op in ("conv", "maxpool", "avgpool"):
+            return (self.in_h + 2 * (self.kernel // 2) - self.kernel) // self.stride + 1
+        return self.in_h
+
+    @property
+    def out_w(self) -> int:
+        if self.op in ("linear", "globalpool"):
+            return 1
+        if self.op in ("conv", "maxpool", "avgpool"):
+            return (self.in_w + 2 * (self.kernel // 2) - self.kernel) // self.stride + 1
+        return self.in_w
+
+    def macs(self) -> int:
+        if self.op == "conv":
+            return self.out_h * self.out_w * self.out_c * (self.in_c // self.groups) * self.kernel**2
+        if self.op == "linear":
+            return self.in_c * self.out_c
+        if self.op == "globalpool":
+            return self.in_h * self.in_w * self.in_c
+        return 0
+
+    def elems(self) -> int:
+        """Activation elements read and written."""
+        n_in = self.in_h * self.in_w * self.in_c * (2 if self.op in ("add", "mul") else 1)
+        return n_in + self.out_h * self.out_w * self.out_c
+
+    def label(self) -> str:
+        geo = f"{self.in_h}x{self.in_w}x{self.in_c}->{self.out_c}"
+        if self.op == "conv":
+            g = " dw" if self.depthwise else (f" g{self.groups}" if self.groups > 1 else "")
+            geo += f" k{self.kernel} s{self.stride}{g}"
+        elif self.op in ("maxpool", "avgpool"):
+            geo += f" k{self.kernel} s{self.stride}"
+        act = (
+            f"+{self.act}"
+            if self.act != "none" and self.op != "act"
+            else (f" {self.act}" if self.op == "act" else "")
+        )
+        return f"{self.op}{act} {geo} {self.precision}"
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """A layer of a concrete network: its key (without precision) and the ONNX nodes it covers."""
+
+    key: LayerKey  # precision "fp32" as extracted; priced at the precision of its part
+    nodes: tuple[str, ...]
+
+    @property
+    def node(self) -> str:
+        return self.nodes[0]
+
+    def at(self, precision: str, batch: int = 1) -> LayerKey:
+        return replace(self.key, precision=precision, batch=batch)
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    key: LayerKey
+    latency_ms: float
+    latency_std_ms: float
+    energy_mj: float | None
+    source: str
+
+    def to_csv(self) -> list[Any]:
+        k = self.key
+        return [k.op, k.in_h, k.in_w, k.in_c, k.out_c, k.kernel, k.stride, k.groups, k.act, k.precision, k.batch,
+                f"{self.latency_ms:.6f}", f"{self.latency_std_ms:.6f}",
+                "" if self.energy_mj is None else f"{self.energy_mj:.6f}", self.source]  # fmt: skip
+
+
+@dataclass
+class LayerTable:
+    rows: dict[LayerKey, LayerRow]
+    _families: dict[tuple[Any, ...], list[LayerRow]] = field(default_factory=dict, repr=False)
+    kind: TableKind = field(default="layers", init=False)
+
+    def get(self, key: LayerKey) -> LayerRow | None:
+        return self.rows.get(key)
+
+    def rows_like(self, key: LayerKey) -> list[LayerRow]:
+        """Rows of ``key``'s family (see :meth:`LayerKey.family`)."""
+        fam = key.family()
+        if fam not in self._families:
+            self._families[fam] = [r for k, r in self.rows.items() if k.family() == fam]
+        return self._families[fam]
+
+
+def load_layers(folder: Path, device: DeviceSpec) -> LayerTable:
+    """``folder/layers.csv`` (an empty table when the file does not exist).
+
+    Raises:
+        TargetError: naming the row and column that broke a rule.
+    """
+    path = folder / LAYERS_FILE
+    if not path.is_file():
+        return LayerTable({})
+    rows: dict[LayerKey, LayerRow] = {}
+    for lineno, f in csv_records(path, COLUMNS):
+        try:
+            key = LayerKey(f["op"], int(f["in_h"]), int(f["in_w"]), int(f["in_c"]), int(f["out_c"]), int(f["kernel"]),
+                           int(f["stride"]), int(f["groups"]), f["act"], f["precision"], int(f["batch"]))  # fmt: skip
+            lat, std = float(f["latency_ms"]), float(f["latency_std_ms"])
+            energy = float(f["energy_mj"]) if f["energy_mj"] else None
+        except ValueError as exc:
+            raise TargetError(f"{path}: row {lineno}: {exc}") from None
+        if key.op not in OPS:
+            raise TargetError(f"{path}: row {lineno}, column op: {key.op!r} is not one of {OPS}")
+        if key.precision not in device.precisions:
+            raise TargetError(f"{path}: row {lineno}, column precision: {key.precision!r} is not among "
+                              f"the device's precisions {device.precisions}")  # fmt: skip
+        if f["source"] not in SOURCES:
+            raise TargetError(f"{path}: row {lineno}, column source: {f['source']!r} is not one of {SOURCES}")
+        if not (math.isfinite(lat) and lat > 0 and min(key.in_h, key.in_w, key.in_c, key.out_c, key.kernel,
+                                                        key.stride, key.groups, key.batch) >= 1):  # fmt: skip
+            raise TargetError(f"{path}: row {lineno}: sizes must be >= 1 and latency_ms > 0")
+        if key in rows:
+            raise TargetError(f"{path}: row {lineno} repeats the layer of an earlier row")
+        rows[key] = LayerRow(key, lat, std, energy, f["source"])
+    return LayerTable(rows)
+
+
+def save_layers(folder: Path, rows: Iterable[LayerRow]) -> None:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for row in sorted(rows, key=lambda r: (OPS.index(r.key.op), r.key.precision, r.key.act, r.key.kernel,
+                                           r.key.stride, r.key.in_h, r.key.in_c, r.key.out_c, r.key.groups)):  # fmt: skip
+        writer.writerow(row.to_csv())
+    atomic_write_text(folder / LAYERS_FILE, buf.getvalue())
+
+
+def merge_rows(folder: Path, device: DeviceSpec, rows: Iterable[LayerRow]) -> LayerTable:
+    """Add ``rows`` to ``folder/layers.csv`` (replacing rows of the same key) and write it."""
+    table = load_layers(folder, device)
+    merged = dict(table.rows)
+    merged.update({r.key: r for r in rows})
+    save_layers(folder, merged.values())
+    return LayerTable(merged)

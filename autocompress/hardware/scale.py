@@ -1,0 +1,77 @@
+"""Fit a table's scale (``block_scale`` or ``layer_scale`` in ``device.yaml``) per precision from
+networks timed end to end, and store it.
+
+Rows timed alone run a little slower than inside a network (a network's activations stay in
+cache from one entry to the next), by a different amount in int8 (runtimes fuse QDQ edges with
+their neighbours'); the factor absorbs that. The fit is the same for block and layer tables: it
+only reads predictions made by :func:`autocompress.hardware.pricing.price` at scale 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from autocompress.hardware.lut import SCALE_FIELDS, DeviceSpec, TableKind, load_device, save_device
+from autocompress.hardware.pricing import Prediction
+
+SCALE_BOUNDS = (0.5, 2.0)  # a factor outside these says the table or the timing is wrong, not the cache
+
+
+@dataclass(frozen=True)
+class Timed:
+    """One network timed end to end, and its prediction with the table's scale at 1."""
+
+    prediction: Prediction
+    precisions: Sequence[str]  # of each entry of ``prediction.breakdown``
+    measured_ms: float
+
+
+def unit_scale(device: DeviceSpec, table: TableKind) -> DeviceSpec:
+    """``device`` with the ``table``'s scale at 1 (what the fit's predictions are made with)."""
+    return device.model_copy(update={SCALE_FIELDS[table]: 1.0})
+
+
+def fit_precision(networks: Sequence[Timed], precision: str, scales: Mapping[str, float]) -> float | None:
+    """The factor ``s`` on ``precision``'s entries minimising the relative error of
+    ``overhead + transitions + sum(scales[q] x other entries) + s x sum(precision's entries)``
+    against the measured times (closed-form least squares), clamped to ``SCALE_BOUNDS`` and
+    rounded to 4 digits; None when no network has an entry at ``precision``."""
+    mine, known = [], []
+    for net in networks:
+        pairs = list(zip(net.prediction.breakdown, net.precisions, strict=True))
+        mine.append(sum(c.latency_ms for c, q in pairs if q == precision))
+        others = sum(c.latency_ms * scales.get(q, 1.0) for c, q in pairs if q != precision)
+        known.append(net.prediction.overhead_ms + net.prediction.transitions_ms + others)
+    b, k = np.array(mine), np.array(known)
+    m = np.array([net.measured_ms for net in networks])
+    if not np.any(b > 0):
+        return None
+    s = float(np.sum((m - k) * b / m**2) / np.sum(b**2 / m**2))
+    return round(min(SCALE_BOUNDS[1], max(SCALE_BOUNDS[0], s)), 4)
+
+
+def fit_scales(networks: Mapping[str, Sequence[Timed]]) -> dict[str, float]:
+    """Factor per precision: fp32 first (on the networks timed for it, ideally all fp32), then
+    each reduced precision on its networks, their other entries priced with the factors
+    already fitted. A precision whose networks have no entry at it keeps 1."""
+    order = sorted(networks, key=lambda p: p != "fp32")
+    scales = dict.fromkeys(order, 1.0)
+    for prec in order:
+        fitted = fit_precision(networks[prec], prec, scales)
+        if fitted is not None:
+            scales[prec] = fitted
+    return scales
+
+
+def store_scale(folder: Path, table: TableKind, scales: float | dict[str, float], note: str) -> DeviceSpec:
+    """Write the ``table``'s fitted factors into ``folder/device.yaml`` (with ``note``, how they
+    were fitted, as ``host.<field>_fit``) and return the updated device."""
+    name = SCALE_FIELDS[table]
+    device = load_device(folder / "device.yaml")
+    device = device.model_copy(update={name: scales, "host": {**device.host, f"{name}_fit": note}})
+    save_device(folder, device)
+    return device
