@@ -267,6 +267,8 @@ def _check_search_input(kw: dict[str, Any]) -> None:
 
 
 def _print_outcome(outcome: Any) -> None:
+    from autocompress.space import space_arg
+
     cfg = outcome.config
     sn = cfg["supernet"]
     how = "reused from cache" if sn.get("cached") else f"trained in {sn['train_seconds']:.0f} s"
@@ -304,7 +306,7 @@ def _print_outcome(outcome: Any) -> None:
     out.print(f"  less {outcome.run_dir}/report.md")
     out.print(
         f"  autocompress search --target {cfg['target']} --budget {cfg['budget_ms']:g}ms "
-        f"--space {cfg['space_path']} --run-dir {outcome.run_dir} --resume --trials {cfg['trials'] + 30}"
+        f"--space {space_arg(cfg['space_path'])} --run-dir {outcome.run_dir} --resume --trials {cfg['trials'] + 30}"
         "   # 30 more trials",
         highlight=False,
     )

@@ -419,6 +419,13 @@ def resolve_space_path(spec: str | Path | None) -> Path:
     return shipped if shipped.exists() else path
 
 
+def space_arg(path: str | Path) -> str:
+    """The ``--space`` argument that names ``path``: a shipped space by its name (its installed
+    path is long and changes with every install), any other by its path."""
+    p = Path(path)
+    return p.stem if p.parent == SPACES_DIR and p.suffix == ".yaml" else str(path)
+
+
 def load_space(spec: str | Path | None = None) -> SearchSpace:
     """Load and validate a search space from YAML (safe loader only).
 
