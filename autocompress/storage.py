@@ -1,5 +1,4 @@
-"""Where a study lives, and which of its running trials are really running (the others are
-failed and retried).
+"""Where a study lives, and which of its running trials are really running.
 
     (default)               sqlite:///<run dir>/study.db   one machine, one or a few processes
     postgresql://user@host/db                              many processes or machines
