@@ -375,14 +375,13 @@ def _profile_layers(**kw: Any) -> None:
     from autocompress.byom.space import derive_space, load_model_space_spec
     from autocompress.hardware.layers import estimate_layer_rows, load_layers, merge_rows, profile_layer_keys
     from autocompress.hardware.profile import DEFAULT_NAMES
-    from autocompress.hardware.targets import check_writable, get_target
+    from autocompress.hardware.targets import get_target
 
     if not kw["model"] or not kw["weights"]:
         raise BadInputError("--layers needs --model FILE.py:FUNCTION and --weights FILE")
     if kw["runtime"] not in DEFAULT_NAMES:
         raise BadInputError(f"--runtime must be one of {', '.join(DEFAULT_NAMES)}; got {kw['runtime']!r}")
     target = get_target(kw["name"] or DEFAULT_NAMES[kw["runtime"]])
-    check_writable(target.folder)  # layers.csv is written there, after minutes of measuring
     user = load_user_model(kw["model"], kw["weights"], input_shape=parse_input_shape(kw["input_shape"]))
     precisions = [p.strip() for p in kw["precision"].split(",") if p.strip()]
     if target.estimated:
