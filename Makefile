@@ -7,7 +7,7 @@ BUDGET ?= 10ms
 ARGS   ?=
 RUN    ?=
 
-.PHONY: search test data install lint profile validate clean explore
+.PHONY: search test test-deps data install lint profile validate clean explore
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,11 @@ data: $(VENV)/.installed
 search: $(VENV)/.installed data
 	$(BIN)/autocompress search --target $(TARGET) --budget $(BUDGET) $(ARGS)
 
-test: $(VENV)/.installed-dev data
+# chromium and postgresql (Debian) for the browser and shared-storage tests, as 'data' does for the data
+test-deps:
+	@bash scripts/ensure-test-deps.sh
+
+test: $(VENV)/.installed-dev data test-deps
 	$(BIN)/python -m pytest -q $(ARGS)
 
 # The Pareto explorer on 127.0.0.1:8501 (RUN=runs/<name> to open one run; default: pick in runs/)

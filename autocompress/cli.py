@@ -6,11 +6,14 @@ and an exit code (2 for bad input). ``--debug`` shows the full traceback instead
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, TypeGuard
 
 import typer
 from rich.console import Console
@@ -18,12 +21,18 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     SpinnerColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
 from rich.table import Table
+
+try:  # Typer >= 0.26 vendors Click and raises the vendored exceptions (click.ClickException never matches)
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # older Typer raises those of the click package it depends on
+    from click import exceptions as click_exceptions
 
 from autocompress import __version__
 from autocompress._io import ensure_writable_dir
@@ -66,6 +75,7 @@ def _one_line(exc: BaseException) -> str:
 def _guard(fn: Any) -> Any:
     """Run a command body, turning our errors (and Ctrl-C) into one line and an exit code."""
 
+    @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
@@ -75,10 +85,17 @@ def _guard(fn: Any) -> Any:
             err.print("interrupted; completed trials are kept (continue with --resume)")
             raise typer.Exit(130) from None
 
-    wrapper.__name__ = fn.__name__
-    wrapper.__doc__ = fn.__doc__
-    wrapper.__wrapped__ = fn  # type: ignore[attr-defined]
     return wrapper
+
+
+@contextlib.contextmanager
+def _progress(*extra: ProgressColumn) -> Iterator[Progress]:
+    """The one progress display of every long command: spinner, description, bar, done/total,
+    ``extra`` columns, elapsed time and ETA."""
+    progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        *extra, TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=out)  # fmt: skip
+    with progress:
+        yield progress
 
 
 def _print_version(value: bool) -> None:
@@ -104,7 +121,7 @@ def main(
 def search(
     target: str = typer.Option(..., "--target", "-t", help="Device name or alias (see 'autocompress targets')."),
     budget: str = typer.Option(..., "--budget", "-b", help="Latency budget, e.g. 10ms, 0.5ms, 800us, 1s."),
-    space: Optional[str] = typer.Option(None, "--space", help="Search-space YAML (default: search_spaces/fashion_mnist.yaml) or a shipped name."),
+    space: Optional[str] = typer.Option(None, "--space", help="Search-space YAML, or a shipped name: fashion_mnist (default), tiny."),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="fashion-mnist, digits or imagefolder:PATH (default: the space's)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Folder holding Fashion-MNIST's idx files."),
     subset: Optional[int] = typer.Option(None, "--subset", help="Cap every data split at N samples (quick runs)."),
@@ -170,18 +187,8 @@ def _search(**kw: Any) -> None:
         weights=kw["weights"],
         input_shape=kw["input_shape"],
     )
-    progress = Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=out,
-    )
     tasks: dict[str, Any] = {}
+    progress: Progress  # set below, before run_search calls the hooks
 
     def supernet_step(step: int, total: int, loss: float) -> None:
         if "supernet" not in tasks:
@@ -213,7 +220,7 @@ def _search(**kw: Any) -> None:
 
     estimated = get_target(cfg.target).estimated
     hooks = Hooks(supernet_step=supernet_step, trial_done=trial_done, search_start=search_start)
-    with progress:
+    with _progress(TextColumn("{task.fields[info]}")) as progress:
         outcome = run_search(cfg, hooks)
     if outcome.config.get("kind") == "model":
         _print_model_outcome(outcome)
@@ -260,6 +267,8 @@ def _check_search_input(kw: dict[str, Any]) -> None:
 
 
 def _print_outcome(outcome: Any) -> None:
+    from autocompress.space import space_arg
+
     cfg = outcome.config
     sn = cfg["supernet"]
     how = "reused from cache" if sn.get("cached") else f"trained in {sn['train_seconds']:.0f} s"
@@ -297,7 +306,7 @@ def _print_outcome(outcome: Any) -> None:
     out.print(f"  less {outcome.run_dir}/report.md")
     out.print(
         f"  autocompress search --target {cfg['target']} --budget {cfg['budget_ms']:g}ms "
-        f"--space {cfg['space_path']} --run-dir {outcome.run_dir} --resume --trials {cfg['trials'] + 30}"
+        f"--space {space_arg(cfg['space_path'])} --run-dir {outcome.run_dir} --resume --trials {cfg['trials'] + 30}"
         "   # 30 more trials",
         highlight=False,
     )
@@ -332,7 +341,8 @@ def profile(
     runtime: str = typer.Option("onnxruntime", "--runtime", help="onnxruntime or openvino."),
     name: Optional[str] = typer.Option(None, "--name",
                                        help="Target name for the table (default: x86-cpu-<runtime>)."),
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="Table folder (default: hw_latency_tables/<name>)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Table folder (default: <name> in the first "
+                                           "$AUTOCOMPRESS_TABLES folder, else in the shipped tables)."),
     precision: str = typer.Option("fp32,int8", "--precision", help="Comma-separated precisions to measure."),
     threads: int = typer.Option(1, "--threads", help="Inference threads (pinned to as many CPUs; recorded)."),
     reps: int = typer.Option(60, "--reps", help="Timed runs per block and pass (after warm-up)."),
@@ -391,9 +401,7 @@ def _profile_layers(**kw: Any) -> None:
                 f"target {target.name} was measured with {target.device.runtime}, "
                 f"{target.device.host.get('threads')} thread(s); profile its layers the same way"
             )
-        progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=out)  # fmt: skip
-        with progress:
+        with _progress() as progress:
             task = progress.add_task("profiling layers", total=None)
             rows = profile_layer_keys(
                 todo, threads=kw["threads"], reps=kw["reps"], passes=kw["passes"], runtime=kw["runtime"],
@@ -408,19 +416,17 @@ def _profile_layers(**kw: Any) -> None:
 @_guard
 def _profile(**kw: Any) -> None:
     from autocompress.hardware.profile import DEFAULT_NAMES, profile_space
-    from autocompress.hardware.targets import TABLES_DIR
+    from autocompress.hardware.targets import check_writable, new_table_folder
     from autocompress.space import load_space
 
     precisions = [p.strip() for p in kw["precision"].split(",") if p.strip()]
     if kw["runtime"] not in DEFAULT_NAMES:
         raise BadInputError(f"--runtime must be one of {', '.join(DEFAULT_NAMES)}; got {kw['runtime']!r}")
     name = kw["name"] or DEFAULT_NAMES[kw["runtime"]]
-    folder = kw["out_dir"] or TABLES_DIR / name
+    folder = kw["out_dir"] or new_table_folder(name)
     sp = load_space(kw["space"])
-    ensure_writable_dir(folder, "table folder")  # before minutes of measuring, not after
-    progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=out)  # fmt: skip
-    with progress:
+    check_writable(folder)  # before minutes of measuring, not after
+    with _progress() as progress:
         task = progress.add_task("profiling blocks", total=None)
 
         def tick(done: int, total: int) -> None:
@@ -464,9 +470,7 @@ def _validate_latency(**kw: Any) -> None:
     sp = load_space(kw["space"])
     folder = kw["out_dir"] or Path("runs") / "validate-latency" / f"{t.name}-{kw['precision']}"
     ensure_writable_dir(folder)  # before minutes of timing, not after
-    progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=out)  # fmt: skip
-    with progress:
+    with _progress() as progress:
         task = progress.add_task("building and timing candidates", total=kw["n"])
 
         def tick(stage: str, done: int, total: int) -> None:
@@ -507,12 +511,13 @@ def calibrate(
 @_guard
 def _calibrate(names: list[str], all_: bool) -> None:
     from autocompress.hardware.calibrate import calibrate_target, summary
-    from autocompress.hardware.targets import get_target, list_targets
+    from autocompress.hardware.targets import check_writable, get_target, list_targets
 
     targets = [t for t in list_targets() if t.estimated] if all_ else [get_target(n) for n in names]
     if not targets:
         raise BadInputError("name at least one estimated target, or pass --all")
     for t in targets:
+        check_writable(t.folder)
         out.print(summary(calibrate_target(t.folder)), highlight=False)
 
 
@@ -531,10 +536,11 @@ def estimate_table(
 def _estimate_table(target: str, spaces: list[str], channels: int, classes: int) -> None:
     from autocompress.arch import all_blocks
     from autocompress.hardware.roofline import write_estimated_table
-    from autocompress.hardware.targets import get_target
+    from autocompress.hardware.targets import check_writable, get_target
     from autocompress.space import load_space
 
     t = get_target(target)
+    check_writable(t.folder)
     blocks = set()
     for name in spaces:
         blocks |= all_blocks(load_space(name), channels, classes)
@@ -665,9 +671,9 @@ def _data_download(dest: Optional[Path], url: str) -> None:
     out.print(f"Fashion-MNIST downloaded to {folder}")
 
 
-def _is_usage_error(exc: BaseException) -> bool:
+def _is_usage_error(exc: BaseException) -> TypeGuard[click_exceptions.ClickException]:
     """A command-line usage error (missing option, bad value, unknown verb) from typer's click."""
-    return any(c.__name__ == "ClickException" for c in type(exc).__mro__) and hasattr(exc, "format_message")
+    return isinstance(exc, click_exceptions.ClickException)
 
 
 def run() -> None:
@@ -679,16 +685,16 @@ def run() -> None:
     except SystemExit:
         raise
     except BaseException as exc:
+        if isinstance(exc, click_exceptions.NoArgsIsHelpError):  # bare 'autocompress': the help, as before
+            out.print(exc.format_message(), highlight=False, markup=False)
+            sys.exit(2)
         if _is_usage_error(exc):
-            if type(exc).__name__ == "NoArgsIsHelpError":  # bare 'autocompress': the help, as before
-                out.print(exc.format_message(), highlight=False, markup=False)  # type: ignore[attr-defined]
-                sys.exit(2)
-            ctx = getattr(exc, "ctx", None)
+            ctx = getattr(exc, "ctx", None)  # UsageError and its subclasses carry the command
             where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-            err.print(f"[bold red]error:[/] {_one_line(Exception(exc.format_message()))}{where}",  # type: ignore[attr-defined]
+            err.print(f"[bold red]error:[/] {_one_line(Exception(exc.format_message()))}{where}",
                       highlight=False, soft_wrap=True)  # fmt: skip
-            sys.exit(getattr(exc, "exit_code", 2))
-        if type(exc).__name__ == "Abort":  # Ctrl-C at a prompt
+            sys.exit(exc.exit_code)
+        if isinstance(exc, typer.Abort):  # Ctrl-C at a prompt
             sys.exit(130)
         if _state["debug"]:
             raise

@@ -17,12 +17,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from autocompress._resources import spaces_dir
 from autocompress.exceptions import SpaceError
 
 Precision = Literal["fp32", "fp16", "int8"]
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
 ARCH_SUFFIXES = ("_depth", "_width", "_kernel", "_expand")  # per-stage architecture dimensions
-SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
+SPACES_DIR = spaces_dir()  # the shipped spaces (see autocompress._resources)
 DEFAULT_SPACE = SPACES_DIR / "fashion_mnist.yaml"
 # Beyond these a supernet does not fit in memory or means a typo (a width of 100000).
 MAX_WIDTH, MAX_EXPAND, MAX_KERNEL, MAX_DEPTH = 4096, 16, 15, 32
@@ -408,7 +409,7 @@ class SearchSpace:
 
 
 def resolve_space_path(spec: str | Path | None) -> Path:
-    """A path, or the name of a shipped space (``tiny`` -> ``search_spaces/tiny.yaml``)."""
+    """A path, or the name of a shipped space (``tiny`` -> the shipped ``tiny.yaml``)."""
     if spec is None:
         return DEFAULT_SPACE
     path = Path(spec).expanduser()
@@ -416,6 +417,13 @@ def resolve_space_path(spec: str | Path | None) -> Path:
         return path
     shipped = SPACES_DIR / f"{spec}.yaml"
     return shipped if shipped.exists() else path
+
+
+def space_arg(path: str | Path) -> str:
+    """The ``--space`` argument that names ``path``: a shipped space by its name (its installed
+    path is long and changes with every install), any other by its path."""
+    p = Path(path)
+    return p.stem if p.parent == SPACES_DIR and p.suffix == ".yaml" else str(path)
 
 
 def load_space(spec: str | Path | None = None) -> SearchSpace:

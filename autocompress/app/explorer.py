@@ -1,7 +1,8 @@
 """The Pareto explorer: a thin Streamlit page over ``autocompress.app.logic``.
 
 Started by ``autocompress explore [RUN_DIR]`` (which sets ``AUTOCOMPRESS_RUNS_DIR`` and
-``AUTOCOMPRESS_RUN``), or directly: ``streamlit run autocompress/app/explorer.py``.
+``AUTOCOMPRESS_RUN``), by ``streamlit run app/explorer.py -- RUN_DIR`` from a checkout (which
+imports ``main`` and calls it with the run), or directly: ``streamlit run autocompress/app/explorer.py``.
 """
 
 from __future__ import annotations
@@ -19,12 +20,11 @@ from autocompress.units import format_bytes, format_ms
 
 REFRESH_S = 3.0
 
-st.set_page_config(page_title="autocompress explorer", layout="wide")
 
-
-def pick_run() -> Path | None:
-    env_run = os.environ.get("AUTOCOMPRESS_RUN")
-    runs_dir = Path(st.sidebar.text_input("Runs folder", os.environ.get("AUTOCOMPRESS_RUNS_DIR", "runs")))
+def pick_run(run: Path | None = None) -> Path | None:
+    env_run = str(run) if run is not None else os.environ.get("AUTOCOMPRESS_RUN")
+    default_runs = str(run.parent) if run is not None else os.environ.get("AUTOCOMPRESS_RUNS_DIR", "runs")
+    runs_dir = Path(st.sidebar.text_input("Runs folder", default_runs))
     runs = logic.list_runs(runs_dir)
     if env_run and Path(env_run) not in runs:
         runs.insert(0, Path(env_run))
@@ -168,9 +168,11 @@ def show_export(view: logic.RunView, trial: int) -> None:
                              key="dl_card")  # fmt: skip
 
 
-def main() -> None:
+def main(run: Path | None = None) -> None:
+    """The page, one Streamlit run; ``run`` (else ``$AUTOCOMPRESS_RUN``) is the run shown first."""
+    st.set_page_config(page_title="autocompress explorer", layout="wide")
     st.sidebar.title("autocompress")
-    run_dir = pick_run()
+    run_dir = pick_run(run)
     if run_dir is None:
         return
     st.sidebar.toggle("Auto-refresh while a search writes", value=True, key="auto_refresh")
@@ -219,4 +221,5 @@ def main() -> None:
         st.dataframe(logic.compare(rows, ref=teacher, config=view.config), key="compare_table")
 
 
-main()
+if __name__ == "__main__":  # Streamlit runs this file as __main__; an import only defines the page
+    main()

@@ -1,5 +1,5 @@
-"""The target registry: every folder of ``hw_latency_tables/`` (and ``$AUTOCOMPRESS_TABLES``)
-is a target, found by name or alias; an unknown name suggests the nearest ones.
+"""The target registry: every folder of the shipped tables (and of ``$AUTOCOMPRESS_TABLES``,
+searched first) is a target, found by name or alias; an unknown name suggests the nearest ones.
 """
 
 from __future__ import annotations
@@ -10,16 +10,48 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from autocompress.exceptions import TargetError
+from autocompress._io import ensure_writable_dir
+from autocompress._resources import is_shipped, tables_dir
+from autocompress.exceptions import TargetError, WriteError
 from autocompress.hardware.lut import DeviceSpec, LatencyTable, load_device, load_table
 
-TABLES_DIR = Path(__file__).resolve().parents[2] / "hw_latency_tables"
+TABLES_DIR = tables_dir()  # the shipped tables (see autocompress._resources)
+USER_TABLES_ENV = "AUTOCOMPRESS_TABLES"
+
+
+def user_table_dirs() -> list[Path]:
+    """The folders named in ``$AUTOCOMPRESS_TABLES`` (os.pathsep-separated), in order."""
+    return [Path(p).expanduser() for p in os.environ.get(USER_TABLES_ENV, "").split(os.pathsep) if p]
 
 
 def table_dirs() -> list[Path]:
-    """Folders searched for target tables: ``$AUTOCOMPRESS_TABLES`` (os.pathsep-separated) first."""
-    extra = [Path(p) for p in os.environ.get("AUTOCOMPRESS_TABLES", "").split(os.pathsep) if p]
-    return [*extra, TABLES_DIR]
+    """Folders searched for target tables: ``$AUTOCOMPRESS_TABLES`` first, then the shipped ones."""
+    return [*user_table_dirs(), TABLES_DIR]
+
+
+def new_table_folder(name: str) -> Path:
+    """Where a freshly measured table ``name`` goes: the first ``$AUTOCOMPRESS_TABLES`` folder
+    (searched first, so the new table is the one used), else the shipped tables."""
+    return (user_table_dirs() or [TABLES_DIR])[0] / name
+
+
+def check_writable(folder: Path) -> Path:
+    """``folder`` once files can be written in it, checked before any long work.
+
+    Raises:
+        WriteError: naming the folder; for the tables installed with the package (read-only for
+            this user), also where to write instead.
+    """
+    try:
+        return ensure_writable_dir(folder, "table folder")
+    except WriteError as exc:
+        if not is_shipped(folder):
+            raise
+        copy = f" && cp -r {folder} ~/tables/" if Path(folder).is_dir() else ""
+        raise WriteError(
+            f"{exc} (the tables installed with the package); write to a folder of your own named in "
+            f"${USER_TABLES_ENV}, which is searched first: mkdir -p ~/tables{copy} && export {USER_TABLES_ENV}=~/tables"
+        ) from None
 
 
 @dataclass

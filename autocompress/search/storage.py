@@ -16,11 +16,17 @@ database server's clock, so hosts' clocks need not agree) is failed and re-queue
 process looks next (``optuna.storages.fail_stale_trials`` before every new trial, and at
 resume). The journal storage has no heartbeat: there, another host's dead trial waits until a
 process on its own host resumes.
+
+Either way the retry is Optuna's: ``RetryHeartbeatStaleTrialCallback`` adds a WAITING copy of
+the dead trial (same params), the next trial ``study.ask()`` hands out. What Optuna cannot do is
+the first check: its only test of liveness is the heartbeat, which the journal storage lacks and
+which needs ``GRACE_S`` to pass; a pid on this host is asked at once (``worker_alive``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import re
 import socket
@@ -160,6 +166,24 @@ def live_foreign_trials(study: optuna.Study) -> int:
     )
 
 
+class _Retry(optuna.storages.RetryHeartbeatStaleTrialCallback):
+    """Optuna's retry (a WAITING copy of the trial, same params), carrying over of the dead
+    trial's attributes only ``retry_of`` and Optuna's retry history: its worker, candidate and
+    sampler state belong to the run that died (a copied worker would mark the retry as dead)."""
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        clean = copy.copy(trial)
+        clean.user_attrs = {"retry_of": trial.number}
+        clean.system_attrs = {k: copy.copy(v) for k, v in trial.system_attrs.items()
+                              if k in ("failed_trial", "retry_history")}  # fmt: skip
+        super().__call__(study, clean)
+
+
+with warnings.catch_warnings():  # "experimental" since Optuna 2.8, and stable in fact
+    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    _RETRY = _Retry(max_retry=None)  # a trial whose every worker dies is retried each time, as before
+
+
 def requeue_interrupted(study: optuna.Study) -> list[int]:
     """Fail the trials of dead workers and queue their params again; returns their numbers.
 
@@ -174,14 +198,14 @@ def requeue_interrupted(study: optuna.Study) -> list[int]:
                 continue
         except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
             continue
-        study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
+        _RETRY(study, t)
         done.append(t.number)
     return done
 
 
 def requeue_stale(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     """Optuna's callback for a trial it failed for a missing heartbeat: queue its params again."""
-    study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
+    _RETRY(study, trial)
 
 
 def fail_stale(study: optuna.Study) -> None:

@@ -4,6 +4,7 @@ Streamlit page, run headless with ``streamlit.testing.v1.AppTest``."""
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -11,6 +12,7 @@ import pytest
 import yaml
 
 from autocompress.app import EXPLORER, logic
+from tests.helpers import ROOT
 
 pytestmark = [pytest.mark.slow]
 
@@ -185,3 +187,22 @@ def test_export_button_writes_the_model_and_card_and_offers_downloads(small_run,
     assert card["run"]["trial"] == trial and card["accuracy"]["test"] == pytest.approx(row["test_accuracy"])
     labels = [b.label for b in at.get("download_button")]
     assert labels == [f"Download trial_{trial:04d}.onnx", "Download model_card.md"]
+
+
+def test_the_top_level_entry_shows_the_run_named_on_its_command_line(small_run, monkeypatch, tmp_path) -> None:
+    """``streamlit run app/explorer.py -- RUN_DIR`` (the design card's entry, thin over the
+    package's page) renders that run, with no environment pointing at it."""
+    from streamlit.testing.v1 import AppTest
+
+    entry = ROOT / "app" / "explorer.py"
+    monkeypatch.delenv("AUTOCOMPRESS_RUN", raising=False)
+    monkeypatch.setenv("AUTOCOMPRESS_RUNS_DIR", str(tmp_path))  # an empty folder: the run comes from argv
+    monkeypatch.setattr(sys, "argv", [str(entry), str(small_run)])  # what `streamlit run F -- RUN_DIR` passes
+    at = AppTest.from_file(str(entry), default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == f"Run {small_run.name}"
+    assert {m.label: m.value for m in at.metric}["Trials done"] == "5 / 5"
+    assert _caption(at).startswith("5 of 5 candidates")
+    at.run()  # a rerun (what any widget change does) renders the page again
+    assert not at.exception and at.title[0].value == f"Run {small_run.name}"
