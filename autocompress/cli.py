@@ -374,7 +374,7 @@ def _profile_layers(**kw: Any) -> None:
     from autocompress.hardware.layer_profile import profile_layer_keys
     from autocompress.hardware.layer_table import load_layers, merge_rows
     from autocompress.hardware.profile import DEFAULT_NAMES
-    from autocompress.hardware.targets import get_target
+    from autocompress.hardware.targets import check_writable, get_target
     from autocompress.problems.user_model.layers import model_layer_keys, user_example
     from autocompress.problems.user_model.loader import load_user_model, parse_input_shape
     from autocompress.problems.user_model.space import derive_space, load_model_space_spec
@@ -384,6 +384,7 @@ def _profile_layers(**kw: Any) -> None:
     if kw["runtime"] not in DEFAULT_NAMES:
         raise BadInputError(f"--runtime must be one of {', '.join(DEFAULT_NAMES)}; got {kw['runtime']!r}")
     target = get_target(kw["name"] or DEFAULT_NAMES[kw["runtime"]])
+    check_writable(target.folder)  # layers.csv is written there, after minutes of measuring
     user = load_user_model(kw["model"], kw["weights"], input_shape=parse_input_shape(kw["input_shape"]))
     precisions = [p.strip() for p in kw["precision"].split(",") if p.strip()]
     if target.estimated:
