@@ -740,3 +740,55 @@ def test_every_integer_flag_has_a_range() -> None:
     for name, cmd in found.items():
         ints = {p.name for p in cmd.params if is_int(p)}
         assert ints == set(cli.INT_RANGES.get(name, {})), (name, ints)
+
+
+def test_check_storage_spec_refuses_without_creating_anything(tmp_path: Path) -> None:
+    """The check the search library calls before a run directory exists: syntax, plus a stat of
+    the named file (a FIFO would block SQLite or the journal); nothing is created."""
+    from autocompress.exceptions import BadInputError
+    from autocompress.storage import check_storage_spec
+
+    os.mkfifo(tmp_path / "fifo")
+    for spec in (None, "", f"sqlite:///{tmp_path}/new.db", f"journal:{tmp_path}/new.log", "postgresql://u:pw@h/db",
+                 "postgresql+psycopg2://h/db", "mysql://x"):  # fmt: skip
+        check_storage_spec(spec)
+    for spec, fragment in [
+        ("redis://h", "must be postgresql://…, sqlite:///PATH or journal:PATH; got 'redis://h'"),
+        ("journal:", "journal:PATH needs a file path"),
+        ("journal:  ", "journal:PATH needs a file path"),
+        ("sqlite://", "sqlite:///PATH needs a file path"),
+        ("SQLITE:///x.db", "did you mean 'sqlite:///x.db'?"),
+        ("Journal:x.log", "did you mean 'journal:x.log'?"),
+        ("PostgreSQL://u:secret@h/db", "did you mean 'postgresql://u:***@h/db'?"),
+        (f"sqlite:///{tmp_path}", "is a folder, not a regular file"),
+        (f"journal:{tmp_path}/fifo", "is a FIFO, not a regular file"),
+        ("study.db", "got 'study.db'"),
+    ]:
+        with pytest.raises(BadInputError, match=re.escape(fragment)) as info:
+            check_storage_spec(spec)
+        assert "secret" not in str(info.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo"]
+
+
+def test_path_checks_never_open_what_they_refuse(tmp_path: Path) -> None:
+    from autocompress._io import check_folder, check_not_special, check_regular_file, path_kind
+    from autocompress.exceptions import BadInputError, ModelError
+
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "f.txt").write_text("x")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    (tmp_path / "to-fifo").symlink_to(tmp_path / "fifo")
+    kinds = {n: path_kind(tmp_path / n) for n in ("fifo", "f.txt", "dangling", "to-fifo", "nowhere")}
+    assert kinds == {"fifo": "a FIFO", "f.txt": "a file", "dangling": None, "to-fifo": "a FIFO", "nowhere": None}
+    assert path_kind("/dev/zero") == "a character device" and path_kind(tmp_path) == "a folder"
+    assert check_regular_file(tmp_path / "f.txt", "x") == tmp_path / "f.txt"
+    for path, fragment in [(tmp_path / "to-fifo", "is a FIFO, not a regular file"), (tmp_path, "is a folder"),
+                           ("/dev/zero", "is a character device"), (tmp_path / "nowhere", "does not exist")]:  # fmt: skip
+        with pytest.raises(ModelError, match=re.escape(f"--weights {path} {fragment}")):
+            check_regular_file(path, "--weights", ModelError)
+    with pytest.raises(BadInputError, match="is a file, not a folder"):
+        check_folder(tmp_path / "f.txt", "--data-dir")
+    check_not_special(tmp_path / "nowhere", "x")
+    check_not_special(tmp_path, "x")
+    with pytest.raises(BadInputError, match="is a FIFO"):
+        check_not_special(tmp_path / "fifo", "x")
