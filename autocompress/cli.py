@@ -102,14 +102,14 @@ def main(
 SEED_MAX = 2**32 - 1  # NumPy's and Optuna's samplers take seeds in [0, 2**32)
 MAX_CHANNELS, MAX_CLASSES = 4096, 100_000  # beyond these a network does not fit in memory (a typo)
 # The range of every integer flag, per command, checked before anything starts (a test makes
-# sure no integer flag is missing): parameter -> (flag, lowest, highest or None).
-INT_RANGES: dict[str, dict[str, tuple[str, int, int | None]]] = {
+# sure no integer flag is missing): parameter -> (flag, lowest, highest or None[, why]).
+INT_RANGES: dict[str, dict[str, tuple[Any, ...]]] = {
     "search": {"subset": ("--subset", 1, None), "trials": ("--trials", 1, None), "seed": ("--seed", 0, SEED_MAX),
                "eta": ("--eta", 2, None), "workers": ("--workers", 1, None)},
     "profile": {"threads": ("--threads", 1, None), "reps": ("--reps", 5, None), "passes": ("--passes", 1, None),
                 "networks": ("--networks", 0, None), "channels": ("--channels", 1, MAX_CHANNELS),
                 "classes": ("--classes", 2, MAX_CLASSES)},
-    "validate-latency": {"n": ("-n", 3, None), "seed": ("--seed", 0, SEED_MAX), "reps": ("--reps", 5, None),
+    "validate-latency": {"n": ("-n", 3, None, "a rank correlation needs them"), "seed": ("--seed", 0, SEED_MAX), "reps": ("--reps", 5, None),
                          "passes": ("--passes", 1, None), "channels": ("--channels", 1, MAX_CHANNELS),
                          "classes": ("--classes", 2, MAX_CLASSES)},
     "estimate-table": {"channels": ("--channels", 1, MAX_CHANNELS), "classes": ("--classes", 2, MAX_CLASSES)},
@@ -121,12 +121,12 @@ RUN_FILES = ("config.yaml", "study.db", "trials.parquet", "pareto.csv")
 
 def _check_ints(command: str, kw: dict[str, Any]) -> None:
     """Every integer flag of ``command`` within its range (``INT_RANGES``), or one line naming it."""
-    for name, (flag, low, high) in INT_RANGES[command].items():
+    for name, (flag, low, high, *why) in INT_RANGES[command].items():
         value = kw.get(name)
         if value is None or (low <= value and (high is None or value <= high)):
             continue
         rule = f"at least {low}" if high is None else f"between {low} and {high}"
-        raise BadInputError(f"{flag} must be {rule}; got {value}")
+        raise BadInputError(f"{flag} must be {rule}{f' ({why[0]})' if why else ''}; got {value}")
 
 
 def _check_run_dir(run_dir: Path | None, what: str = "run directory") -> None:

@@ -438,6 +438,8 @@ def download_fashion_mnist(
     if scheme not in ("http", "https", "file"):
         raise DatasetError(f"--url must be an http://, https:// or file:// address; got {base_url!r}")
     dest = Path(dest) if dest is not None else cache_dir() / "fashion-mnist"
+    if path_kind(dest) is not None:
+        check_folder(dest, "--dest", DatasetError)
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

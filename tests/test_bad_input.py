@@ -381,6 +381,8 @@ CASES: list[Case] = [
     C("profile-precision", ("profile", "--space", "tiny", "--precision", "fp16", "--out", "{tmp}/t"), ("runs fp32, int8; got fp16",)),
     C("profile-threads", ("profile", "--space", "tiny", "--threads", "0", "--out", "{tmp}/t"), ("--threads must be at least 1",)),
     C("profile-space-missing", ("profile", "--space", "{tmp}/x.yaml", "--out", "{tmp}/t"), ("does not exist",)),
+    C("profile-out-fifo", ("profile", "--space", "tiny", "--out", "{tmp}/t"), ("cannot write to table folder {tmp}/t", "not a folder"),
+      setup=_fifo("t")),
     C("profile-out-read-only", ("profile", "--space", "tiny", "--out", "{tmp}/ro/table"),
       ("cannot write to table folder", "Read-only file system"), setup=_readonly("ro")),
     # --- validate-latency
@@ -432,6 +434,9 @@ CASES: list[Case] = [
     C("model-space-fifo", (*SEARCH[:5], "--space", "{tmp}/s.yaml", "--model", "{tmp}/m.py:build", "--weights", "{tmp}/w.pt",
                            "--run-dir", "{tmp}/run"),
       ("search space {tmp}/s.yaml is a FIFO, not a YAML file",), files={"w.pt": b"x"}, setup=_fifo("s.yaml")),
+    C("model-input-shape-huge", (*SEARCH, "--model", "{tmp}/m.py:build", "--weights", "{tmp}/w.pt", "--input-shape",
+                                 "1,100000,100000", "--run-dir", "{tmp}/run"),
+      ("--input-shape must be within 4096,1024,1024", "got '1,100000,100000'"), files={"w.pt": b"x"}),
     C("model-file-fifo", (*SEARCH, "--model", "{tmp}/m.py:build", "--weights", "{tmp}/w.pt", "--run-dir", "{tmp}/run"),
       ("--model: file {tmp}/m.py is a FIFO, not a regular file",), files={"w.pt": b"x"}, setup=_fifo("m.py")),
     C("backend-unknown", (*SEARCH, "--backend", "spark"), ("--backend must be local or ray; got 'spark'",)),
@@ -451,6 +456,8 @@ CASES: list[Case] = [
     C("explore-run-fifo", ("explore", "{tmp}/run"), ("run directory {tmp}/run is a FIFO, not a folder",), setup=_fifo("run")),
     C("explore-trials-fifo", ("explore", "{tmp}/run"), ("{tmp}/run/trials.parquet is a FIFO, not a regular file",),
       files={"run/config.yaml": run_config()}, setup=_fifo("run/trials.parquet")),
+    C("data-download-dest-fifo", ("data", "download", "--url", "http://127.0.0.1:9/", "--dest", "{tmp}/dl"),
+      ("--dest {tmp}/dl is a FIFO, not a folder",), setup=_fifo("dl")),
     C("data-check-fifo", ("data", "check", "--data-dir", "{tmp}/d"), ("--data-dir {tmp}/d is a FIFO, not a folder",), setup=_fifo("d")),
 ]  # fmt: skip
 BY_ID = {c.id: c for c in CASES}

@@ -59,6 +59,9 @@ class UserModel:
         }
 
 
+MAX_INPUT_CHANNELS, MAX_INPUT_SIDE = 4096, 1024  # a search space's limits (width, resolution)
+
+
 def parse_input_shape(text: str) -> tuple[int, int, int]:
     """``1,28,28`` -> (1, 28, 28): channels, height, width (square inputs)."""
     try:
@@ -69,6 +72,9 @@ def parse_input_shape(text: str) -> tuple[int, int, int]:
         raise ModelError(f"--input-shape must be C,H,W with positive integers, e.g. 1,28,28; got {text!r}")
     if dims[1] != dims[2]:
         raise ModelError(f"--input-shape: only square inputs are supported (H == W); got {text!r}")
+    if dims[0] > MAX_INPUT_CHANNELS or dims[1] > MAX_INPUT_SIDE:
+        raise ModelError(f"--input-shape must be within {MAX_INPUT_CHANNELS},{MAX_INPUT_SIDE},{MAX_INPUT_SIDE} "
+                         f"(channels, side in pixels, as a search space's resolutions); got {text!r}")  # fmt: skip
     return dims  # type: ignore[return-value]
 
 
