@@ -1,15 +1,17 @@
-"""Atomic file writes: a reader (or a run killed mid-write) never sees a half-written file."""
+"""Atomic file writes (a reader, or a run killed mid-write, never sees a half-written file) and
+the checks of a path a user names, made before it is opened."""
 
 from __future__ import annotations
 
 import errno
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from autocompress.exceptions import WriteError
+from autocompress.exceptions import BadInputError, WriteError
 
 # OSErrors that mean "this place cannot take the file", not "the program is wrong".
 _STORAGE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EFBIG}
@@ -33,6 +35,72 @@ def storage_error(exc: BaseException) -> str | None:
         if needle in text:
             return why
     return None
+
+
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"), (stat.S_ISREG, "a file"))  # fmt: skip
+
+
+def path_kind(path: str | Path) -> str | None:
+    """What ``path`` names, following links: "a file" (regular), "a folder", "a FIFO", "a
+    character device", ...; None when nothing is there (or a link points nowhere). Only stats."""
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:  # no permission to look, a name too long: the caller's error says so
+        return f"unreadable ({exc.strerror or exc})"
+    except ValueError:  # an embedded NUL byte
+        return None
+    return next((name for test, name in _KINDS if test(mode)), "not a file")
+
+
+def check_regular_file(path: str | Path, what: str, error: type[BadInputError] = BadInputError) -> Path:
+    """Refuse, before anything opens it, a ``path`` that is not an existing regular file.
+
+    A FIFO opened for reading blocks until some writer comes, and a device such as /dev/zero
+    never ends: neither may be handed to ``open``, ``read_text`` or a library that reads.
+
+    Args:
+        path: the file the user named.
+        what: how the message names it ("--weights", "search space", ...).
+        error: the exception class to raise (a ``BadInputError``).
+
+    Raises:
+        error: "<what> <path> does not exist" or "... is a folder / a FIFO / ..., not a regular file".
+    """
+    path = Path(path)
+    kind = path_kind(path)
+    if kind is None:
+        raise error(f"{what} {path} does not exist")
+    if kind != "a file":
+        raise error(f"{what} {path} is {kind}, not a regular file")
+    return path
+
+
+def check_folder(path: str | Path, what: str, error: type[BadInputError] = BadInputError) -> Path:
+    """Refuse a ``path`` that is not an existing folder (a file, a FIFO, nothing), without opening it.
+
+    Raises:
+        error: "<what> <path> does not exist" or "<what> <path> is a FIFO, not a folder".
+    """
+    path = Path(path)
+    kind = path_kind(path)
+    if kind is None:
+        raise error(f"{what} {path} does not exist")
+    if kind != "a folder":
+        raise error(f"{what} {path} is {kind}, not a folder")
+    return path
+
+
+def check_not_special(path: str | Path, what: str, error: type[BadInputError] = BadInputError) -> Path:
+    """Refuse a ``path`` that exists and is neither a regular file nor a folder (a FIFO, a
+    device, a socket); a missing path is fine (it will be created)."""
+    path = Path(path)
+    kind = path_kind(path)
+    if kind is not None and kind not in ("a file", "a folder"):
+        raise error(f"{what} {path} is {kind}, not a regular file")
+    return path
 
 
 def ensure_writable_dir(folder: str | Path, what: str = "output folder") -> Path:

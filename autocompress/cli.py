@@ -35,8 +35,8 @@ except ImportError:  # older Typer raises those of the click package it depends 
     from click import exceptions as click_exceptions
 
 from autocompress import __version__
-from autocompress._io import ensure_writable_dir
-from autocompress.exceptions import AutoCompressError, BadInputError
+from autocompress._io import check_not_special, check_regular_file, ensure_writable_dir, path_kind
+from autocompress.exceptions import AutoCompressError, BadInputError, ModelError, RunDirError, SpaceError
 from autocompress.units import format_bytes, format_ms, parse_budget, parse_size
 
 app = typer.Typer(
@@ -112,6 +112,50 @@ def main(
 ) -> None:
     _state["debug"] = debug
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(message)s")
+
+
+# --------------------------------------------------------------------------- checks
+
+SEED_MAX = 2**32 - 1  # NumPy's and Optuna's samplers take seeds in [0, 2**32)
+MAX_CHANNELS, MAX_CLASSES = 4096, 100_000  # beyond these a network does not fit in memory (a typo)
+# The range of every integer flag, per command, checked before anything starts (a test makes
+# sure no integer flag is missing): parameter -> (flag, lowest, highest or None[, why]).
+INT_RANGES: dict[str, dict[str, tuple[Any, ...]]] = {
+    "search": {"subset": ("--subset", 1, None), "trials": ("--trials", 1, None), "seed": ("--seed", 0, SEED_MAX),
+               "eta": ("--eta", 2, None), "workers": ("--workers", 1, None)},
+    "profile": {"threads": ("--threads", 1, None), "reps": ("--reps", 5, None), "passes": ("--passes", 1, None),
+                "networks": ("--networks", 0, None), "channels": ("--channels", 1, MAX_CHANNELS),
+                "classes": ("--classes", 2, MAX_CLASSES)},
+    "validate-latency": {"n": ("-n", 3, None, "a rank correlation needs them"), "seed": ("--seed", 0, SEED_MAX), "reps": ("--reps", 5, None),
+                         "passes": ("--passes", 1, None), "channels": ("--channels", 1, MAX_CHANNELS),
+                         "classes": ("--classes", 2, MAX_CLASSES)},
+    "estimate-table": {"channels": ("--channels", 1, MAX_CHANNELS), "classes": ("--classes", 2, MAX_CLASSES)},
+    "export": {"trial": ("--trial", 0, None)},
+    "explore": {"port": ("--port", 1, 65535)},
+}  # fmt: skip
+RUN_FILES = ("config.yaml", "study.db", "trials.parquet", "pareto.csv")
+
+
+def _check_ints(command: str, kw: dict[str, Any]) -> None:
+    """Every integer flag of ``command`` within its range (``INT_RANGES``), or one line naming it."""
+    for name, (flag, low, high, *why) in INT_RANGES[command].items():
+        value = kw.get(name)
+        if value is None or (low <= value and (high is None or value <= high)):
+            continue
+        rule = f"at least {low}" if high is None else f"between {low} and {high}"
+        raise BadInputError(f"{flag} must be {rule}{f' ({why[0]})' if why else ''}; got {value}")
+
+
+def _check_run_dir(run_dir: Path | None, what: str = "run directory") -> None:
+    """A run directory, if it exists, is a folder whose run files are regular files (never a
+    FIFO, which would block the reader); a missing one is the library's to report."""
+    if run_dir is None:
+        return
+    kind = path_kind(run_dir)
+    if kind is not None and kind != "a folder":
+        raise RunDirError(f"{what} {run_dir} is {kind}, not a folder")
+    for name in RUN_FILES if kind else ():
+        check_not_special(run_dir / name, f"{what} {run_dir}: file", RunDirError)
 
 
 # --------------------------------------------------------------------------- search
@@ -255,15 +299,31 @@ def _print_model_outcome(outcome: Any) -> None:
 
 
 def _check_search_input(kw: dict[str, Any]) -> None:
-    """The cheap checks of a search's input (run_search repeats them): size, target, space."""
+    """The cheap checks of a search's input (run_search repeats most of them), before anything
+    is created: integer ranges, size, storage, paths, target, space."""
     from autocompress.hardware.targets import get_target
     from autocompress.space import load_space
+    from autocompress.search.storage import check_storage_spec
 
+    _check_ints("search", kw)
     if kw.get("max_size"):
         parse_size(kw["max_size"])
+    check_storage_spec(kw.get("storage"))  # a typo must not leave an empty run directory
+    _check_run_dir(kw.get("run_dir"))
+    warm = kw.get("warm_start")
+    if warm is not None and path_kind(warm) not in (None, "a folder"):
+        raise RunDirError(f"cannot warm-start from {warm}: it is {path_kind(warm)}, not a run directory")
+    if warm is not None:
+        check_not_special(warm / "pareto.csv", f"cannot warm-start from {warm}:", RunDirError)
+    if kw.get("weights") is not None:
+        check_regular_file(Path(kw["weights"]).expanduser(), "--weights: file", ModelError)
     get_target(kw["target"]).table  # noqa: B018 - loads and validates the table
     if not kw.get("model"):  # with --model, --space narrows the model's derived space (checked later)
         load_space(kw.get("space"))
+    elif kw.get("space") is not None:
+        kind = path_kind(Path(kw["space"]).expanduser())
+        if kind not in (None, "a file"):
+            raise SpaceError(f"search space {kw['space']} is {kind}, not a YAML file")
 
 
 def _print_outcome(outcome: Any) -> None:
@@ -379,6 +439,7 @@ def _profile_layers(**kw: Any) -> None:
     from autocompress.problems.user_model.loader import load_user_model, parse_input_shape
     from autocompress.problems.user_model.space import derive_space, load_model_space_spec
 
+    _check_ints("profile", kw)
     if not kw["model"] or not kw["weights"]:
         raise BadInputError("--layers needs --model FILE.py:FUNCTION and --weights FILE")
     if kw["runtime"] not in DEFAULT_NAMES:
@@ -420,6 +481,7 @@ def _profile(**kw: Any) -> None:
     from autocompress.hardware.targets import check_writable, new_table_folder
     from autocompress.space import load_space
 
+    _check_ints("profile", kw)
     precisions = [p.strip() for p in kw["precision"].split(",") if p.strip()]
     if kw["runtime"] not in DEFAULT_NAMES:
         raise BadInputError(f"--runtime must be one of {', '.join(DEFAULT_NAMES)}; got {kw['runtime']!r}")
@@ -467,6 +529,7 @@ def _validate_latency(**kw: Any) -> None:
     from autocompress.hardware.validate import write_validation
     from autocompress.space import load_space
 
+    _check_ints("validate-latency", kw)
     t = get_target(kw["target"])
     sp = load_space(kw["space"])
     folder = kw["out_dir"] or Path("runs") / "validate-latency" / f"{t.name}-{kw['precision']}"
@@ -540,6 +603,7 @@ def _estimate_table(target: str, spaces: list[str], channels: int, classes: int)
     from autocompress.hardware.targets import check_writable, get_target
     from autocompress.space import load_space
 
+    _check_ints("estimate-table", {"channels": channels, "classes": classes})
     t = get_target(target)
     check_writable(t.folder)
     blocks = set()
@@ -571,8 +635,12 @@ def export(
 def _export(**kw: Any) -> None:
     from autocompress.export import FORMATS, export_trial, load_run, select_trial
 
+    _check_ints("export", kw)
     if kw["fmt"] not in FORMATS:
         raise BadInputError(f"unknown format {kw['fmt']!r}; use one of {', '.join(FORMATS)}")
+    _check_run_dir(kw["run_dir"])
+    if kw["out_dir"] is not None and path_kind(kw["out_dir"]) not in (None, "a folder"):
+        raise BadInputError(f"--out {kw['out_dir']} is {path_kind(kw['out_dir'])}, not a folder")
     budget_ms = parse_budget(kw["budget"]) if kw["budget"] else None
     out_dir = kw["out_dir"]
     if out_dir is None:
@@ -610,16 +678,15 @@ def explore(
 
 @_guard
 def _explore(run_dir: Optional[Path], runs_dir: Path, host: str, port: int) -> None:
-    from autocompress.exceptions import RunDirError
-
     try:
         import streamlit  # noqa: F401
     except ImportError:
         raise BadInputError("the explorer needs Streamlit: pip install 'autocompress[app]'") from None
-    if run_dir is not None and not run_dir.is_dir():
+    _check_ints("explore", {"port": port})
+    if run_dir is not None and path_kind(run_dir) is None:
         raise RunDirError(f"run directory {run_dir} does not exist")
-    if not 0 < port < 65536:
-        raise BadInputError(f"--port must be between 1 and 65535; got {port}")
+    _check_run_dir(run_dir)
+    _check_run_dir(runs_dir, "--runs-dir")
     from autocompress.app import EXPLORER
 
     env = {**os.environ, "AUTOCOMPRESS_RUNS_DIR": str((run_dir.parent if run_dir else runs_dir).resolve())}

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from autocompress._io import ensure_writable_dir
+from autocompress._io import check_folder, check_regular_file, ensure_writable_dir, path_kind
 from autocompress.exceptions import DatasetError
 
 SPLITS = ("train", "calib", "val", "test")
@@ -208,7 +208,10 @@ def load_dataset(
         test_idx, pool = np.sort(order[:n_test]), np.sort(order[n_test:])
         val_fraction = 0.2
     elif spec.startswith("imagefolder:"):
-        root = Path(spec.split(":", 1)[1]).expanduser()
+        where = spec.split(":", 1)[1]
+        if not where.strip():
+            raise DatasetError("--dataset imagefolder:PATH needs a folder, e.g. imagefolder:data/pets")
+        root = Path(where).expanduser()
         images, labels, classes, source = _load_imagefolder(root, image_size)
         name = spec
         order = np.random.default_rng(10_000 + seed).permutation(len(labels))
@@ -267,7 +270,14 @@ def fashion_mnist_dirs(data_dir: str | Path | None = None) -> list[Path]:
 
 
 def find_fashion_mnist(data_dir: str | Path | None = None) -> Path | None:
-    """The first folder that holds all four Fashion-MNIST files (plain or gzip), or None."""
+    """The first folder that holds all four Fashion-MNIST files (plain or gzip), or None.
+
+    Raises:
+        DatasetError: ``data_dir`` names something that is not a folder (a file, a FIFO), or one
+            of the files there is not a regular file.
+    """
+    if data_dir is not None and path_kind(Path(data_dir).expanduser()) is not None:
+        check_folder(Path(data_dir).expanduser(), "--data-dir", DatasetError)  # a missing one: "not found"
     for folder in fashion_mnist_dirs(data_dir):
         if all(_idx_path(folder, stem) is not None for stem in FASHION_FILES.values()):
             return folder
@@ -276,8 +286,11 @@ def find_fashion_mnist(data_dir: str | Path | None = None) -> Path | None:
 
 def _idx_path(folder: Path, stem: str) -> Path | None:
     for candidate in (folder / f"{stem}.gz", folder / stem):
-        if candidate.is_file():
+        kind = path_kind(candidate)
+        if kind == "a file":
             return candidate
+        if kind is not None and kind != "a folder":  # never open a FIFO or a device
+            check_regular_file(candidate, "Fashion-MNIST file", DatasetError)
     return None
 
 
@@ -292,6 +305,8 @@ def read_idx(path: Path) -> np.ndarray:
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise DatasetError(f"{path} is not an unsigned-byte idx file (bad magic number)")
     ndim = raw[3]
+    if len(raw) < 4 + 4 * ndim:
+        raise DatasetError(f"{path} is truncated: its header declares {ndim} dimensions, found {len(raw)} bytes")  # fmt: skip
     dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     body = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if body.size != int(np.prod(dims)):
@@ -304,14 +319,42 @@ def _load_fashion(data_dir: str | Path | None):
     if folder is None:
         searched = ", ".join(str(d) for d in fashion_mnist_dirs(data_dir))
         raise DatasetError(f"Fashion-MNIST not found (looked in {searched}); {FASHION_HINT}")
-    arrays = {key: read_idx(_idx_path(folder, stem)) for key, stem in FASHION_FILES.items()}
+    paths = {key: _idx_path(folder, stem) for key, stem in FASHION_FILES.items()}
+    arrays = {key: read_idx(path) for key, path in paths.items()}  # type: ignore[arg-type]
+    _check_fashion_arrays(arrays, {k: p.name for k, p in paths.items()}, folder)  # type: ignore[union-attr]
     train_x, test_x = arrays["train_images"], arrays["test_images"]
     train_y, test_y = arrays["train_labels"], arrays["test_labels"]
-    if train_x.shape[0] != train_y.shape[0] or test_x.shape[0] != test_y.shape[0]:
-        raise DatasetError(f"Fashion-MNIST in {folder}: image and label counts differ")
     images = np.concatenate([train_x, test_x]).astype(np.float32)[:, None] / 255.0
     labels = np.concatenate([train_y, test_y]).astype(np.int64)
     return images, labels, train_x.shape[0], FASHION_CLASSES, f"idx:{folder}"
+
+
+def _check_fashion_arrays(arrays: dict[str, np.ndarray], names: dict[str, str], folder: Path) -> None:
+    """The four idx files agree: images (N, H, W), square, one size for both files; labels (N,)
+    with as many entries as their images, each a class index below 10."""
+    where = f"Fashion-MNIST in {folder}"
+    for key in ("train_images", "test_images"):
+        a = arrays[key]
+        if a.ndim != 3 or a.shape[1] != a.shape[2] or a.shape[1] < 1:
+            raise DatasetError(f"{where}: {names[key]} holds arrays of shape {a.shape}, not square images "
+                               "(N, H, W); is it a labels file?")  # fmt: skip
+    for key in ("train_labels", "test_labels"):
+        a = arrays[key]
+        if a.ndim != 1:
+            raise DatasetError(f"{where}: {names[key]} holds arrays of shape {a.shape}, not labels (N,); "
+                               "is it an images file?")  # fmt: skip
+        if a.size and int(a.max()) >= len(FASHION_CLASSES):
+            raise DatasetError(f"{where}: {names[key]} holds label {int(a.max())}; labels must be "
+                               f"0..{len(FASHION_CLASSES) - 1}")  # fmt: skip
+    for split in ("train", "test"):
+        x, y = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        if x.shape[0] != y.shape[0]:
+            raise DatasetError(f"{where}: {names[f'{split}_images']} holds {x.shape[0]} images but "
+                               f"{names[f'{split}_labels']} {y.shape[0]} labels")  # fmt: skip
+    train, test = arrays["train_images"].shape[1:], arrays["test_images"].shape[1:]
+    if train != test:
+        raise DatasetError(f"{where}: {names['train_images']} holds {train[0]}x{train[1]} images but "
+                           f"{names['test_images']} {test[0]}x{test[1]}; both must be one size")  # fmt: skip
 
 
 def _load_digits():
@@ -323,6 +366,11 @@ def _load_digits():
 
 
 def _load_imagefolder(root: Path, image_size: int | None):
+    """Every image under ``root/<class>/``; an image that cannot be read (a truncated or foreign
+    file, a decompression bomb, a FIFO) stops the load with its name: a data set silently
+    missing files would be measured on something else than the user thinks."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     if not root.is_dir():
@@ -331,23 +379,41 @@ def _load_imagefolder(root: Path, image_size: int | None):
     if len(classes) < 2:
         raise DatasetError(f"imagefolder {root} needs one sub-folder per class (at least 2)")
     files: list[tuple[Path, int]] = []
+    empty = []
     for label, cls in enumerate(classes):
-        found = sorted(p for p in (root / cls).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        found = sorted(p for p in (root / cls).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES
+                       and path_kind(p) != "a folder")  # fmt: skip
         files += [(p, label) for p in found]
+        if not found:
+            empty.append(cls)
     if not files:
         raise DatasetError(f"imagefolder {root} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    try:
-        with Image.open(files[0][0]) as first:
-            mode = "L" if first.mode in ("L", "1", "I;16", "I") else "RGB"
-            size = image_size or first.size[0]
-        arrays = []
-        for path, _ in files:
-            with Image.open(path) as img:
-                img = img.convert(mode).resize((size, size), Image.Resampling.BILINEAR)
-                arr = np.asarray(img, dtype=np.float32) / 255.0
-            arrays.append(arr[None] if mode == "L" else arr.transpose(2, 0, 1))
-    except (OSError, UnidentifiedImageError) as exc:
-        raise DatasetError(f"imagefolder {root}: cannot read an image: {exc}") from None
+    if empty:
+        raise DatasetError(f"imagefolder {root}: class folder(s) {', '.join(empty)} hold no images; every "
+                           "class needs at least one")  # fmt: skip
+    for path, _ in files:  # before opening any: a FIFO would block, a device never end
+        check_regular_file(path, f"imagefolder {root}: image", DatasetError)
+    arrays = []
+    mode, size = "L", image_size or 0
+    for i, (path, _) in enumerate(files):
+        try:
+            with warnings.catch_warnings():
+                # PIL only warns between MAX_IMAGE_PIXELS and twice that, then decodes it all
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(path) as img:
+                    if i == 0:
+                        mode = "L" if img.mode in ("L", "1", "I;16", "I") else "RGB"
+                        size = image_size or img.size[0]
+                    img = img.convert(mode).resize((size, size), Image.Resampling.BILINEAR)
+                    arr = np.asarray(img, dtype=np.float32) / 255.0
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            size_txt = str(exc).split(",")[0]  # "Image size (N pixels) exceeds limit of M pixels"
+            raise DatasetError(f"imagefolder {root}: image {path} is too large to decode ({size_txt}; "
+                               "a decompression bomb?); remove or shrink it") from None  # fmt: skip
+        except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
+            why = " ".join(str(exc).replace(f"'{path}'", "").replace(str(path), "").split()).strip(" :")
+            raise DatasetError(f"imagefolder {root}: cannot read image {path}: {why or type(exc).__name__}") from None
+        arrays.append(arr[None] if mode == "L" else arr.transpose(2, 0, 1))
     images = np.stack(arrays).astype(np.float32)
     labels = np.array([label for _, label in files], dtype=np.int64)
     return images, labels, tuple(classes), f"imagefolder:{root.resolve()}:{len(files)}"
@@ -372,6 +438,8 @@ def download_fashion_mnist(
     if scheme not in ("http", "https", "file"):
         raise DatasetError(f"--url must be an http://, https:// or file:// address; got {base_url!r}")
     dest = Path(dest) if dest is not None else cache_dir() / "fashion-mnist"
+    if path_kind(dest) is not None:
+        check_folder(dest, "--dest", DatasetError)
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from autocompress._io import path_kind
 from autocompress._resources import spaces_dir
 from autocompress.exceptions import SpaceError
 
@@ -433,13 +434,14 @@ def load_space(spec: str | Path | None = None) -> SearchSpace:
         SpaceError: naming the file and, for schema errors, the field that broke the rule.
     """
     path = resolve_space_path(spec)
+    kind = path_kind(path)  # before opening: a FIFO would block, /dev/zero never end
+    if kind is None:
+        shipped = ", ".join(sorted(p.stem for p in SPACES_DIR.glob("*.yaml")))
+        raise SpaceError(f"search space {path} does not exist (shipped spaces: {shipped})")
+    if kind != "a file":
+        raise SpaceError(f"search space {path} is {kind}, not a YAML file")
     try:
         text = path.read_text()
-    except FileNotFoundError:
-        shipped = ", ".join(sorted(p.stem for p in SPACES_DIR.glob("*.yaml")))
-        raise SpaceError(f"search space {path} does not exist (shipped spaces: {shipped})") from None
-    except IsADirectoryError:
-        raise SpaceError(f"search space {path} is a folder, not a YAML file") from None
     except UnicodeDecodeError:
         raise SpaceError(f"search space {path} is not a text file (not UTF-8)") from None
     except OSError as exc:

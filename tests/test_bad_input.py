@@ -14,13 +14,16 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import threading
+import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -58,13 +61,13 @@ def run_config(**changes: object) -> str:
 SQLITE_HEADER = b"SQLite format 3\x00" + bytes(84)
 
 
-def _table(mutate: Callable[[Path], None]) -> Callable[[Path], dict[str, str]]:
-    """A copy of the measured CPU table under {tmp}/tables, changed by ``mutate``, found first
-    through $AUTOCOMPRESS_TABLES (same name: it shadows the shipped one)."""
+def _table(mutate: Callable[[Path], None], source: Path = TABLE) -> Callable[[Path], dict[str, str]]:
+    """A copy of a shipped table (the measured CPU one) under {tmp}/tables, changed by ``mutate``,
+    found first through $AUTOCOMPRESS_TABLES (same name: it shadows the shipped one)."""
 
     def setup(tmp: Path) -> dict[str, str]:
-        folder = tmp / "tables" / TABLE.name
-        shutil.copytree(TABLE, folder)
+        folder = tmp / "tables" / source.name
+        shutil.copytree(source, folder)
         mutate(folder)
         return {"AUTOCOMPRESS_TABLES": str(tmp / "tables")}
 
@@ -155,6 +158,52 @@ def _one_class_folder(tmp: Path) -> dict[str, str]:
     return {}
 
 
+def _fifo(*names: str) -> Callable[[Path], dict[str, str]]:
+    """Named pipes under {tmp}: a reader that opens one blocks until a writer comes (never here)."""
+
+    def setup(tmp: Path) -> dict[str, str]:
+        for name in names:
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            os.mkfifo(tmp / name)
+        return {}
+
+    return setup
+
+
+def _idx(*shape: int, fill: int = 0) -> bytes:
+    """An unsigned-byte idx file holding an array of ``shape``."""
+    n = 1
+    for d in shape:
+        n *= d
+    return bytes([0, 0, 8, len(shape)]) + b"".join(struct.pack(">I", d) for d in shape) + bytes([fill]) * n
+
+
+def _fashion(**changed: bytes) -> dict[str, str | bytes]:
+    """Fashion-MNIST's four idx files in {tmp}/d (20 train, 10 test images of 28x28), some replaced."""
+    files: dict[str, str | bytes] = {"d/train-images-idx3-ubyte": _idx(20, 28, 28), "d/train-labels-idx1-ubyte": _idx(20),
+                                     "d/t10k-images-idx3-ubyte": _idx(10, 28, 28), "d/t10k-labels-idx1-ubyte": _idx(10)}  # fmt: skip
+    files.update({f"d/{name.replace('_', '-')}": content for name, content in changed.items()})
+    return files
+
+
+def _png(width: int, height: int, *, pixels: bool = True) -> bytes:
+    """A grey PNG; without ``pixels`` only its header (enough for PIL to read the declared size)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    body = chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+    if pixels:
+        body += chunk(b"IDAT", zlib.compress((b"\x00" + bytes(width)) * height))
+    return b"\x89PNG\r\n\x1a\n" + body + chunk(b"IEND", b"")
+
+
+def _images(extra: dict[str, bytes] | None = None) -> dict[str, str | bytes]:
+    """An imagefolder in {tmp}/imgs with classes cats and dogs, one 8x8 image each, plus ``extra``."""
+    return {"imgs/cats/1.png": _png(8, 8), "imgs/dogs/1.png": _png(8, 8),
+            **{f"imgs/{k}": v for k, v in (extra or {}).items()}}  # fmt: skip
+
+
 # ----------------------------------------------------------------------------- the table
 
 
@@ -179,6 +228,27 @@ CASES: list[Case] = [
     C("budget-overflow", (*SEARCH[:4], "1e999ms"), ("'1e999ms'", "not finite")),
     C("budget-nan", (*SEARCH[:4], "nanms"), ("budget must be", "'nanms'")),
     C("budget-unknown-unit", (*SEARCH[:4], "10min"), ("e.g. 10ms, 0.5ms, 800us, 1s", "'10min'")),
+    # --- every integer flag's range, checked before anything starts (issue 21)
+    C("seed-negative", (*SEARCH, "--seed", "-1", "--run-dir", "{tmp}/run"), ("--seed must be between 0 and 4294967295; got -1",)),
+    C("seed-too-large", (*SEARCH, "--seed", "4294967296", "--run-dir", "{tmp}/run"), ("--seed must be between 0 and 4294967295",)),
+    C("subset-zero", (*SEARCH[:-1], "0", "--run-dir", "{tmp}/run"), ("--subset must be at least 1; got 0",)),
+    C("eta-one", (*SEARCH, "--fidelity", "halving", "--eta", "1"), ("--eta must be at least 2; got 1",)),
+    C("profile-passes-zero", ("profile", "--space", "tiny", "--passes", "0", "--out", "{tmp}/t"), ("--passes must be at least 1; got 0",)),
+    C("profile-networks-negative", ("profile", "--space", "tiny", "--networks", "-1", "--out", "{tmp}/t"),
+      ("--networks must be at least 0; got -1",)),
+    C("profile-channels-zero", ("profile", "--space", "tiny", "--channels", "0", "--out", "{tmp}/t"),
+      ("--channels must be between 1 and 4096; got 0",)),
+    C("profile-classes-zero", ("profile", "--space", "tiny", "--classes", "0", "--out", "{tmp}/t"),
+      ("--classes must be between 2 and 100000; got 0",)),
+    C("validate-seed-negative", ("validate-latency", "-n", "3", "--space", "tiny", "--seed", "-1", "--out", "{tmp}/v"),
+      ("--seed must be between 0 and 4294967295; got -1",)),
+    C("validate-channels-zero", ("validate-latency", "-n", "3", "--space", "tiny", "--channels", "0", "--out", "{tmp}/v"),
+      ("--channels must be between 1 and 4096",)),
+    C("validate-classes-zero", ("validate-latency", "-n", "3", "--space", "tiny", "--classes", "0", "--out", "{tmp}/v"),
+      ("--classes must be between 2 and 100000",)),
+    C("estimate-table-channels-zero", ("estimate-table", "jetson-orin-nano", "--channels", "0"),
+      ("--channels must be between 1 and 4096; got 0",), setup=_table(lambda f: None, TABLE.parent / "jetson-orin-nano")),
+    C("export-trial-negative", ("export", "{tmp}/nope", "--trial", "-1"), ("--trial must be at least 0; got -1",)),
     C("max-size-no-unit", (*SEARCH, "--max-size", "500"), ("size must be", "did you mean '500KB'")),
     # --- search: the command line itself
     C("missing-budget", ("search", "--target", "cpu"), ("Missing option '--budget'", "autocompress search --help")),
@@ -200,6 +270,9 @@ CASES: list[Case] = [
     C("space-empty-file", (*SEARCH[:5], "--space", "{tmp}/s.yaml"), ("must be a YAML mapping",), files={"s.yaml": ""}),
     C("space-binary", (*SEARCH[:5], "--space", "{tmp}/s.yaml"), ("not a text file",), files={"s.yaml": b"\xff\xfe\x00\x81"}),
     C("space-folder", (*SEARCH[:5], "--space", "{tmp}"), ("is a folder, not a YAML file",)),
+    C("space-fifo", (*SEARCH[:5], "--space", "{tmp}/s.yaml"), ("search space {tmp}/s.yaml is a FIFO, not a YAML file",),
+      setup=_fifo("s.yaml")),
+    C("space-dev-zero", (*SEARCH[:5], "--space", "/dev/zero"), ("search space /dev/zero is a character device",)),
     C("space-python-tag", (*SEARCH[:5], "--space", "{tmp}/s.yaml"), ("could not determine a constructor", "python/object"),
       files={"s.yaml": "!!python/object/apply:os.system ['touch pwned']\n"}),
     C("space-empty-choices", (*SEARCH[:5], "--space", "{tmp}/s.yaml"), ("stages.0: depth needs at least one choice",),
@@ -226,6 +299,43 @@ CASES: list[Case] = [
       ("imagefolder", "is not a folder")),
     C("data-imagefolder-one-class", (*SEARCH, "--dataset", "imagefolder:{tmp}/imgs", "--run-dir", "{tmp}/run"),
       ("needs one sub-folder per class",), setup=_one_class_folder),
+    # --- data sets whose files are wrong (issue 21): named, before a run directory exists
+    C("data-imagefolder-bomb", (*SEARCH, "--dataset", "imagefolder:{tmp}/imgs", "--run-dir", "{tmp}/run"),
+      ("{tmp}/imgs/dogs/2.png is too large to decode", "900000000 pixels", "decompression bomb"),
+      files=_images({"dogs/2.png": _png(30000, 30000, pixels=False)})),
+    C("data-imagefolder-bomb-warning", (*SEARCH, "--dataset", "imagefolder:{tmp}/imgs", "--run-dir", "{tmp}/run"),
+      ("{tmp}/imgs/dogs/2.png is too large to decode", "100000000 pixels"),
+      files=_images({"dogs/2.png": _png(10000, 10000, pixels=False)})),
+    C("data-imagefolder-fifo", (*SEARCH, "--dataset", "imagefolder:{tmp}/imgs", "--run-dir", "{tmp}/run"),
+      ("image {tmp}/imgs/dogs/2.png is a FIFO, not a regular file",), files=_images(), setup=_fifo("imgs/dogs/2.png")),
+    C("data-imagefolder-not-an-image", (*SEARCH, "--dataset", "imagefolder:{tmp}/imgs", "--run-dir", "{tmp}/run"),
+      ("cannot read image {tmp}/imgs/dogs/2.png: cannot identify image file",),
+      files=_images({"dogs/2.png": _png(8, 8)[:40]})),
+    C("data-imagefolder-empty-class", (*SEARCH, "--dataset", "imagefolder:{tmp}/imgs", "--run-dir", "{tmp}/run"),
+      ("class folder(s) dogs hold no images",), files={"imgs/cats/1.png": _png(8, 8), "imgs/dogs/notes.txt": "x"}),
+    C("data-imagefolder-no-path", (*SEARCH, "--dataset", "imagefolder:", "--run-dir", "{tmp}/run"),
+      ("--dataset imagefolder:PATH needs a folder",)),
+    C("data-idx-sizes-differ", (*SEARCH, "--data-dir", "{tmp}/d", "--run-dir", "{tmp}/run"),
+      ("train-images-idx3-ubyte holds 28x28 images but t10k-images-idx3-ubyte 32x32",),
+      files=_fashion(t10k_images_idx3_ubyte=_idx(10, 32, 32))),
+    C("data-idx-label-count", (*SEARCH, "--data-dir", "{tmp}/d", "--run-dir", "{tmp}/run"),
+      ("t10k-images-idx3-ubyte holds 10 images but t10k-labels-idx1-ubyte 12 labels",),
+      files=_fashion(t10k_labels_idx1_ubyte=_idx(12))),
+    C("data-idx-labels-are-images", (*SEARCH, "--data-dir", "{tmp}/d", "--run-dir", "{tmp}/run"),
+      ("t10k-labels-idx1-ubyte holds arrays of shape (10, 28, 28), not labels",),
+      files=_fashion(t10k_labels_idx1_ubyte=_idx(10, 28, 28))),
+    C("data-idx-label-range", (*SEARCH, "--data-dir", "{tmp}/d", "--run-dir", "{tmp}/run"),
+      ("train-labels-idx1-ubyte holds label 42; labels must be 0..9",), files=_fashion(train_labels_idx1_ubyte=_idx(20, fill=42))),
+    C("data-idx-header-truncated", (*SEARCH, "--data-dir", "{tmp}/d", "--run-dir", "{tmp}/run"),
+      ("t10k-labels-idx1-ubyte is truncated: its header declares 200 dimensions",),
+      files=_fashion(t10k_labels_idx1_ubyte=bytes([0, 0, 8, 200]))),
+    C("data-idx-fifo", (*SEARCH, "--data-dir", "{tmp}/d", "--run-dir", "{tmp}/run"),
+      ("{tmp}/d/t10k-labels-idx1-ubyte is a FIFO, not a regular file",),
+      files={k: v for k, v in _fashion().items() if "t10k-labels" not in k}, setup=_fifo("d/t10k-labels-idx1-ubyte")),
+    C("data-dir-fifo", (*SEARCH, "--data-dir", "{tmp}/d", "--run-dir", "{tmp}/run"), ("--data-dir {tmp}/d is a FIFO, not a folder",),
+      setup=_fifo("d")),
+    C("data-dir-file", (*SEARCH, "--data-dir", "{tmp}/d", "--run-dir", "{tmp}/run"), ("--data-dir {tmp}/d is a file, not a folder",),
+      files={"d": "x"}),
     # --- search: run directories
     C("resume-missing-run", (*SEARCH, "--resume", "--run-dir", "{tmp}/nothing"), ("cannot resume", "study.db is missing")),
     C("resume-other-search", (*SEARCH, "--resume", "--run-dir", "{tmp}/run"),
@@ -239,6 +349,10 @@ CASES: list[Case] = [
       files={"run/config.yaml": "{: [\n", "run/study.db": SQLITE_HEADER}),
     C("resume-study-corrupt", (*SEARCH, "--resume", "--run-dir", "{tmp}/run"), ("study.db is not an SQLite database",),
       files={"run/config.yaml": run_config(), "run/study.db": b"half a datab"}),
+    C("run-dir-fifo", (*SEARCH, "--run-dir", "{tmp}/run"), ("run directory {tmp}/run is a FIFO, not a folder",), setup=_fifo("run")),
+    C("run-dir-file", (*SEARCH, "--run-dir", "{tmp}/run"), ("run directory {tmp}/run is a file, not a folder",), files={"run": "x"}),
+    C("resume-study-fifo", (*SEARCH, "--resume", "--run-dir", "{tmp}/run"), ("{tmp}/run/study.db is a FIFO, not a regular file",),
+      files={"run/config.yaml": run_config()}, setup=_fifo("run/study.db")),
     C("run-exists", (*SEARCH, "--run-dir", "{tmp}/run"), ("already holds a search", "--resume"),
       files={"run/config.yaml": run_config(), "run/study.db": SQLITE_HEADER}),
     C("run-dir-read-only", (*SEARCH, "--run-dir", "{tmp}/ro/run"), ("cannot write to run directory", "Read-only file system"),
@@ -265,8 +379,10 @@ CASES: list[Case] = [
     # --- profile
     C("profile-runtime", ("profile", "--runtime", "tensorrt"), ("--runtime must be one of onnxruntime, openvino",)),
     C("profile-precision", ("profile", "--space", "tiny", "--precision", "fp16", "--out", "{tmp}/t"), ("runs fp32, int8; got fp16",)),
-    C("profile-threads", ("profile", "--space", "tiny", "--threads", "0", "--out", "{tmp}/t"), ("--threads must be >= 1",)),
+    C("profile-threads", ("profile", "--space", "tiny", "--threads", "0", "--out", "{tmp}/t"), ("--threads must be at least 1",)),
     C("profile-space-missing", ("profile", "--space", "{tmp}/x.yaml", "--out", "{tmp}/t"), ("does not exist",)),
+    C("profile-out-fifo", ("profile", "--space", "tiny", "--out", "{tmp}/t"), ("cannot write to table folder {tmp}/t", "not a folder"),
+      setup=_fifo("t")),
     C("profile-out-read-only", ("profile", "--space", "tiny", "--out", "{tmp}/ro/table"),
       ("cannot write to table folder", "Read-only file system"), setup=_readonly("ro")),
     # --- validate-latency
@@ -292,6 +408,37 @@ CASES: list[Case] = [
       ("{tmp}/ro/dl", "Read-only file system"), setup=_readonly("ro")),
     # --- search: scaling options (issue 7)
     C("storage-unknown-backend", (*SEARCH, "--storage", "mysql://x"), ("cannot open storage mysql://x",)),
+    C("storage-redis", (*SEARCH, "--storage", "redis://localhost", "--run-dir", "{tmp}/run"),
+      ("--storage must be postgresql://…, sqlite:///PATH or journal:PATH; got 'redis://localhost'",)),
+    C("storage-journal-no-path", (*SEARCH, "--storage", "journal:", "--run-dir", "{tmp}/run"),
+      ("--storage journal:PATH needs a file path",)),
+    C("storage-sqlite-uppercase", (*SEARCH, "--storage", "SQLITE:///{tmp}/x.db", "--run-dir", "{tmp}/run"),
+      ("(the scheme in lowercase)", "did you mean 'sqlite:///{tmp}/x.db'?")),
+    C("storage-sqlite-no-path", (*SEARCH, "--storage", "sqlite://", "--run-dir", "{tmp}/run"),
+      ("--storage sqlite:///PATH needs a file path",)),
+    C("storage-sqlite-folder", (*SEARCH, "--storage", "sqlite:///{tmp}", "--run-dir", "{tmp}/run"),
+      ("{tmp} is a folder, not a regular file",)),
+    C("storage-journal-fifo", (*SEARCH, "--storage", "journal:{tmp}/study.log", "--run-dir", "{tmp}/run"),
+      ("{tmp}/study.log is a FIFO, not a regular file",), setup=_fifo("study.log")),
+    C("warm-start-fifo", (*SEARCH, "--warm-start", "{tmp}/old", "--run-dir", "{tmp}/run"),
+      ("cannot warm-start from {tmp}/old: it is a FIFO, not a run directory",), setup=_fifo("old")),
+    C("warm-start-pareto-fifo", (*SEARCH, "--warm-start", "{tmp}/old", "--run-dir", "{tmp}/run"),
+      ("{tmp}/old/pareto.csv is a FIFO, not a regular file",), setup=_fifo("old/pareto.csv")),
+    # --- bring your own model: its files (issue 21)
+    C("weights-fifo", (*SEARCH, "--model", "{tmp}/m.py:build", "--weights", "{tmp}/w.pt", "--run-dir", "{tmp}/run"),
+      ("--weights: file {tmp}/w.pt is a FIFO, not a regular file",), setup=_fifo("w.pt")),
+    C("weights-dev-zero", (*SEARCH, "--model", "{tmp}/m.py:build", "--weights", "/dev/zero", "--run-dir", "{tmp}/run"),
+      ("--weights: file /dev/zero is a character device, not a regular file",)),
+    C("weights-folder", (*SEARCH, "--model", "{tmp}/m.py:build", "--weights", "{tmp}", "--run-dir", "{tmp}/run"),
+      ("--weights: file {tmp} is a folder, not a regular file",)),
+    C("model-space-fifo", (*SEARCH[:5], "--space", "{tmp}/s.yaml", "--model", "{tmp}/m.py:build", "--weights", "{tmp}/w.pt",
+                           "--run-dir", "{tmp}/run"),
+      ("search space {tmp}/s.yaml is a FIFO, not a YAML file",), files={"w.pt": b"x"}, setup=_fifo("s.yaml")),
+    C("model-input-shape-huge", (*SEARCH, "--model", "{tmp}/m.py:build", "--weights", "{tmp}/w.pt", "--input-shape",
+                                 "1,100000,100000", "--run-dir", "{tmp}/run"),
+      ("--input-shape must be within 4096,1024,1024", "got '1,100000,100000'"), files={"w.pt": b"x"}),
+    C("model-file-fifo", (*SEARCH, "--model", "{tmp}/m.py:build", "--weights", "{tmp}/w.pt", "--run-dir", "{tmp}/run"),
+      ("--model: file {tmp}/m.py is a FIFO, not a regular file",), files={"w.pt": b"x"}, setup=_fifo("m.py")),
     C("backend-unknown", (*SEARCH, "--backend", "spark"), ("--backend must be local or ray; got 'spark'",)),
     C("workers-zero", (*SEARCH, "--backend", "ray", "--workers", "0"), ("--workers must be at least 1",)),
     C("warm-start-missing", (*SEARCH, "--warm-start", "{tmp}/nope"), ("cannot warm-start from", "no pareto.csv")),
@@ -301,6 +448,17 @@ CASES: list[Case] = [
       ("unknown format 'tflite'; use one of onnx, openvino",)),
     C("explore-missing-run", ("explore", "{tmp}/nope"), ("run directory", "does not exist")),
     C("explore-bad-port", ("explore", "--port", "99999"), ("--port must be between 1 and 65535",)),
+    C("export-run-fifo", ("export", "{tmp}/run", "--best"), ("run directory {tmp}/run is a FIFO, not a folder",), setup=_fifo("run")),
+    C("export-config-fifo", ("export", "{tmp}/run", "--best"), ("{tmp}/run/config.yaml is a FIFO, not a regular file",),
+      files={"run/trials.parquet": b"PAR1"}, setup=_fifo("run/config.yaml")),
+    C("export-out-fifo", ("export", "{tmp}/nope", "--best", "--out", "{tmp}/out"), ("--out {tmp}/out is a FIFO, not a folder",),
+      setup=_fifo("out")),
+    C("explore-run-fifo", ("explore", "{tmp}/run"), ("run directory {tmp}/run is a FIFO, not a folder",), setup=_fifo("run")),
+    C("explore-trials-fifo", ("explore", "{tmp}/run"), ("{tmp}/run/trials.parquet is a FIFO, not a regular file",),
+      files={"run/config.yaml": run_config()}, setup=_fifo("run/trials.parquet")),
+    C("data-download-dest-fifo", ("data", "download", "--url", "http://127.0.0.1:9/", "--dest", "{tmp}/dl"),
+      ("--dest {tmp}/dl is a FIFO, not a folder",), setup=_fifo("dl")),
+    C("data-check-fifo", ("data", "check", "--data-dir", "{tmp}/d"), ("--data-dir {tmp}/d is a FIFO, not a folder",), setup=_fifo("d")),
 ]  # fmt: skip
 BY_ID = {c.id: c for c in CASES}
 assert len(BY_ID) == len(CASES), "case ids must be unique"
@@ -565,3 +723,79 @@ def test_full_disk_stops_with_one_line_keeps_trials_and_resumes(micro: Path, tmp
         assert len(done) == len(kept) + 2 and all(done[n] == v for n, v in kept.items())
     finally:
         subprocess.run(["umount", "-l", str(disk)], capture_output=True)  # lazy: SQLite may hold it
+
+
+def test_every_integer_flag_has_a_range() -> None:
+    """Each command checks all its integer flags (cli.INT_RANGES) before it starts: a flag added
+    without a range fails here, not as an internal error deep in a library."""
+    import typer
+
+    from autocompress import cli
+
+    def commands(group: Any, prefix: str = "") -> dict[str, Any]:
+        found = {}
+        for name, cmd in group.commands.items():
+            found.update(commands(cmd, f"{prefix}{name} ") if hasattr(cmd, "commands") else {prefix + name: cmd})
+        return found
+
+    def is_int(param: Any) -> bool:  # typer >= 0.2x describes its own parameters; click's otherwise
+        td = getattr(param, "type_descriptor", None)
+        return td.annotation is int if td is not None else type(param.type).__name__ in ("IntParamType", "IntRange")
+
+    found = commands(typer.main.get_command(cli.app))
+    assert {"search", "profile", "validate-latency", "export", "explore", "data check"} <= set(found)
+    for name, cmd in found.items():
+        ints = {p.name for p in cmd.params if is_int(p)}
+        assert ints == set(cli.INT_RANGES.get(name, {})), (name, ints)
+
+
+def test_check_storage_spec_refuses_without_creating_anything(tmp_path: Path) -> None:
+    """The check the search library calls before a run directory exists: syntax, plus a stat of
+    the named file (a FIFO would block SQLite or the journal); nothing is created."""
+    from autocompress.exceptions import BadInputError
+    from autocompress.search.storage import check_storage_spec
+
+    os.mkfifo(tmp_path / "fifo")
+    for spec in (None, "", f"sqlite:///{tmp_path}/new.db", f"journal:{tmp_path}/new.log", "postgresql://u:pw@h/db",
+                 "postgresql+psycopg2://h/db", "mysql://x"):  # fmt: skip
+        check_storage_spec(spec)
+    for spec, fragment in [
+        ("redis://h", "must be postgresql://…, sqlite:///PATH or journal:PATH; got 'redis://h'"),
+        ("journal:", "journal:PATH needs a file path"),
+        ("journal:  ", "journal:PATH needs a file path"),
+        ("sqlite://", "sqlite:///PATH needs a file path"),
+        ("SQLITE:///x.db", "did you mean 'sqlite:///x.db'?"),
+        ("Journal:x.log", "did you mean 'journal:x.log'?"),
+        ("PostgreSQL://u:secret@h/db", "did you mean 'postgresql://u:***@h/db'?"),
+        (f"sqlite:///{tmp_path}", "is a folder, not a regular file"),
+        (f"journal:{tmp_path}/fifo", "is a FIFO, not a regular file"),
+        ("study.db", "got 'study.db'"),
+    ]:
+        with pytest.raises(BadInputError, match=re.escape(fragment)) as info:
+            check_storage_spec(spec)
+        assert "secret" not in str(info.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo"]
+
+
+def test_path_checks_never_open_what_they_refuse(tmp_path: Path) -> None:
+    from autocompress._io import check_folder, check_not_special, check_regular_file, path_kind
+    from autocompress.exceptions import BadInputError, ModelError
+
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "f.txt").write_text("x")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    (tmp_path / "to-fifo").symlink_to(tmp_path / "fifo")
+    kinds = {n: path_kind(tmp_path / n) for n in ("fifo", "f.txt", "dangling", "to-fifo", "nowhere")}
+    assert kinds == {"fifo": "a FIFO", "f.txt": "a file", "dangling": None, "to-fifo": "a FIFO", "nowhere": None}
+    assert path_kind("/dev/zero") == "a character device" and path_kind(tmp_path) == "a folder"
+    assert check_regular_file(tmp_path / "f.txt", "x") == tmp_path / "f.txt"
+    for path, fragment in [(tmp_path / "to-fifo", "is a FIFO, not a regular file"), (tmp_path, "is a folder"),
+                           ("/dev/zero", "is a character device"), (tmp_path / "nowhere", "does not exist")]:  # fmt: skip
+        with pytest.raises(ModelError, match=re.escape(f"--weights {path} {fragment}")):
+            check_regular_file(path, "--weights", ModelError)
+    with pytest.raises(BadInputError, match="is a file, not a folder"):
+        check_folder(tmp_path / "f.txt", "--data-dir")
+    check_not_special(tmp_path / "nowhere", "x")
+    check_not_special(tmp_path, "x")
+    with pytest.raises(BadInputError, match="is a FIFO"):
+        check_not_special(tmp_path / "fifo", "x")

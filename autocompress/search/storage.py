@@ -40,6 +40,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from autocompress._io import path_kind
 from autocompress.exceptions import BadInputError, RunDirError
 
 WORKER_ATTR = "worker"
@@ -57,26 +58,52 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+_URL = re.compile(r"^(sqlite|postgresql|postgresql\+\w+|mysql|mysql\+\w+)://")
+_FORMS = "--storage must be postgresql://…, sqlite:///PATH or journal:PATH"
+
+
+def check_storage_spec(spec: str | None) -> None:
+    """Refuse an unsupported or malformed ``--storage`` in one line, before a run directory or
+    any file is created (it creates, opens and connects to nothing).
+
+    Scheme names are lowercase, as the message lists them (``SQLITE:///x.db`` is refused with a
+    did-you-mean). The file of ``sqlite:///PATH`` or ``journal:PATH`` may not exist yet, but if
+    it does it must be a regular file (only stat'ed: a FIFO would block SQLite or the journal).
+
+    Raises:
+        BadInputError: naming the rule and the value (its password redacted).
+    """
+    if not spec:
+        return
+    scheme, sep, rest = spec.partition(":")
+    fixed = f"{scheme.lower()}:{rest}"
+    if sep and fixed != spec and (fixed.startswith("journal:") or _URL.match(fixed)):
+        raise BadInputError(f"{_FORMS} (the scheme in lowercase); got {redact(spec)!r}, did you mean {redact(fixed)!r}?")
+    if spec.startswith("journal:"):
+        path = spec.removeprefix("journal:")
+        if not path.strip():
+            raise BadInputError("--storage journal:PATH needs a file path, e.g. journal:runs/study.log")
+    elif spec.startswith("sqlite:"):
+        path = spec.removeprefix("sqlite:///") if spec.startswith("sqlite:///") else ""
+        if not path.strip():
+            raise BadInputError(f"--storage sqlite:///PATH needs a file path, e.g. sqlite:///runs/study.db; got {spec!r}")
+    elif _URL.match(spec):
+        return
+    else:
+        raise BadInputError(f"{_FORMS}; got {redact(spec)!r}")
+    kind = path_kind(Path(path).expanduser())
+    if kind not in (None, "a file"):
+        raise BadInputError(f"--storage {spec}: {path} is {kind}, not a regular file")
+
+
 def resolve_storage(spec: str | None, run_dir: Path, study_file: str) -> str:
     """The storage a run uses, as written in its config: a URL or ``journal:ABSOLUTE_PATH``."""
     if not spec:
         return f"sqlite:///{(run_dir / study_file).resolve()}"
+    check_storage_spec(spec)
     if spec.startswith("journal:"):
-        path = spec.removeprefix("journal:")
-        if not path:
-            raise BadInputError("--storage journal:PATH needs a file path, e.g. journal:runs/study.log")
-        return f"journal:{Path(path).expanduser().resolve()}"
-    if re.match(r"^(sqlite|postgresql|postgresql\+\w+|mysql|mysql\+\w+)://", spec):
-        return spec
-    raise BadInputError(
-        f"--storage must be postgresql://…, sqlite:///PATH or journal:PATH; got {redact(spec)!r}"
-    )
-
-
-def check_storage_spec(spec: str | None) -> None:
-    """Refuse a malformed ``--storage`` before anything is written (no file is touched)."""
-    if spec:
-        resolve_storage(spec, Path("."), "study.db")
+        return f"journal:{Path(spec.removeprefix('journal:')).expanduser().resolve()}"
+    return spec
 
 
 def redact(spec: str) -> str:

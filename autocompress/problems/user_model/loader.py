@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from autocompress._io import check_regular_file
 from autocompress.exceptions import ModelError
 
 
@@ -58,6 +59,9 @@ class UserModel:
         }
 
 
+MAX_INPUT_CHANNELS, MAX_INPUT_SIDE = 4096, 1024  # a search space's limits (width, resolution)
+
+
 def parse_input_shape(text: str) -> tuple[int, int, int]:
     """``1,28,28`` -> (1, 28, 28): channels, height, width (square inputs)."""
     try:
@@ -68,6 +72,9 @@ def parse_input_shape(text: str) -> tuple[int, int, int]:
         raise ModelError(f"--input-shape must be C,H,W with positive integers, e.g. 1,28,28; got {text!r}")
     if dims[1] != dims[2]:
         raise ModelError(f"--input-shape: only square inputs are supported (H == W); got {text!r}")
+    if dims[0] > MAX_INPUT_CHANNELS or dims[1] > MAX_INPUT_SIDE:
+        raise ModelError(f"--input-shape must be within {MAX_INPUT_CHANNELS},{MAX_INPUT_SIDE},{MAX_INPUT_SIDE} "
+                         f"(channels, side in pixels, as a search space's resolutions); got {text!r}")  # fmt: skip
     return dims  # type: ignore[return-value]
 
 
@@ -85,8 +92,7 @@ def import_builder(spec: str) -> tuple[object, str, str]:
     where, fn = _split_spec(spec)
     path = Path(where).expanduser()
     if where.endswith(".py") or path.suffix == ".py" or "/" in where:
-        if not path.is_file():
-            raise ModelError(f"--model: file {path} does not exist")
+        check_regular_file(path, "--model: file", ModelError)  # a FIFO would block the import
         name = f"autocompress_user_model_{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:10]}"
         mod_spec = importlib.util.spec_from_file_location(name, path)
         if mod_spec is None or mod_spec.loader is None:
@@ -122,8 +128,7 @@ def file_sha256(path: Path) -> str:
 
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """A state dict from ``path`` (``torch.load(weights_only=True)``: no code from the file runs)."""
-    if not path.is_file():
-        raise ModelError(f"--weights: file {path} does not exist")
+    check_regular_file(path, "--weights: file", ModelError)  # before torch.load: a FIFO would block it
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
