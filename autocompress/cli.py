@@ -302,8 +302,8 @@ def _check_search_input(kw: dict[str, Any]) -> None:
     """The cheap checks of a search's input (run_search repeats most of them), before anything
     is created: integer ranges, size, storage, paths, target, space."""
     from autocompress.hardware.targets import get_target
-    from autocompress.space import load_space
     from autocompress.search.storage import check_storage_spec
+    from autocompress.space import load_space
 
     _check_ints("search", kw)
     if kw.get("max_size"):
