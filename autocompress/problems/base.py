@@ -109,6 +109,7 @@ class Problem(RunDescriber):
     then ``sample`` / ``evaluate`` per trial; ``recipe`` rebuilds the problem in a Ray worker."""
 
     target: Target  # the device + runtime whose tables price candidates
+    space: Any  # the problem's space: sample(trial), largest(), smallest(), dimensions()
 
     @abstractmethod
     def fingerprint(self) -> str:
@@ -127,17 +128,17 @@ class Problem(RunDescriber):
         """Light set-up in a worker process: what ``prepare`` made is there already (cached
         weights, baselines); fail if it is not instead of redoing it."""
 
-    @abstractmethod
     def sample(self, trial: Any) -> Any:
         """A candidate from an Optuna trial (``trial.suggest_categorical`` per dimension)."""
+        return self.space.sample(trial)
 
-    @abstractmethod
     def largest(self) -> Any:
         """The reference candidate (the teacher): nothing removed, full precision."""
+        return self.space.largest()
 
-    @abstractmethod
     def smallest(self) -> Any:
         """The most compressed candidate."""
+        return self.space.smallest()
 
     @abstractmethod
     def contains(self, cand: Any) -> bool:

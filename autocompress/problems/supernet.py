@@ -164,15 +164,6 @@ class SupernetProblem(Problem, SupernetDescriber):
 
     # ------------------------------------------------------------------ candidates
 
-    def sample(self, trial: Any) -> Candidate:
-        return self.space.sample(trial)
-
-    def largest(self) -> Candidate:
-        return self.space.largest()
-
-    def smallest(self) -> Candidate:
-        return self.space.smallest()
-
     def contains(self, cand: Any) -> bool:
         return isinstance(cand, Candidate) and self.space.contains(cand)
 

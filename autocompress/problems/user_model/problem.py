@@ -188,15 +188,6 @@ class UserModelProblem(Problem, UserModelDescriber):
 
     # ------------------------------------------------------------------ candidates
 
-    def sample(self, trial: Any) -> ModelCandidate:
-        return self.space.sample(trial)
-
-    def largest(self) -> ModelCandidate:
-        return self.space.largest()
-
-    def smallest(self) -> ModelCandidate:
-        return self.space.smallest()
-
     def contains(self, cand: Any) -> bool:
         if not isinstance(cand, ModelCandidate):
             return False
