@@ -43,7 +43,7 @@ def input_shape(key: LayerKey) -> tuple[int, ...]:
     """The shape (batch 1) of the tensor the layer's module takes when profiled alone."""
     if key.op == "concat":  # the same tensor ``inputs`` times: as many bytes as distinct ones
         return (1, max(1, round(key.in_c / key.inputs)), key.in_h, key.in_w)
-    if key.op in ("linear", "matmul") and key.in_h * key.in_w > 1:
+    if key.op == "matmul" or (key.op == "linear" and key.in_h * key.in_w > 1):
         return (1, key.in_w, key.in_h, key.in_c)
     if key.op == "linear":
         return (1, key.in_c, 1, 1)

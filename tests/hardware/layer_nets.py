@@ -130,3 +130,20 @@ OP_CASES: dict[str, tuple[object, str, str]] = {
     "global_max": (nn.AdaptiveMaxPool2d(1), "globalpool", "max"),
     "reduce_mean": (lambda y: y.mean((2, 3), keepdim=True), "globalpool", ""),
 }
+
+
+class UpsampleNet(nn.Module):
+    """A conv and a bicubic upsample (a resize mode no shipped table has rows for)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.up = nn.Upsample(scale_factor=2, mode="bicubic")
+        self.fc = nn.Linear(4, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(self.up(self.conv(x)), 1), 1))
+
+
+def upsample_net() -> nn.Module:
+    return UpsampleNet()
