@@ -24,7 +24,9 @@ def roofline_layer(key: LayerKey) -> Layer:
         if key.in_h * key.in_w == 1:
             return linear_layer(key.in_c, key.out_c)
         rows = key.in_h * key.in_w
-        return Layer("linear", key.macs(), key.in_c * key.out_c + key.out_c, rows * key.in_c, rows * key.out_c)
+        return Layer(
+            "linear", key.macs(), key.in_c * key.out_c + key.out_c, rows * key.in_c, rows * key.out_c
+        )
     if key.op == "matmul":
         return matmul_layer(key.in_w, key.in_h, key.out_c, key.in_c)
     if key.op == "globalpool":

@@ -22,7 +22,9 @@ from autocompress.hardware.layer_table import LayerKey, LayerTable, merge_rows
 from autocompress.hardware.lut import DeviceSpec
 from autocompress.hardware.targets import Target, check_writable, user_tables_root
 
-FILL_REPS = 30  # per pass; profile --layers uses 60: these rows only have to exist, a later profile refines them
+FILL_REPS = (
+    30  # per pass; profile --layers uses 60: these rows only have to exist, a later profile refines them
+)
 FILL_PASSES = 2
 
 
@@ -37,7 +39,9 @@ def same_host(device: DeviceSpec) -> bool:
     )
 
 
-def missing_families(table: LayerTable, keys: Sequence[LayerKey], precisions: Sequence[str]) -> list[LayerKey]:
+def missing_families(
+    table: LayerTable, keys: Sequence[LayerKey], precisions: Sequence[str]
+) -> list[LayerKey]:
     """Of ``keys``, those at a precision the table's device runs whose family has no row (what a
     measured table cannot interpolate), one per distinct key, in order."""
     out: dict[LayerKey, None] = {}

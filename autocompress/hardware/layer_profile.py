@@ -18,6 +18,7 @@ import onnx
 import torch
 import torch.nn as nn
 
+from autocompress._io import atomic_path
 from autocompress.compress.quantize import quantize_int8
 from autocompress.exceptions import BadInputError
 from autocompress.hardware.layer_predict import predict_layers
@@ -25,7 +26,6 @@ from autocompress.hardware.layer_table import LayerKey, LayerRow, LayerSpec, loa
 from autocompress.hardware.lut import DeviceSpec
 from autocompress.hardware.profile import GROUP, copies_onnx
 from autocompress.hardware.scale import Timed, fit_scales, unit_scale
-from autocompress._io import atomic_path
 from autocompress.runtime import INPUT_NAME, OPSET, measure_passes
 
 MIN_LAYER_MS = 0.0005

@@ -50,11 +50,35 @@ COLUMNS_V1 = (
 COLUMNS = (*COLUMNS_V1, "inputs", "pad", "mode")
 OPS = ("conv", "linear", "matmul", "maxpool", "avgpool", "globalpool", "add", "mul", "scale", "act", "bn",
        "concat", "split", "slice", "resize", "transpose", "softmax")  # fmt: skip
-ACTS = ("none", "relu", "relu6", "clip", "sigmoid", "hardsigmoid", "hardswish", "tanh", "leakyrelu", "silu", "gelu")
+ACTS = (
+    "none",
+    "relu",
+    "relu6",
+    "clip",
+    "sigmoid",
+    "hardsigmoid",
+    "hardswish",
+    "tanh",
+    "leakyrelu",
+    "silu",
+    "gelu",
+)
 MODES = {"maxpool": ("", "ceil"), "avgpool": ("", "ceil"), "globalpool": ("", "max"),
          "resize": ("nearest", "bilinear", "bicubic"), "softmax": ("", "log")}  # fmt: skip
 WINDOWED = ("conv", "maxpool", "avgpool")  # ops whose family fixes kernel, stride and padding
-MEMORY_OPS = ("add", "mul", "scale", "act", "bn", "concat", "split", "slice", "resize", "transpose", "softmax")
+MEMORY_OPS = (
+    "add",
+    "mul",
+    "scale",
+    "act",
+    "bn",
+    "concat",
+    "split",
+    "slice",
+    "resize",
+    "transpose",
+    "softmax",
+)
 
 
 @dataclass(frozen=True)

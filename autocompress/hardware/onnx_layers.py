@@ -112,7 +112,9 @@ class _Graph:
 
     def const_other(self, node: onnx.NodeProto, t: str) -> bool:
         """``node`` is binary with ``t`` and a constant."""
-        return len(node.input) == 2 and t in node.input and any(i in self.consts for i in node.input if i != t)
+        return (
+            len(node.input) == 2 and t in node.input and any(i in self.consts for i in node.input if i != t)
+        )
 
     def act_pattern(self, t: str, *, exclusive: bool,
                     start: onnx.NodeProto | None = None) -> tuple[str, list[onnx.NodeProto]] | None:  # fmt: skip
@@ -231,7 +233,9 @@ def _layer(gr: _Graph, node: onnx.NodeProto) -> tuple[LayerKey, tuple[str, ...]]
         k = int(wdims[2]) if len(wdims) == 4 else 1
         stride = int(_attr(node, "strides", [1])[0])
         act, nodes = gr.fuse(node)
-        return LayerKey("conv", h, w, c, int(wdims[0]), k, stride, int(_attr(node, "group", 1)), act, "fp32"), nodes
+        return LayerKey(
+            "conv", h, w, c, int(wdims[0]), k, stride, int(_attr(node, "group", 1)), act, "fp32"
+        ), nodes
     if op in ("Gemm", "MatMul"):
         a, b = shapes[x], shapes[node.input[1]]
         if node.input[1] in gr.consts or op == "Gemm":
@@ -240,7 +244,12 @@ def _layer(gr: _Graph, node: onnx.NodeProto) -> tuple[LayerKey, tuple[str, ...]]
             rows = math.prod(a[1:-1]) if len(a) > 2 else 1
             nodes: tuple[str, ...] = one
             bias = gr.only(node.output[0])
-            if op == "MatMul" and bias is not None and bias.op_type == "Add" and gr.const_other(bias, node.output[0]):
+            if (
+                op == "MatMul"
+                and bias is not None
+                and bias.op_type == "Add"
+                and gr.const_other(bias, node.output[0])
+            ):
                 gr.absorbed.add(id(bias))  # nn.Linear on a rank > 2 input: MatMul + Add(bias)
                 act, more = gr.fuse(bias)
                 nodes = (node.name, *more)

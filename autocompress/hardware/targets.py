@@ -31,7 +31,11 @@ def default_user_tables() -> Path:
     writable-and-named."""
     # as autocompress.data.cache_dir, which this registry must not import (it imports torch)
     env = os.environ.get("AUTOCOMPRESS_CACHE")
-    base = Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "autocompress"
+    base = (
+        Path(env)
+        if env
+        else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "autocompress"
+    )
     return base / "tables"
 
 

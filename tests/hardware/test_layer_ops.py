@@ -34,7 +34,9 @@ def _layers(module: torch.nn.Module, tmp_path: Path, res: int, channels: int = 3
 
 def _price(name: str, layers: list, precisions: list[str] | None = None):
     t = get_target(name)
-    return predict_layers(t.device, load_layers(t.folder, t.device), layers, precisions or ["fp32"] * len(layers))
+    return predict_layers(
+        t.device, load_layers(t.folder, t.device), layers, precisions or ["fp32"] * len(layers)
+    )
 
 
 @pytest.mark.parametrize("case", list(ln.OP_CASES))
@@ -42,7 +44,11 @@ def test_op_is_extracted_keyed_and_priced(case: str, tmp_path: Path) -> None:
     fn, op, detail = ln.OP_CASES[case]
     for res in (16, 20):  # 16 was measured; 20 was not: interpolated within the op's family
         layers = _layers(ln.Op(fn), tmp_path, res)
-        mine = [i for i, layer in enumerate(layers) if layer.key.op == op and detail in (layer.key.act, layer.key.mode)]
+        mine = [
+            i
+            for i, layer in enumerate(layers)
+            if layer.key.op == op and detail in (layer.key.act, layer.key.mode)
+        ]
         assert mine, [layer.key.label() for layer in layers]
         for name in TARGETS:
             pred = _price(name, layers)
@@ -62,7 +68,9 @@ def test_silu_gelu_and_bn_patterns_cover_their_nodes(tmp_path: Path) -> None:
     assert "linear+gelu 1x1x48->32 fp32" in labels  # Div, Erf, Add, Mul, Mul
     gelu = next(layer for layer in layers if layer.key.act == "gelu")
     assert len(gelu.nodes) == 6
-    assert {"concat", "resize", "transpose", "softmax", "matmul", "scale"} <= {layer.key.op for layer in layers}
+    assert {"concat", "resize", "transpose", "softmax", "matmul", "scale"} <= {
+        layer.key.op for layer in layers
+    }
 
 
 def test_transpose_is_priced_and_reshape_is_free(tmp_path: Path) -> None:
@@ -92,7 +100,9 @@ def test_schema_1_rows_still_load(tmp_path: Path) -> None:
     folder = tmp_path / "t"
     shutil.copytree(src.folder, folder)
     rows = (folder / "layers.csv").read_text().splitlines()
-    old = [",".join(COLUMNS_V1)] + [",".join(r.split(",")[: len(COLUMNS_V1)]) for r in rows[1:] if r.startswith("conv")]
+    old = [",".join(COLUMNS_V1)] + [
+        ",".join(r.split(",")[: len(COLUMNS_V1)]) for r in rows[1:] if r.startswith("conv")
+    ]
     (folder / "layers.csv").write_text("\n".join(old) + "\n")
     table = load_layers(folder, src.device)
     assert len(table.rows) == len(old) - 1
@@ -109,7 +119,13 @@ def test_memory_bound_ops_estimate_from_bytes() -> None:
     floor = dev.roofline.kernel_overhead_ms
     assert floor <= layer_roofline_ms(dev, small) < layer_roofline_ms(dev, big)
     assert layer_roofline_ms(dev, big) - floor == pytest.approx(
-        2 * 64 * 64 * 256 * 4 / (dev.roofline.memory_bandwidth_gbs * 1e9 * dev.roofline.memory_efficiency) * 1e3
+        2
+        * 64
+        * 64
+        * 256
+        * 4
+        / (dev.roofline.memory_bandwidth_gbs * 1e9 * dev.roofline.memory_efficiency)
+        * 1e3
     )
 
 
@@ -138,13 +154,17 @@ def test_profile_layers_writes_a_measured_row_for_a_new_op(tmp_path: Path) -> No
                "--space", str(_space(tmp_path)), env={"AUTOCOMPRESS_TABLES": str(root)})  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     text = (folder / "layers.csv").read_text()
-    assert any(r.startswith("resize,") and r.endswith(",bicubic") and ",measured," in r for r in text.splitlines())
+    assert any(
+        r.startswith("resize,") and r.endswith(",bicubic") and ",measured," in r for r in text.splitlines()
+    )
     assert (TABLES_DIR / "x86-cpu-onnxruntime" / "layers.csv").read_text() == before
 
 
 def _space(tmp_path: Path) -> Path:
     path = tmp_path / "space.yaml"
-    path.write_text(yaml.safe_dump({"prune_ratio": [0.0, 0.5], "precisions": {"conv": ["fp32"], "fc": ["fp32"]}}))
+    path.write_text(
+        yaml.safe_dump({"prune_ratio": [0.0, 0.5], "precisions": {"conv": ["fp32"], "fc": ["fp32"]}})
+    )
     return path
 
 
