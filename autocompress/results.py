@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from autocompress._io import atomic_path, atomic_write_text
+from autocompress._io import atomic_path, atomic_write_text, check_regular_file, path_kind
 from autocompress.exceptions import RunDirError
 from autocompress.units import format_bytes, format_ms
 
@@ -37,6 +37,8 @@ def storage_url(run_dir: Path) -> str:
 
 def read_config(run_dir: Path) -> dict[str, Any]:
     path = run_dir / CONFIG_FILE
+    if path_kind(path) not in (None, "a file"):  # a FIFO would block the read forever
+        check_regular_file(path, "run configuration", RunDirError)
     try:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
@@ -138,6 +140,8 @@ def write_results(run_dir: Path, study: Any, config: dict[str, Any]) -> pd.DataF
 
 def load_trials(run_dir: Path) -> pd.DataFrame:
     path = run_dir / "trials.parquet"
+    if path_kind(path) not in (None, "a file"):
+        check_regular_file(path, "trials table", RunDirError)
     try:
         return pd.read_parquet(path)
     except FileNotFoundError:

@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from autocompress.results import render_report
 
@@ -59,3 +60,19 @@ def test_a_repeated_candidate_is_listed_once_in_the_pareto_set() -> None:
     add(0.85, 0.5)  # another candidate that happens to tie: a model of its own
     add(0.95, 1.2)  # over the budget
     assert pareto_numbers(study) == {0, 1, 3}
+
+
+def test_run_files_that_are_fifos_are_refused_not_read(tmp_path) -> None:
+    """The explorer and export read config.yaml and trials.parquet of any folder in --runs-dir:
+    a FIFO there is named in one line, never opened (it would block forever)."""
+    import os
+
+    from autocompress.exceptions import RunDirError
+    from autocompress.results import load_trials, read_config
+
+    os.mkfifo(tmp_path / "config.yaml")
+    os.mkfifo(tmp_path / "trials.parquet")
+    with pytest.raises(RunDirError, match="is a FIFO"):
+        read_config(tmp_path)
+    with pytest.raises(RunDirError, match="is a FIFO"):
+        load_trials(tmp_path)

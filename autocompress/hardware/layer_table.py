@@ -38,7 +38,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from autocompress._io import atomic_write_text
+from autocompress._io import atomic_write_text, path_kind
 from autocompress.exceptions import TargetError
 from autocompress.hardware.lut import SOURCES, DeviceSpec, TableKind, csv_records
 
@@ -270,6 +270,8 @@ def load_layers(folder: Path, device: DeviceSpec) -> LayerTable:
 
 def _columns(path: Path) -> tuple[str, ...]:
     """The header the file was written with: schema 2, or schema 1 (no inputs, pad, mode)."""
+    if path_kind(path) != "a file":
+        return COLUMNS  # csv_records names the problem (and never opens a FIFO)
     try:
         with path.open() as fh:
             first = fh.readline()

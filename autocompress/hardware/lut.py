@@ -15,7 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from autocompress._io import atomic_write_text
+from autocompress._io import atomic_write_text, check_regular_file, path_kind
 from autocompress.arch import BlockSpec
 from autocompress.exceptions import TargetError
 
@@ -251,6 +251,8 @@ def save_device(folder: Path, device: DeviceSpec) -> None:
 
 
 def load_device(path: Path) -> DeviceSpec:
+    if path_kind(path) not in (None, "a file"):  # a FIFO would block the read forever
+        check_regular_file(path, "latency table file", TargetError)
     try:
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError:
@@ -274,6 +276,8 @@ def csv_records(path: Path, columns: tuple[str, ...]) -> Iterator[tuple[int, dic
     Raises:
         TargetError: unreadable file, wrong header, or a row with the wrong number of columns.
     """
+    if path_kind(path) not in (None, "a file"):  # a FIFO would block the read forever
+        check_regular_file(path, "latency table file", TargetError)
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:

@@ -71,3 +71,25 @@ def test_bad_device_yaml(table_copy: Path) -> None:
     (table_copy / "device.yaml").unlink()
     with pytest.raises(TargetError, match="has no device.yaml"):
         load_table(table_copy)
+
+
+def test_a_fifo_in_a_table_folder_is_refused_not_read(tmp_path) -> None:
+    """A table file that is a FIFO (or a device) would block every command that loads the
+    table: it is named in one line instead, and never opened."""
+    import os
+    import shutil
+
+    from autocompress.exceptions import TargetError
+    from autocompress.hardware.lut import load_device, load_table
+    from autocompress.hardware.targets import get_target
+
+    folder = tmp_path / "fifo-target"
+    shutil.copytree(get_target("cpu").folder, folder)
+    (folder / "blocks.csv").unlink()
+    os.mkfifo(folder / "blocks.csv")
+    with pytest.raises(TargetError, match="blocks.csv is a FIFO"):
+        load_table(folder)
+    (folder / "device.yaml").unlink()
+    os.mkfifo(folder / "device.yaml")
+    with pytest.raises(TargetError, match="device.yaml is a FIFO"):
+        load_device(folder / "device.yaml")
