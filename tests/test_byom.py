@@ -408,3 +408,26 @@ def test_model_search_runs_on_ray_workers(weights, tmp_path: Path) -> None:
     done = trials[trials["state"] == "COMPLETE"]
     assert len(done) == 3
     assert all(Path(p).is_file() for p in done["model_path"])
+
+
+@pytest.mark.slow
+def test_model_search_warm_starts_from_a_model_run_with_halving(journal_run, weights, tmp_path: Path) -> None:
+    """--warm-start and --fidelity halving work with --model as with our space: the earlier
+    run's Pareto candidates are evaluated first, each at the fidelity halving gives it."""
+    run, _ = journal_run
+    front = pd.read_csv(run / "pareto.csv")
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump({"finetune_steps": [10], "kd_alpha": [0.5], "kd_temperature": [4.0]}))
+    new = tmp_path / "warm"
+    proc = cli("search", "--model", f"{MODELS}:resnet_tiny", "--weights", str(weights["resnet_tiny"]),
+               "--dataset", "fashion-mnist", "--subset", "300", "--target", "cpu", "--budget", "10ms",
+               "--trials", str(len(front)), "--space", str(space), "--run-dir", str(new), "--sampler", "random",
+               "--warm-start", str(run), "--fidelity", "halving", "--eta", "3")  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    config = yaml.safe_load((new / "config.yaml").read_text())
+    assert config["warm_start"]["candidates"] == len(front) and config["fidelity"] == {"mode": "halving", "eta": 3}
+    trials = pd.read_parquet(new / "trials.parquet")
+    warm = trials[trials["warm_start"].notna()]
+    assert len(warm) == len(front) and set(warm["fidelity"]) <= {"full", "low"}
+    assert (warm["low_steps"] == 4).all()  # ceil(10 / 3) fine-tune steps on the low rung
+    assert sorted(warm["candidate"]) == sorted(front["candidate"])
