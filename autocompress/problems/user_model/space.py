@@ -454,7 +454,7 @@ def derive_space(
         if mapping[n] not in part_names:
             part_names.append(mapping[n])
     parts = [PrecisionPart(p, tuple(n for n in order if mapping[n] == p)) for p in part_names]
-    default = list(spec.precision) if spec.precision else [p for p in ("fp32", "int8") if p in precisions]
+    default = list(spec.precision) if spec.precision else [p for p in ("fp32", "fp16", "int8") if p in precisions]
     for key in spec.precisions:
         if not any(p == key or p.startswith(key + ".") for p in part_names):
             raise SpaceError(f"--space: precisions.{key} names no part of this model (parts: {', '.join(part_names)})")
