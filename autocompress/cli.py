@@ -244,6 +244,11 @@ def _search(**kw: Any) -> None:
             eta = f", ETA {task.time_remaining:.0f} s" if task.time_remaining else ""
             out.print(f"training supernet: step {step}/{total}, loss {loss:.3f}{eta}", highlight=False)
 
+    def layers_profile(done: int, total: int) -> None:
+        if "layers" not in tasks:
+            tasks["layers"] = progress.add_task("profiling missing layers on this machine", total=total, info="")
+        progress.update(tasks["layers"], completed=done, total=total)
+
     def search_start(done: int, total: int) -> None:
         tasks["trials"] = progress.add_task("trials", total=total, completed=done, info="")
 
@@ -263,7 +268,8 @@ def _search(**kw: Any) -> None:
     from autocompress.hardware.targets import get_target
 
     estimated = get_target(cfg.target).estimated
-    hooks = Hooks(supernet_step=supernet_step, trial_done=trial_done, search_start=search_start)
+    hooks = Hooks(supernet_step=supernet_step, trial_done=trial_done, search_start=search_start,
+                  layers_profile=layers_profile)
     with _progress(TextColumn("{task.fields[info]}")) as progress:
         outcome = run_search(cfg, hooks)
     if outcome.config.get("kind") == "model":

@@ -8,6 +8,7 @@ Each layer is timed as 1 copy and 8 copies (the slope, as ``profile.py`` does fo
 from __future__ import annotations
 
 import tempfile
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -17,6 +18,7 @@ import onnx
 import torch
 import torch.nn as nn
 
+from autocompress._io import atomic_path
 from autocompress.compress.quantize import quantize_int8
 from autocompress.exceptions import BadInputError
 from autocompress.hardware.layer_predict import predict_layers
@@ -24,7 +26,7 @@ from autocompress.hardware.layer_table import LayerKey, LayerRow, LayerSpec, loa
 from autocompress.hardware.lut import DeviceSpec
 from autocompress.hardware.profile import GROUP, copies_onnx
 from autocompress.hardware.scale import Timed, fit_scales, unit_scale
-from autocompress.runtime import export_onnx, measure_passes
+from autocompress.runtime import INPUT_NAME, OPSET, measure_passes
 
 MIN_LAYER_MS = 0.0005
 
@@ -32,8 +34,20 @@ MIN_LAYER_MS = 0.0005
 _ACT_MODULES: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU, "relu6": nn.ReLU6, "sigmoid": nn.Sigmoid, "hardsigmoid": nn.Hardsigmoid,
     "hardswish": nn.Hardswish, "tanh": nn.Tanh, "leakyrelu": nn.LeakyReLU, "none": nn.Identity,
-    "clip": lambda: nn.Hardtanh(-1.0, 1.0),
+    "clip": lambda: nn.Hardtanh(-1.0, 1.0), "silu": nn.SiLU, "gelu": nn.GELU,
 }  # fmt: skip
+_RESIZE = {"nearest": "nearest", "bilinear": "bilinear", "bicubic": "bicubic"}
+
+
+def input_shape(key: LayerKey) -> tuple[int, ...]:
+    """The shape (batch 1) of the tensor the layer's module takes when profiled alone."""
+    if key.op == "concat":  # the same tensor ``inputs`` times: as many bytes as distinct ones
+        return (1, max(1, round(key.in_c / key.inputs)), key.in_h, key.in_w)
+    if key.op == "matmul" or (key.op == "linear" and key.in_h * key.in_w > 1):
+        return (1, key.in_w, key.in_h, key.in_c)
+    if key.op == "linear":
+        return (1, key.in_c, 1, 1)
+    return (1, key.in_c, key.in_h, key.in_w)
 
 
 class _Layer(nn.Module):
@@ -43,50 +57,90 @@ class _Layer(nn.Module):
         super().__init__()
         self.key = key
         self.act = _ACT_MODULES[key.act]() if key.op != "act" else nn.Identity()
+        pad = key.padding
+        ceil = key.mode == "ceil"
         if key.op == "conv":
             self.body: nn.Module = nn.Conv2d(key.in_c, key.out_c, key.kernel, key.stride, key.kernel // 2,
                                              groups=key.groups)  # fmt: skip
         elif key.op == "linear":
             self.body = nn.Linear(key.in_c, key.out_c)
         elif key.op == "maxpool":
-            self.body = nn.MaxPool2d(key.kernel, key.stride, key.kernel // 2)
+            self.body = nn.MaxPool2d(key.kernel, key.stride, pad, ceil_mode=ceil)
         elif key.op == "avgpool":
-            self.body = nn.AvgPool2d(key.kernel, key.stride, key.kernel // 2)
+            self.body = nn.AvgPool2d(key.kernel, key.stride, pad, ceil_mode=ceil)
         elif key.op == "globalpool":
-            self.body = nn.AdaptiveAvgPool2d(1)
+            self.body = nn.AdaptiveMaxPool2d(1) if key.mode == "max" else nn.AdaptiveAvgPool2d(1)
         elif key.op == "act":
             self.body = _ACT_MODULES[key.act]()
-        elif key.op in ("add", "mul", "scale"):
+        elif key.op == "bn":
+            self.body = nn.BatchNorm2d(key.in_c)
+            with torch.no_grad():  # not the identity statistics a fresh module has
+                self.body.running_mean.uniform_(-0.5, 0.5)
+                self.body.running_var.uniform_(0.5, 1.5)
+        elif key.op == "resize":
+            self.body = nn.Upsample(scale_factor=key.stride / key.kernel, mode=_RESIZE[key.mode or "nearest"])
+        elif key.op in ("add", "mul", "scale", "concat", "split", "slice", "transpose", "softmax"):
             self.body = nn.Identity()
             self.scale = nn.Parameter(torch.rand(1, key.in_c, 1, 1) + 0.5)
+        elif key.op == "matmul":  # the second operand a parameter: [in_w, in_c, out_c]
+            self.body = nn.Identity()
+            self.scale = nn.Parameter(torch.rand(key.in_w, key.in_c, key.out_c) - 0.5)
         else:
             raise BadInputError(f"cannot profile layer op {key.op!r}")
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        op = self.key.op
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        key = self.key
+        op = key.op
         if op == "linear":
-            return self.act(self.body(torch.flatten(x, 1)))
+            return self.act(self.body(torch.flatten(x, 1) if key.in_h * key.in_w == 1 else x))
+        if op == "matmul":
+            return self.act(torch.matmul(x, self.scale))
         if op == "add":
             return self.act(x + x)  # Add(x, x): two same-shape operands, as a residual add reads
         if op == "mul":
             return x * x
         if op == "scale":
             return x * self.scale
+        if op == "concat":
+            return self.act(torch.cat([x] * key.inputs, dim=1))
+        if op == "split":
+            size = -(-key.in_c // key.inputs)
+            return torch.split(x, size, dim=1)
+        if op == "slice":
+            return x[:, : key.out_c]
+        if op == "transpose":
+            return x.permute(0, 2, 3, 1)
+        if op == "softmax":
+            return torch.log_softmax(x, -1) if key.mode == "log" else torch.softmax(x, -1)
         return self.act(self.body(x))
+
+
+def _export(module: nn.Module, path: Path, shape: tuple[int, ...]) -> Path:
+    """As :func:`autocompress.runtime.export_onnx`, for any input shape and any number of outputs."""
+    out = module(torch.zeros(shape))
+    n_out = len(out) if isinstance(out, tuple) else 1
+    names = [f"output{i}" for i in range(n_out)]
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (torch.zeros(shape),), str(tmp), dynamo=False, opset_version=OPSET,
+                          input_names=[INPUT_NAME], output_names=names,
+                          dynamic_axes={INPUT_NAME: {0: "batch"}, **{n: {0: "batch"} for n in names}},
+                          do_constant_folding=True)  # fmt: skip
+    return path
 
 
 def layer_onnx(key: LayerKey, workdir: Path, tag: str) -> Path:
     """The layer alone, exported and, for int8, quantized: ``workdir/tag.<precision>.onnx``."""
     fp32 = workdir / f"{tag}.fp32.onnx"
+    shape = input_shape(key)
     if not fp32.exists():
         module = _Layer(replace(key, precision="fp32")).eval()
-        export_onnx(module, fp32, channels=key.in_c, resolution=key.in_h)
+        with torch.no_grad():
+            _export(module, fp32, shape)
     if key.precision == "fp32":
         return fp32
     if key.precision == "int8":
-        calib = np.abs(
-            np.random.default_rng(0).standard_normal((16, key.in_c, key.in_h, key.in_w), dtype=np.float32)
-        )
+        calib = np.abs(np.random.default_rng(0).standard_normal((16, *shape[1:]), dtype=np.float32))
         return _name_nodes(quantize_int8(fp32, workdir / f"{tag}.int8.onnx", calib))
     raise BadInputError(f"cannot profile precision {key.precision!r} on this machine")
 
@@ -115,7 +169,7 @@ def profile_layer_keys(
         for i, key in enumerate(keys):
             one = layer_onnx(key, work, f"l{i}")
             paths += [one, copies_onnx(one, copies)]
-            shapes += [(1, key.in_c, key.in_h, key.in_w)] * 2
+            shapes += [input_shape(key)] * 2
             if on_progress:
                 on_progress(i + 1, len(keys) * (1 + passes))
         timings = measure_passes(

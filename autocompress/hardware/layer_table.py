@@ -1,17 +1,28 @@
 """Layer tables: the schema of ``layers.csv`` (one row per layer configuration at one precision,
 for any CNN built from standard layers) and reading, writing and merging it.
 
-``layers.csv`` sits beside ``blocks.csv`` in a target's folder:
+``layers.csv`` sits beside ``blocks.csv`` in a target's folder (schema 2; a schema-1 file, the
+first 15 columns only, still loads with the defaults of the last three):
 
     op, in_h, in_w, in_c, out_c, kernel, stride, groups, act, precision, batch,
-    latency_ms, latency_std_ms, energy_mj, source
+    latency_ms, latency_std_ms, energy_mj, source, inputs, pad, mode
 
-``op`` is ``conv`` (any groups: dense, grouped, depthwise when ``groups == in_c == out_c``),
-``linear``, ``maxpool``, ``avgpool``, ``globalpool``, ``add`` (two same-shape tensors),
-``mul`` (same shape), ``scale`` (a (C, H, W) tensor times a (C, 1, 1) one: squeeze-excite) or
-``act`` (a stand-alone activation). ``act`` is the activation fused into the layer (the only
-consumer of its output: ``relu``, ``relu6``, ``clip``, ``sigmoid``, ``hardsigmoid``,
-``hardswish``, ``tanh``, ``leakyrelu``) or ``none``.
+``op`` is one of :data:`OPS`; ``act`` the activation fused into the layer (the only consumer of
+its output; one of :data:`ACTS`) or ``none``; sizes are of the input, ``(C, H, W)`` (a tensor
+of another rank is read as ``C = dims[1]``, ``W = dims[-1]``, ``H`` the rest). Per op:
+
+- ``conv`` (any ``groups``: depthwise when ``groups == in_c == out_c``); ``linear``
+  (``in_h x in_w`` rows of ``in_c`` features, 1 x 1 for a vector); ``matmul`` (two activations:
+  ``in_w`` products of ``[in_h, in_c] @ [in_c, out_c]``).
+- ``maxpool``/``avgpool`` (``pad``: -1 = ``kernel // 2``; ``mode`` ``ceil`` for ceil mode);
+  ``globalpool`` (``mode`` ``max`` for global max pooling, else average / ReduceMean over H, W).
+- Memory-bound ops (no MACs): ``add`` (two same-shape tensors, also Sub/Div), ``mul`` (same
+  shape), ``scale`` (a tensor with a broadcast one or a constant: squeeze-excite), ``act`` (a
+  stand-alone activation), ``bn`` (stand-alone BatchNormalization: pre-activation),
+  ``concat`` (``inputs`` tensors into ``in_c`` = output channels), ``split`` (into ``inputs``
+  tensors), ``slice`` (``out_c`` channels' worth of ``in_c``), ``resize`` (``stride`` the
+  upsampling factor, ``kernel`` the downsampling one; ``mode`` ``nearest``/``bilinear``/
+  ``bicubic``), ``transpose``, ``softmax`` (over the last axis; ``mode`` ``log``).
 
 Measured tables are written by ``layer_profile``, estimated ones by ``layer_estimate``; a
 network is read from ONNX by ``onnx_layers`` and priced by ``layer_predict``.
@@ -32,16 +43,47 @@ from autocompress.exceptions import TargetError
 from autocompress.hardware.lut import SOURCES, DeviceSpec, TableKind, csv_records
 
 LAYERS_FILE = "layers.csv"
-COLUMNS = (
+COLUMNS_V1 = (
     "op", "in_h", "in_w", "in_c", "out_c", "kernel", "stride", "groups", "act",
     "precision", "batch", "latency_ms", "latency_std_ms", "energy_mj", "source",
 )  # fmt: skip
-OPS = ("conv", "linear", "maxpool", "avgpool", "globalpool", "add", "mul", "scale", "act")
+COLUMNS = (*COLUMNS_V1, "inputs", "pad", "mode")
+OPS = ("conv", "linear", "matmul", "maxpool", "avgpool", "globalpool", "add", "mul", "scale", "act", "bn",
+       "concat", "split", "slice", "resize", "transpose", "softmax")  # fmt: skip
+ACTS = (
+    "none",
+    "relu",
+    "relu6",
+    "clip",
+    "sigmoid",
+    "hardsigmoid",
+    "hardswish",
+    "tanh",
+    "leakyrelu",
+    "silu",
+    "gelu",
+)
+MODES = {"maxpool": ("", "ceil"), "avgpool": ("", "ceil"), "globalpool": ("", "max"),
+         "resize": ("nearest", "bilinear", "bicubic"), "softmax": ("", "log")}  # fmt: skip
+WINDOWED = ("conv", "maxpool", "avgpool")  # ops whose family fixes kernel, stride and padding
+MEMORY_OPS = (
+    "add",
+    "mul",
+    "scale",
+    "act",
+    "bn",
+    "concat",
+    "split",
+    "slice",
+    "resize",
+    "transpose",
+    "softmax",
+)
 
 
 @dataclass(frozen=True)
 class LayerKey:
-    """The lookup key of one layer at one precision."""
+    """The lookup key of one layer at one precision (see the module docstring per op)."""
 
     op: str
     in_h: int
@@ -54,51 +96,68 @@ class LayerKey:
     act: str
     precision: str
     batch: int = 1
+    inputs: int = 1  # concat: tensors joined; split: tensors made
+    pad: int = -1  # pools: padding per side; -1 = kernel // 2
+    mode: str = ""  # see MODES
 
     @property
     def depthwise(self) -> bool:
         return self.op == "conv" and self.groups > 1 and self.groups == self.in_c == self.out_c
 
     def family(self) -> tuple[Any, ...]:
-        """Rows a missing shape may be interpolated from: everything but the sizes."""
-        kind = "dw" if self.depthwise else ("grouped" if self.groups > 1 else "dense")
-        return (self.op, self.kernel, self.stride, kind, self.act, self.precision, self.batch)
+        """Rows a missing shape may be interpolated from: everything but the sizes (memory-bound
+        ops: everything but sizes, factors and input counts, which :meth:`narrow` prefers)."""
+        if self.op in WINDOWED:
+            kind = "dw" if self.depthwise else ("grouped" if self.groups > 1 else "dense")
+            return (self.op, self.kernel, self.stride, kind, self.act, self.precision, self.batch, self.pad,
+                    self.mode)  # fmt: skip
+        return (self.op, self.act, self.mode, self.precision, self.batch)
 
     def narrow(self) -> tuple[Any, ...]:
-        """The family already fixes kernel and stride: nothing narrower."""
-        return ()
+        """Windowed ops: nothing narrower than the family; others: same factor and inputs."""
+        return () if self.op in WINDOWED else (self.kernel, self.stride, self.inputs)
 
     def size(self) -> tuple[float, float]:
         return float(self.macs()), float(self.elems())
 
     @property
+    def padding(self) -> int:
+        return self.kernel // 2 if self.pad < 0 else self.pad
+
+    def _out(self, n: int) -> int:
+        if self.op in WINDOWED:
+            span = n + 2 * self.padding - self.kernel
+            return max(1, (-(-span // self.stride) if self.mode == "ceil" else span // self.stride) + 1)
+        if self.op == "resize":
+            return max(1, n * self.stride // self.kernel)
+        return n
+
+    @property
     def out_h(self) -> int:
-        if self.op in ("linear", "globalpool"):
-            return 1
-        if self.op in ("conv", "maxpool", "avgpool"):
-            return (self.in_h + 2 * (self.kernel // 2) - self.kernel) // self.stride + 1
-        return self.in_h
+        return 1 if self.op == "globalpool" else self._out(self.in_h)
 
     @property
     def out_w(self) -> int:
-        if self.op in ("linear", "globalpool"):
-            return 1
-        if self.op in ("conv", "maxpool", "avgpool"):
-            return (self.in_w + 2 * (self.kernel // 2) - self.kernel) // self.stride + 1
-        return self.in_w
+        return 1 if self.op == "globalpool" else self._out(self.in_w)
 
     def macs(self) -> int:
         if self.op == "conv":
             return self.out_h * self.out_w * self.out_c * (self.in_c // self.groups) * self.kernel**2
-        if self.op == "linear":
-            return self.in_c * self.out_c
+        if self.op in ("linear", "matmul"):
+            return self.in_h * self.in_w * self.in_c * self.out_c
         if self.op == "globalpool":
             return self.in_h * self.in_w * self.in_c
         return 0
 
     def elems(self) -> int:
         """Activation elements read and written."""
-        n_in = self.in_h * self.in_w * self.in_c * (2 if self.op in ("add", "mul") else 1)
+        n_in = self.in_h * self.in_w * self.in_c
+        if self.op == "matmul":
+            return self.in_w * (self.in_h * self.in_c + self.in_c * self.out_c + self.in_h * self.out_c)
+        if self.op == "slice":
+            return 2 * self.in_h * self.in_w * self.out_c
+        if self.op in ("add", "mul"):
+            n_in *= 2
         return n_in + self.out_h * self.out_w * self.out_c
 
     def label(self) -> str:
@@ -107,7 +166,13 @@ class LayerKey:
             g = " dw" if self.depthwise else (f" g{self.groups}" if self.groups > 1 else "")
             geo += f" k{self.kernel} s{self.stride}{g}"
         elif self.op in ("maxpool", "avgpool"):
-            geo += f" k{self.kernel} s{self.stride}"
+            geo += f" k{self.kernel} s{self.stride}" + (f" p{self.pad}" if self.pad >= 0 else "")
+        elif self.op == "resize":
+            geo += f" x{self.stride}" + (f"/{self.kernel}" if self.kernel > 1 else "")
+        elif self.op in ("concat", "split"):
+            geo += f" n{self.inputs}"
+        if self.mode:
+            geo += f" {self.mode}"
         act = (
             f"+{self.act}"
             if self.act != "none" and self.op != "act"
@@ -143,7 +208,7 @@ class LayerRow:
         k = self.key
         return [k.op, k.in_h, k.in_w, k.in_c, k.out_c, k.kernel, k.stride, k.groups, k.act, k.precision, k.batch,
                 f"{self.latency_ms:.6f}", f"{self.latency_std_ms:.6f}",
-                "" if self.energy_mj is None else f"{self.energy_mj:.6f}", self.source]  # fmt: skip
+                "" if self.energy_mj is None else f"{self.energy_mj:.6f}", self.source, k.inputs, k.pad, k.mode]  # fmt: skip
 
 
 @dataclass
@@ -173,16 +238,22 @@ def load_layers(folder: Path, device: DeviceSpec) -> LayerTable:
     if not path.is_file():
         return LayerTable({})
     rows: dict[LayerKey, LayerRow] = {}
-    for lineno, f in csv_records(path, COLUMNS):
+    for lineno, f in csv_records(path, _columns(path)):
         try:
             key = LayerKey(f["op"], int(f["in_h"]), int(f["in_w"]), int(f["in_c"]), int(f["out_c"]), int(f["kernel"]),
-                           int(f["stride"]), int(f["groups"]), f["act"], f["precision"], int(f["batch"]))  # fmt: skip
+                           int(f["stride"]), int(f["groups"]), f["act"], f["precision"], int(f["batch"]),
+                           int(f.get("inputs") or 1), int(f.get("pad") or -1), f.get("mode", ""))  # fmt: skip
             lat, std = float(f["latency_ms"]), float(f["latency_std_ms"])
             energy = float(f["energy_mj"]) if f["energy_mj"] else None
         except ValueError as exc:
             raise TargetError(f"{path}: row {lineno}: {exc}") from None
         if key.op not in OPS:
             raise TargetError(f"{path}: row {lineno}, column op: {key.op!r} is not one of {OPS}")
+        if key.act not in ACTS:
+            raise TargetError(f"{path}: row {lineno}, column act: {key.act!r} is not one of {ACTS}")
+        if key.mode not in MODES.get(key.op, ("",)):
+            raise TargetError(f"{path}: row {lineno}, column mode: {key.mode!r} is not one of "
+                              f"{MODES.get(key.op, ('',))} for op {key.op}")  # fmt: skip
         if key.precision not in device.precisions:
             raise TargetError(f"{path}: row {lineno}, column precision: {key.precision!r} is not among "
                               f"the device's precisions {device.precisions}")  # fmt: skip
@@ -197,12 +268,23 @@ def load_layers(folder: Path, device: DeviceSpec) -> LayerTable:
     return LayerTable(rows)
 
 
+def _columns(path: Path) -> tuple[str, ...]:
+    """The header the file was written with: schema 2, or schema 1 (no inputs, pad, mode)."""
+    try:
+        with path.open() as fh:
+            first = fh.readline()
+    except (OSError, UnicodeDecodeError):
+        return COLUMNS  # csv_records names the problem
+    return COLUMNS_V1 if tuple(h.strip() for h in first.split(",")) == COLUMNS_V1 else COLUMNS
+
+
 def save_layers(folder: Path, rows: Iterable[LayerRow]) -> None:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(COLUMNS)
-    for row in sorted(rows, key=lambda r: (OPS.index(r.key.op), r.key.precision, r.key.act, r.key.kernel,
-                                           r.key.stride, r.key.in_h, r.key.in_c, r.key.out_c, r.key.groups)):  # fmt: skip
+    for row in sorted(rows, key=lambda r: (OPS.index(r.key.op), r.key.precision, r.key.act, r.key.mode, r.key.kernel, r.key.stride,
+                                           r.key.pad, r.key.inputs, r.key.in_h, r.key.in_w, r.key.in_c, r.key.out_c,
+                                           r.key.groups)):  # fmt: skip
         writer.writerow(row.to_csv())
     atomic_write_text(folder / LAYERS_FILE, buf.getvalue())
 

@@ -1,5 +1,6 @@
-"""The target registry: every folder of the shipped tables (and of ``$AUTOCOMPRESS_TABLES``,
-searched first) is a target, found by name or alias; an unknown name suggests the nearest ones.
+"""The target registry: every folder of the shipped tables (and of ``$AUTOCOMPRESS_TABLES`` and
+the user tables folder ``<cache>/tables``, searched first, in that order) is a target, found by
+name or alias; an unknown name suggests the nearest ones.
 """
 
 from __future__ import annotations
@@ -24,9 +25,30 @@ def user_table_dirs() -> list[Path]:
     return [Path(p).expanduser() for p in os.environ.get(USER_TABLES_ENV, "").split(os.pathsep) if p]
 
 
+def default_user_tables() -> Path:
+    """``<cache>/tables`` (``$AUTOCOMPRESS_CACHE``, else ``~/.cache/autocompress``): where rows
+    measured at search start go when neither the table's folder nor ``$AUTOCOMPRESS_TABLES`` is
+    writable-and-named."""
+    # as autocompress.data.cache_dir, which this registry must not import (it imports torch)
+    env = os.environ.get("AUTOCOMPRESS_CACHE")
+    base = (
+        Path(env)
+        if env
+        else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "autocompress"
+    )
+    return base / "tables"
+
+
+def user_tables_root() -> Path:
+    """The folder a user's own copies of tables are written to: the first
+    ``$AUTOCOMPRESS_TABLES`` folder, else :func:`default_user_tables`."""
+    return (user_table_dirs() or [default_user_tables()])[0]
+
+
 def table_dirs() -> list[Path]:
-    """Folders searched for target tables: ``$AUTOCOMPRESS_TABLES`` first, then the shipped ones."""
-    return [*user_table_dirs(), TABLES_DIR]
+    """Folders searched for target tables: ``$AUTOCOMPRESS_TABLES`` first, then the user tables
+    folder, then the shipped ones."""
+    return [*user_table_dirs(), default_user_tables(), TABLES_DIR]
 
 
 def new_table_folder(name: str) -> Path:

@@ -59,6 +59,7 @@ class ProblemHooks:
 
     train_start: Callable[[bool], None] | None = None
     train_step: Callable[[int, int, float], None] | None = None
+    profile_step: Callable[[int, int], None] | None = None  # (done, total) while layers are profiled at check
 
 
 class RunDescriber(ABC):
@@ -116,8 +117,9 @@ class Problem(RunDescriber):
         """What must match for ``--resume`` to continue a study (space, weights, data)."""
 
     @abstractmethod
-    def check(self) -> None:
-        """Refuse, before anything is written, what this problem cannot do on its target."""
+    def check(self, hooks: ProblemHooks | None = None) -> None:
+        """Refuse, before anything is written, what this problem cannot do on its target (a
+        problem may also complete its target's tables here, reporting through ``hooks``)."""
 
     @abstractmethod
     def prepare(self, models_dir: Path, hooks: ProblemHooks | None = None) -> dict[str, Any]:

@@ -108,7 +108,7 @@ class SupernetProblem(Problem, SupernetDescriber):
     def fingerprint(self) -> str:
         return f"{self.space.arch_fingerprint()}-{self.space.size()}"
 
-    def check(self) -> None:
+    def check(self, hooks: ProblemHooks | None = None) -> None:
         table = self.target.table  # validates the whole table now, not mid-search
         compress.check_supported(self.space, table.device.runtime)
         used = sorted({p for k, v in self.space.dimensions().items() if k.endswith("_precision") for p in v})

@@ -71,6 +71,7 @@ class Hooks:
     supernet_start: Callable[[bool], None] | None = None
     trial_done: Callable[[int, int, float | None, dict[str, Any]], None] | None = None
     search_start: Callable[[int, int], None] | None = None
+    layers_profile: Callable[[int, int], None] | None = None  # (done, total): layers profiled at search start
 
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:

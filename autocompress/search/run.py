@@ -51,7 +51,7 @@ def run_search(cfg: SearchConfig, hooks: Hooks | None = None) -> SearchOutcome:
         seed=cfg.seed, model=cfg.model, weights=cfg.weights, input_shape=cfg.input_shape,
         retrain=cfg.retrain_supernet,
     )  # fmt: skip
-    problem.check()
+    problem.check(ProblemHooks(profile_step=hooks.layers_profile))
     target = problem.target
     warm = warm_start_params(cfg.warm_start, problem) if cfg.warm_start else []
     run_dir = prepare_run_dir(cfg, target.name, problem.fingerprint())

@@ -26,8 +26,9 @@ import torch.nn as nn
 from autocompress import compress
 from autocompress.data import ImageDataset, load_dataset
 from autocompress.exceptions import ModelError, UnpricedLayersError
+from autocompress.hardware.layer_fill import fill_layers
 from autocompress.hardware.layer_predict import layer_precisions, predict_layers, unpriced
-from autocompress.hardware.layer_table import LayerSpec, LayerTable, load_layers
+from autocompress.hardware.layer_table import OPS, LayerSpec, LayerTable, load_layers
 from autocompress.hardware.onnx_layers import extract_layers
 from autocompress.hardware.pricing import Prediction
 from autocompress.hardware.targets import Target, get_target
@@ -137,10 +138,25 @@ class UserModelProblem(Problem, UserModelDescriber):
     def fingerprint(self) -> str:
         return f"{self.space.fingerprint(self.user.weights_sha256)}-{self.space.size()}"
 
-    def check(self) -> None:
-        """Every layer priced before any training: the unpruned model and the most compressed one."""
-        self._baseline_prediction = self.predict(self.largest())
-        self.predict(self.smallest())
+    def check(self, hooks: ProblemHooks | None = None) -> None:
+        """Every layer priced before any training: the unpruned model and the most compressed one.
+
+        On a table measured on this machine, the layers of both whose family has no row (at every
+        precision the space may give them) are profiled first and merged into the table
+        (``hooks.profile_step(done, total)`` reports progress); a table measured elsewhere is
+        refused with the command that profiles them there, before anything is written.
+        """
+        cands = [self.largest(), self.smallest()]
+        with tempfile.TemporaryDirectory() as tmp:
+            layers = [self.layers_of(self.export(self.prune(c, calibrate=False), Path(tmp) / f"m{i}.onnx"))
+                      for i, c in enumerate(cands)]  # fmt: skip
+        precisions = {"fp32"} | {p for k, v in self.space.dimensions().items() if k.startswith("precision.") for p in v}
+        keys = [layer.at(p, self.batch) for ls in layers for layer in ls for p in sorted(precisions)]
+        self.layer_table, _ = fill_layers(self.target, self.layer_table, keys,
+                                          command=profile_command(self.user, self.target),
+                                          on_progress=hooks.profile_step if hooks else None)  # fmt: skip
+        self._baseline_prediction = self.price(layers[0], cands[0])
+        self.price(layers[1], cands[1])
 
     def prepare(self, models_dir: Path, hooks: ProblemHooks | None = None) -> dict[str, Any]:
         """Export the original (``models/original.onnx``), fit the layer table's scale to it on
@@ -290,7 +306,7 @@ class UserModelProblem(Problem, UserModelDescriber):
         if unknown:
             raise UnpricedLayersError(
                 f"target {self.target.name} cannot price {len(unknown)} node(s) of {self.user.spec}: "
-                f"{'; '.join(unknown[:8])} ({_NOT_IN_TABLES}: conv, linear, pooling, add, mul, activations)"
+                f"{'; '.join(unknown[:8])} ({_NOT_IN_TABLES}: {', '.join(OPS)})"
             )
         return layers
 
