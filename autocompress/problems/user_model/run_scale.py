@@ -13,6 +13,7 @@ target, and estimated targets keep their calibration.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,13 +21,15 @@ from typing import Any
 
 from autocompress._io import atomic_path
 from autocompress.hardware.host import cpu_model
+from autocompress.hardware.layer_fill import same_host
 from autocompress.hardware.layer_predict import predict_layers
 from autocompress.hardware.layer_table import LayerSpec, LayerTable
 from autocompress.hardware.lut import DeviceSpec
 from autocompress.hardware.profile import GROUP
-from autocompress.hardware.scale import Timed, fit_scales, unit_scale
+from autocompress.hardware.scale import SCALE_BOUNDS, Timed, fit_scales, unit_scale
 from autocompress.runtime import RUNTIMES, measure_passes, pinned_cpus
 
+RUN_BOUNDS = (0.1, 10.0)  # wider than a table's: this is the model itself, timed here
 REPS = 200  # per pass: batch-1 runs of a small network take well under a millisecond
 PASSES = 3
 FILE = "latency_scale.json"  # beside the run's models: workers and --resume reuse it
@@ -90,9 +93,9 @@ def why_not_here(device: DeviceSpec) -> str | None:
         return f"{device.name} is {device.source}: its scale is calibrated, not timed here"
     if device.runtime not in RUNTIMES:
         return f"{device.name} runs {device.runtime}, which this machine cannot time"
-    here, there = cpu_model(), str(device.host.get("cpu", ""))
-    if here != there:
-        return f"{device.name} was measured on {there!r}, this machine is {here!r}"
+    if not same_host(device):
+        there = f"{device.host.get('cpu', 'unknown')!r} ({device.host.get('logical_cpus', '?')} logical CPUs)"
+        return f"{device.name} was measured on {there}, not on this machine ({cpu_model()!r}, {os.cpu_count()})"
     return None
 
 
@@ -104,15 +107,10 @@ def fit_run_scale(device: DeviceSpec, table: LayerTable, networks: Sequence[Netw
     table's factor."""
     threads = int(device.host.get("threads") or 1)
     pin = threads if device.host.get("pinned_cpus") else 0
-    unit = unit_scale(device, "layers")
-    preds = [predict_layers(unit, table, n.layers, n.precisions, batch=batch) for n in networks]
     with pinned_cpus(pin):
         timings = measure_passes([n.path for n in networks], [n.input_shape for n in networks], passes=passes,
                                  group=GROUP, threads=threads, reps=reps, runtime=device.runtime)  # fmt: skip
-    groups: dict[str, list[Timed]] = {}
-    for net, pred, t in zip(networks, preds, timings, strict=True):
-        groups.setdefault(net.precision, []).append(Timed(pred, net.precisions, t.median_ms))
-    fitted = fit_scales(groups)
+    fitted = _fit(device, table, networks, [t.median_ms for t in timings], batch)
     table_scale = {p: device.scale(p, "layers") for p in device.precisions}
     scales = {**table_scale, **fitted}
     after = device.model_copy(update={"layer_scale": scales})
@@ -127,3 +125,22 @@ def fit_run_scale(device: DeviceSpec, table: LayerTable, networks: Sequence[Netw
             "error_after_pct": round(100 * (now / t.median_ms - 1), 1),
         }  # fmt: skip
     return RunScale(scales, report, device.runtime, threads, reps, passes, cpu_model(), table_scale)
+
+
+def _fit(device: DeviceSpec, table: LayerTable, networks: Sequence[Network], measured: Sequence[float],
+         batch: int) -> dict[str, float]:  # fmt: skip
+    """:func:`fit_scales` per precision, repeated from the factors found while one stops at the
+    generic fit's bounds (a table's factor outside them means a wrong table; here the network is
+    the model itself), within ``RUN_BOUNDS``."""
+    total: dict[str, float] = {}
+    for _ in range(4):
+        current = unit_scale(device, "layers").model_copy(update={"layer_scale": {**total}} if total else {})
+        groups: dict[str, list[Timed]] = {}
+        for net, ms in zip(networks, measured, strict=True):
+            pred = predict_layers(current, table, net.layers, net.precisions, batch=batch)
+            groups.setdefault(net.precision, []).append(Timed(pred, net.precisions, ms))
+        step = fit_scales(groups)
+        total = {p: round(min(RUN_BOUNDS[1], max(RUN_BOUNDS[0], total.get(p, 1.0) * f)), 4) for p, f in step.items()}
+        if all(SCALE_BOUNDS[0] < f < SCALE_BOUNDS[1] for f in step.values()):
+            break
+    return total
