@@ -132,6 +132,34 @@ def test_densenet_prunes_through_concatenations_and_fixes_uneven_grouped_convs()
     assert pruned.get_submodule("fc").in_features == 10 + 8 + 4 + 8
 
 
+class _ResNeXtBlock(torch.nn.Module):
+    """A 1x1 conv feeding a grouped 3x3 (ResNeXt): its channels are cut the same in each group."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        nn = torch.nn
+        self.stem = nn.Sequential(nn.Conv2d(1, 16, 3, 2, 1), nn.BatchNorm2d(16), nn.ReLU())
+        self.a = nn.Sequential(nn.Conv2d(16, 32, 1), nn.BatchNorm2d(32), nn.ReLU())
+        self.b = nn.Sequential(nn.Conv2d(32, 32, 3, 1, 1, groups=4), nn.BatchNorm2d(32), nn.ReLU())
+        self.c = nn.Sequential(nn.Conv2d(32, 16, 1), nn.BatchNorm2d(16))
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        return self.fc((x + self.c(self.b(self.a(x)))).mean((2, 3)))
+
+
+def test_a_conv_feeding_a_grouped_conv_whole_is_cut_evenly() -> None:
+    model = _ResNeXtBlock().eval()
+    space = _space(model, max_prune_groups=20)
+    blocks = {r.root: r.channel_groups for g in space.groups for r in g.groups}
+    assert blocks["a.0"] == 4 and blocks["b.0"] == 4 and not space.notes
+    pruned = prune_model(model, space, {"a.0": 0.5, "b.0": 0.5}, X)
+    conv = pruned.get_submodule("b.0")
+    assert (conv.in_channels, conv.out_channels, conv.groups) == (16, 16, 4)
+    assert inexact_groups(model, X, [r for g in space.groups for r in g.groups], 0.5) == {}
+
+
 def test_preact_resnet_couples_the_next_blocks_batchnorm_with_the_stream() -> None:
     space = _space(bm.preact_resnet(), max_prune_groups=50)
     members = _members(space)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -146,7 +147,7 @@ class RawGroup:
     root: str  # the module whose output channels root the group
     channels: int
     members: tuple[str, ...]  # every conv/linear/norm module the group touches
-    channel_groups: int = 1  # the root is a grouped conv: as many channels are cut from each of its groups
+    channel_groups: int = 1  # cut in this many equal blocks, the same positions in each (grouped convs)
 
 
 @dataclass(frozen=True)
@@ -244,7 +245,7 @@ def find_groups(model: nn.Module, example: torch.Tensor, fn_name: str = "the mod
         channels = root.out_channels if isinstance(root, nn.Conv2d) else root.out_features
         members = sorted({names[d.target.module] for d, _ in group if d.target.module in names})
         if channels >= 2:
-            groups.append(RawGroup(names[root], int(channels), tuple(members), _channel_groups(root)))
+            groups.append(RawGroup(names[root], int(channels), tuple(members), _cut_groups(graph, root, group)))
     rank = {n: i for i, n in enumerate(order)}
     groups.sort(key=lambda g: rank.get(g.root, len(rank)))
     return groups, head
@@ -255,6 +256,21 @@ def _channel_groups(module: nn.Module) -> int:
     if isinstance(module, nn.Conv2d) and 1 < module.groups != module.out_channels:
         return int(module.groups)
     return 1
+
+
+def _cut_groups(graph: tp.DependencyGraph, root: nn.Module, group: Any) -> int:
+    """In how many equal blocks the group's channels are cut (the same positions in each): the
+    groups of a grouped conv that is the root, or that reads exactly the root's channels as its
+    input (a ResNeXt 1x1 conv feeding a grouped 3x3); 1 otherwise."""
+    n = root.out_channels if isinstance(root, nn.Conv2d) else root.out_features
+    blocks = _channel_groups(root)
+    for item in group:
+        conv = item.dep.target.module
+        if (isinstance(conv, nn.Conv2d) and _channel_groups(conv) > 1
+                and not graph.is_out_channel_pruning_fn(item.dep.handler)
+                and list(item.idxs) == list(item.root_idxs) == list(range(conv.in_channels))):  # fmt: skip
+            blocks = math.lcm(blocks, conv.groups)
+    return blocks if n % blocks == 0 else 1
 
 
 def _prefix(name: str, depth: int) -> str:
