@@ -253,7 +253,18 @@ def _model_line(config: dict[str, Any]) -> str:
     star = "*" if config.get("target_estimated") else ""
     return (f"- model: `{m.get('spec')}` with weights `{m.get('weights')}` (sha256 {str(m.get('weights_sha256'))[:12]}); "
             f"original: val {100 * b.get('val_accuracy', 0):.2f}%, test {100 * b.get('test_accuracy', 0):.2f}%, "
-            f"{format_ms(b.get('latency_ms', 0))}{star}, {format_bytes(b.get('size_bytes', 0))}")  # fmt: skip
+            f"{format_ms(b.get('latency_ms', 0))}{star}, {format_bytes(b.get('size_bytes', 0))}"
+            f"{_scale_line(b.get('latency_scale') or {})}")  # fmt: skip
+
+
+def _scale_line(scale: dict[str, Any]) -> str:
+    """How the run's layer scale was fitted on the original (empty when it was not)."""
+    nets = scale.get("networks") or {}
+    if not scale.get("fitted") or not nets:
+        return ""
+    parts = [f"{p} x{scale['layer_scale'][p]}: predicted {format_ms(n['predicted_before_ms'])} with the table's "
+             f"scale, measured {format_ms(n['measured_ms'])}" for p, n in nets.items()]  # fmt: skip
+    return f"; layer table scaled for this run ({'; '.join(parts)})"
 
 
 def _model_args(config: dict[str, Any]) -> str:

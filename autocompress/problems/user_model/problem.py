@@ -5,10 +5,16 @@ Prune (torch-pruning DepGraph) -> BatchNorm re-estimated -> KD fine-tune from th
 Runtime static QDQ, or NNCF for OpenVINO targets; QAT when PTQ loses more than
 ``qat_threshold_pp``, kept if better on validation) -> accuracy by the target's runtime on val
 and test -> size, params, MACs -> latency and energy from the target's generic layer table.
+Parts a candidate runs in fp16 are exported in half precision with casts at their edges
+(``half.py``) and priced with fp16 rows. On a measured table timed on this machine, ``prepare``
+fits the table's ``layer_scale`` to the user's original timed end to end (``run_scale.py``) and
+every trial is priced with it.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import tempfile
 import time
 from pathlib import Path
@@ -19,7 +25,7 @@ import torch.nn as nn
 
 from autocompress import compress
 from autocompress.data import ImageDataset, load_dataset
-from autocompress.exceptions import CompressionUnavailableError, ModelError, UnpricedLayersError
+from autocompress.exceptions import ModelError, UnpricedLayersError
 from autocompress.hardware.layer_fill import fill_layers
 from autocompress.hardware.layer_predict import layer_precisions, predict_layers, unpriced
 from autocompress.hardware.layer_table import OPS, LayerSpec, LayerTable, load_layers
@@ -27,7 +33,9 @@ from autocompress.hardware.onnx_layers import extract_layers
 from autocompress.hardware.pricing import Prediction
 from autocompress.hardware.targets import Target, get_target
 from autocompress.problems.base import Problem, ProblemHooks, RunDescriber, TrialResult
+from autocompress.problems.user_model.half import half_parts
 from autocompress.problems.user_model.loader import UserModel, load_user_model, parse_input_shape
+from autocompress.problems.user_model.run_scale import Network, RunScale, fit_run_scale, why_not_here
 from autocompress.problems.user_model.space import (
     ModelCandidate,
     ModelSpace,
@@ -37,6 +45,8 @@ from autocompress.problems.user_model.space import (
 )
 from autocompress.runtime import accuracy, accuracy_runtime, export_onnx, model_size, onnx_params
 from autocompress.supernet import recalibrate_bn
+
+log = logging.getLogger(__name__)
 
 TAYLOR_SAMPLES = 256
 QAT_LR_FACTOR = 0.25  # QAT starts from a fine-tuned network: a quarter of the fine-tune's rate
@@ -149,11 +159,16 @@ class UserModelProblem(Problem, UserModelDescriber):
         self.price(layers[1], cands[1])
 
     def prepare(self, models_dir: Path, hooks: ProblemHooks | None = None) -> dict[str, Any]:
+        """Export the original (``models/original.onnx``), fit the layer table's scale to it on
+        this machine (measured tables timed here; reused from ``models/latency_scale.json`` on
+        ``--resume``), and measure its accuracy."""
         self.models_dir = models_dir
         original = models_dir / "original.onnx"
         if not original.is_file():
             self.export(self.user.module, original)
-        baseline = getattr(self, "_baseline_prediction", None) or self.predict(self.largest())
+        before = getattr(self, "_baseline_prediction", None) or self.predict(self.largest())
+        scale = self._run_scale(original)
+        baseline = self.predict(self.largest()) if scale is not None else before
         runtime = self.runtime
         x_val, y_val = self.data.split("val", self.resolution)
         x_test, y_test = self.data.split("test", self.resolution)
@@ -165,11 +180,57 @@ class UserModelProblem(Problem, UserModelDescriber):
             "energy_mj": baseline.energy_mj,
             "size_bytes": model_size(original),
             "model_path": str(original),
+            "latency_scale": self._scale_entry(scale, before.latency_ms),
         }
         return {"baseline": self._baseline}
 
+    def _run_scale(self, original: Path) -> RunScale | None:
+        """The run's layer scale: the one a previous start of this run fitted, else fitted now
+        (None where the table cannot be timed here). Applied to ``self.target``."""
+        device = self.target.device
+        why = why_not_here(device)
+        if why is not None:
+            self._scale_why = why
+            return None
+        scale = RunScale.load(self.models_dir)
+        if scale is None:
+            t0 = time.perf_counter()
+            with tempfile.TemporaryDirectory(dir=self.models_dir, prefix=".scale") as tmp:
+                scale = fit_run_scale(device, self.layer_table, self._scale_networks(original, Path(tmp)),
+                                      batch=self.batch)  # fmt: skip
+            scale.save(self.models_dir)
+            log.info("layer scale fitted on the original in %.1f s: %s", time.perf_counter() - t0, scale.layer_scale)
+        self.target = dataclasses.replace(self.target, device=scale.apply(device))
+        return scale
+
+    def _scale_networks(self, original: Path, tmp: Path) -> list[Network]:
+        """The original in fp32 and, where the space allows int8, with every int8-able part
+        quantized (as a trial's deploy step would)."""
+        layers = self.layers_of(original)
+        shape = (self.batch, *self.user.input_shape)
+        nets = [Network("fp32", layers, ["fp32"] * len(layers), original, shape)]
+        int8 = {p.onnx_prefix: "int8" for p in self.space.parts
+                if "int8" in self.space.dimensions()[f"precision.{p.name}"]}  # fmt: skip
+        if int8 and "int8" in self.target.device.precisions:
+            calib, _ = self.data.split("calib", self.resolution)
+            quant = compress.Quantization(int8=True, keep_float=compress.float_nodes_outside(original, list(int8)),
+                                          runtime=self.target.device.runtime)  # fmt: skip
+            path = compress.ptq(original, tmp / "original.int8.onnx", calib.numpy(), quant)
+            nets.append(Network("int8", layers, layer_precisions(layers, int8), path, shape))
+        return nets
+
+    def _scale_entry(self, scale: RunScale | None, before_ms: float) -> dict[str, Any]:
+        """What config.yaml records of the run's scale."""
+        if scale is None:
+            return {"fitted": False, "why": getattr(self, "_scale_why", ""), "predicted_ms": round(before_ms, 5),
+                    "layer_scale": self.target.device.layer_scale}  # fmt: skip
+        return {"fitted": True, **scale.to_dict()}
+
     def attach(self, models_dir: Path) -> None:
         self.models_dir = models_dir
+        scale = RunScale.load(models_dir)
+        if scale is not None and why_not_here(self.target.device) is None:
+            self.target = dataclasses.replace(self.target, device=scale.apply(self.target.device))
 
     def config_entries(self) -> dict[str, Any]:
         return {
@@ -270,10 +331,6 @@ class UserModelProblem(Problem, UserModelDescriber):
 
     def evaluate(self, cand: ModelCandidate, number: int) -> TrialResult:
         """Score ``cand`` for real; writes ``models/trial_NNNN.onnx``."""
-        if any(p == "fp16" for _, p in cand.precision):
-            raise CompressionUnavailableError(
-                "fp16 parts of a user's model are not exported yet; use fp32 or int8 in --space precisions"
-            )
         spec = self.space.spec
         t0 = time.perf_counter()
         model = self.prune(cand)
@@ -294,14 +351,17 @@ class UserModelProblem(Problem, UserModelDescriber):
         prefixes = self.prefixes(cand)
         int8_prefixes = [p for p, prec in prefixes.items() if prec == "int8"]
         int8 = [m for p in self.space.parts if cand.precisions.get(p.name) == "int8" for m in p.modules]
+        fp16 = [p.name for p in self.space.parts if cand.precisions.get(p.name) == "fp16"]
         priced: dict[str, Any] = {}
 
         def export(net: nn.Module, out: Path) -> Path:
             self.export(net, out)
-            if not priced:  # the deployed network's layers: pruned geometry, before quantization
+            if not priced:  # the deployed network's layers: pruned geometry, fp32, before quantization
                 layers = self.layers_of(out)
                 priced.update(prediction=self.price(layers, cand), params=onnx_params(out),
                               macs=sum(layer.key.macs() for layer in layers))  # fmt: skip
+            if fp16:  # the file deployed: those parts stored and computed in half precision
+                self.export(half_parts(net, fp16), out)
             return out
 
         def quantization(float_file: Path) -> compress.Quantization:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -146,6 +147,7 @@ class RawGroup:
     root: str  # the module whose output channels root the group
     channels: int
     members: tuple[str, ...]  # every conv/linear/norm module the group touches
+    channel_groups: int = 1  # cut in this many equal blocks, the same positions in each (grouped convs)
 
 
 @dataclass(frozen=True)
@@ -243,10 +245,32 @@ def find_groups(model: nn.Module, example: torch.Tensor, fn_name: str = "the mod
         channels = root.out_channels if isinstance(root, nn.Conv2d) else root.out_features
         members = sorted({names[d.target.module] for d, _ in group if d.target.module in names})
         if channels >= 2:
-            groups.append(RawGroup(names[root], int(channels), tuple(members)))
+            groups.append(RawGroup(names[root], int(channels), tuple(members), _cut_groups(graph, root, group)))
     rank = {n: i for i, n in enumerate(order)}
     groups.sort(key=lambda g: rank.get(g.root, len(rank)))
     return groups, head
+
+
+def _channel_groups(module: nn.Module) -> int:
+    """Groups of a grouped (not depthwise) conv, whose output channels must be cut evenly; else 1."""
+    if isinstance(module, nn.Conv2d) and 1 < module.groups != module.out_channels:
+        return int(module.groups)
+    return 1
+
+
+def _cut_groups(graph: tp.DependencyGraph, root: nn.Module, group: Any) -> int:
+    """In how many equal blocks the group's channels are cut (the same positions in each): the
+    groups of a grouped conv that is the root, or that reads exactly the root's channels as its
+    input (a ResNeXt 1x1 conv feeding a grouped 3x3); 1 otherwise."""
+    n = root.out_channels if isinstance(root, nn.Conv2d) else root.out_features
+    blocks = _channel_groups(root)
+    for item in group:
+        conv = item.dep.target.module
+        if (isinstance(conv, nn.Conv2d) and _channel_groups(conv) > 1
+                and not graph.is_out_channel_pruning_fn(item.dep.handler)
+                and list(item.idxs) == list(item.root_idxs) == list(range(conv.in_channels))):  # fmt: skip
+            blocks = math.lcm(blocks, conv.groups)
+    return blocks if n % blocks == 0 else 1
 
 
 def _prefix(name: str, depth: int) -> str:
@@ -417,16 +441,23 @@ def derive_space(
     notes: list[str] = []
     dims: dict[str, list[Any]] = {}
     groups: list[PruneGroup] = []
-    if raw:
-        mapping = _merge([g.root for g in raw], spec.max_prune_groups)
+    most = max([*spec.prune_ratio, *(r for rs in spec.prune.values() for r in rs)])
+    fixed = inexact_groups(model, example, raw, most) if most > 0 else {}
+    for root, why in fixed.items():
+        notes.append(f"group {root} is not pruned: {why}")
+    prunable = [g for g in raw if g.root not in fixed]
+    if prunable:
+        mapping = _merge([g.root for g in prunable], spec.max_prune_groups)
         by_name: dict[str, list[RawGroup]] = {}
-        for g in raw:
+        for g in prunable:
             by_name.setdefault(mapping[g.root], []).append(g)
         groups = [PruneGroup(n, tuple(gs)) for n, gs in by_name.items()]
-    known = [g.name for g in groups]
+    known = [g.name for g in groups] + list(fixed)
     for key in spec.prune:
         if not any(g == key or g.startswith(key + ".") or key.startswith(g + ".") for g in known):
             raise SpaceError(f"--space: prune.{key} names no pruning group of this model (groups: {', '.join(known)})")
+    if raw and not groups:
+        raise ModelError(f"{fn_name}: no group can be pruned without changing what the rest of the model computes")
     for g in groups:
         choices = _override(g.name, spec.prune) or list(spec.prune_ratio)
         dims[f"prune.{g.name}"] = sorted(choices)
@@ -439,7 +470,7 @@ def derive_space(
         if mapping[n] not in part_names:
             part_names.append(mapping[n])
     parts = [PrecisionPart(p, tuple(n for n in order if mapping[n] == p)) for p in part_names]
-    default = list(spec.precision) if spec.precision else [p for p in ("fp32", "int8") if p in precisions]
+    default = list(spec.precision) if spec.precision else [p for p in ("fp32", "fp16", "int8") if p in precisions]
     for key in spec.precisions:
         if not any(p == key or p.startswith(key + ".") for p in part_names):
             raise SpaceError(f"--space: precisions.{key} names no part of this model (parts: {', '.join(part_names)})")
@@ -490,44 +521,194 @@ def _check_prunable(model: nn.Module, example: torch.Tensor, space: ModelSpace, 
         raise ModelError(f"{fn_name}: no group can be pruned without breaking its forward pass")
 
 
+# --------------------------------------------------------------------------- pruning
+
+
+_SPLIT = "Split"  # torch-pruning's op node of split/chunk (``_SplitOp``)
+
+
+@dataclass(frozen=True)
+class _Cut:
+    """The channels one raw group loses: the root's output indices, and the input indices each
+    conv/linear reading them loses (both found on the unpruned graph)."""
+
+    root: nn.Module
+    drop: list[int]
+    inputs: tuple[tuple[str, tuple[int, ...]], ...]
+    ops: frozenset[str]  # torch-pruning's op nodes in the group (``_SplitOp``, ``_ConcatOp``, ...)
+    uneven: tuple[str, ...]  # grouped (not depthwise) convs whose groups would lose different inputs
+
+
+def _drop(scores: torch.Tensor, n: int, keep: int, channel_groups: int) -> list[int]:
+    """The ``n - keep`` lowest-scoring channels; over a grouped root, the same positions in each
+    of its ``channel_groups`` groups (their scores summed), so every group keeps as many."""
+    if channel_groups == 1:
+        return torch.argsort(scores, stable=True)[: n - keep].sort().values.tolist()
+    per = n // channel_groups
+    cut = per - max(1, keep // channel_groups)
+    positions = torch.argsort(scores.view(channel_groups, per).sum(0), stable=True)[:cut].tolist()
+    return sorted(b * per + j for b in range(channel_groups) for j in positions)
+
+
+def _plan(work: nn.Module, graph: tp.DependencyGraph, cuts: list[tuple[RawGroup, float]], criterion: str,
+          round_to: int) -> list[_Cut]:  # fmt: skip
+    """What each raw group loses at its ratio, scored on the unpruned network."""
+    scorer = importance(criterion)
+    modules = dict(work.named_modules())
+    names = {m: n for n, m in modules.items()}
+    out: list[_Cut] = []
+    for raw, ratio in cuts:
+        if ratio == 0:
+            continue
+        root = modules[raw.root]
+        n = root.out_channels if isinstance(root, nn.Conv2d) else root.out_features
+        keep = pruned_channels(n, ratio, round_to)
+        if raw.channel_groups > 1:
+            keep = max(raw.channel_groups, keep // raw.channel_groups * raw.channel_groups)
+        if keep >= n:
+            continue
+        fn = graph.get_pruner_of_module(root).prune_out_channels
+        scores = scorer(graph.get_pruning_group(root, fn, idxs=list(range(n))))
+        if scores is None or scores.numel() != n:
+            raise RuntimeError(f"importance {criterion} gave no score for group {raw.root}")
+        drop = _drop(torch.nan_to_num(scores.float(), nan=0.0), n, keep, raw.channel_groups)
+        inputs, ops, uneven = [], set(), []
+        for item in graph.get_pruning_group(root, fn, idxs=drop):
+            target = item.dep.target.module
+            if target not in names:
+                ops.add(type(target).__name__)
+            elif isinstance(target, nn.Conv2d | nn.Linear) and not graph.is_out_channel_pruning_fn(item.dep.handler):
+                idxs = tuple(int(i) for i in item.idxs)
+                inputs.append((names[target], idxs))
+                if isinstance(target, nn.Conv2d) and not _even(target, idxs):
+                    uneven.append(names[target])
+        out.append(_Cut(root, drop, tuple(inputs), frozenset(ops), tuple(uneven)))
+    return out
+
+
+def _even(conv: nn.Conv2d, idxs: tuple[int, ...]) -> bool:
+    """Whether cutting inputs ``idxs`` of ``conv`` cuts the same positions in each of its groups
+    (torch-pruning slices a grouped conv's weight as if it did; a depthwise conv is cut whole)."""
+    if _channel_groups(conv) == 1:
+        return True
+    per = conv.in_channels // conv.groups
+    blocks = [{i % per for i in idxs if i // per == b} for b in range(conv.groups)]
+    return all(b == blocks[0] for b in blocks)
+
+
+def _prune(work: nn.Module, graph: tp.DependencyGraph, plan: list[_Cut]) -> nn.Module:
+    for cut in plan:  # a root's output indices are its own: earlier cuts only shrink its inputs
+        fn = graph.get_pruner_of_module(cut.root).prune_out_channels
+        graph.get_pruning_group(cut.root, fn, idxs=cut.drop).prune()
+    return work.eval()
+
+
+def _masked(model: nn.Module, plan: list[_Cut]) -> nn.Module:
+    """A copy of ``model`` whose conv/linear layers ignore the channels ``plan`` cuts (their input
+    weights zeroed): what the pruned network must compute, if pruning is exact."""
+    out = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        for cut in plan:
+            for name, idxs in cut.inputs:
+                layer = out.get_submodule(name)
+                w = layer.weight
+                if isinstance(layer, nn.Linear):
+                    w[:, list(idxs)] = 0
+                    continue
+                per_in, per_out = layer.in_channels // layer.groups, layer.out_channels // layer.groups
+                for i in idxs:  # a grouped conv reads input i only in the outputs of i's group
+                    b = i // per_in
+                    w[b * per_out : (b + 1) * per_out, i % per_in] = 0
+    return out
+
+
+def _why(plan: list[_Cut]) -> str:
+    grouped = sorted({g for cut in plan for g in cut.uneven})
+    if grouped:
+        return (f"it feeds the grouped conv {', '.join(grouped[:3])} unevenly across its groups "
+                f"(torch-pruning would mix them up)")  # fmt: skip
+    if any(_SPLIT in op for cut in plan for op in cut.ops):
+        return "its channels pass a split that torch-pruning maps wrongly (pruning would mix channels up)"
+    return "the pruned model computes something else than the kept channels of the original"
+
+
+def _exact(model: nn.Module, example: torch.Tensor, cuts: list[tuple[RawGroup, float]]) -> str | None:
+    """None when cutting ``cuts`` removes exactly those channels (the pruned network computes
+    what the original computes with their readers' weights zeroed), else why not."""
+    work = trainable_copy(model)
+    try:
+        graph = build_graph(work, example)
+        plan = _plan(work, graph, cuts, "l2", 1)
+        if not plan:
+            return None
+        if any(cut.uneven for cut in plan):
+            return _why(plan)
+        masked = _masked(model, plan)
+        x = torch.rand(example.shape, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            want = masked(x)
+            got = _prune(work, graph, plan)(x)
+    except Exception as exc:
+        split = any(_splits(graph, work, raw) for raw, _ in cuts) if "graph" in locals() else False
+        if split:
+            return f"its channels pass a split that torch-pruning cannot map ({type(exc).__name__})"
+        return f"the pruned model fails ({type(exc).__name__})"
+    finally:
+        for p in work.parameters():
+            p.grad = None
+    tol = 1e-5 * (1.0 + float(want.abs().max()))  # float32 rounding of reordered sums, not a lost channel
+    if got.shape != want.shape or not torch.allclose(got, want, rtol=1e-4, atol=tol):
+        return _why(plan)
+    return None
+
+
+def _splits(graph: tp.DependencyGraph, work: nn.Module, raw: RawGroup) -> bool:
+    """Whether ``raw``'s channels pass a split/chunk/unbind."""
+    try:
+        root = work.get_submodule(raw.root)
+        fn = graph.get_pruner_of_module(root).prune_out_channels
+        group = graph.get_pruning_group(root, fn, idxs=list(range(raw.channels)))
+    except Exception:
+        return False
+    return any(_SPLIT in type(item.dep.target.module).__name__ for item in group)
+
+
+def inexact_groups(model: nn.Module, example: torch.Tensor, groups: list[RawGroup], ratio: float) -> dict[str, str]:
+    """The raw groups whose pruning at ``ratio`` would not remove exactly their channels (a
+    grouped conv reading them unevenly, a split torch-pruning maps wrongly, a forward that
+    breaks), by root, with the reason. All groups are checked at once, then one by one when
+    that fails."""
+    if not groups or _exact(model, example, [(g, ratio) for g in groups]) is None:
+        return {}
+    out = {}
+    for g in groups:
+        why = _exact(model, example, [(g, ratio)])
+        if why is not None:
+            out[g.root] = why
+    return out
+
+
 def prune_model(
     model: nn.Module, space: ModelSpace, ratios: dict[str, float], example: torch.Tensor, *,
     images: torch.Tensor | None = None, labels: torch.Tensor | None = None,
 ) -> nn.Module:  # fmt: skip
     """A pruned copy of ``model`` (``model`` itself is left alone): each group of ``space`` loses
-    ``ratio`` of its channels (:func:`autocompress.arch.pruned_channels`), the least important
-    ones by ``space.spec.prune_importance``. Coupled layers shrink together, so residual adds
-    keep matching shapes."""
+    ``ratio`` of its channels (:func:`autocompress.arch.pruned_channels`; over a grouped conv,
+    as many from each of its groups), the least important ones by ``space.spec.prune_importance``
+    scored on the unpruned network. Coupled layers shrink together, so residual adds and
+    concatenations keep matching shapes."""
     work = trainable_copy(model)
-    if not any(ratios.get(g.name, 0.0) for g in space.groups):
+    cuts = [(raw, ratios.get(g.name, 0.0)) for g in space.groups for raw in g.groups]
+    if not any(r for _, r in cuts):
         return work.eval()
     criterion = space.spec.prune_importance
-    scorer = importance(criterion)
     graph = build_graph(work, example)
-    if criterion == "taylor":
-        with torch.enable_grad():
-            _accumulate_gradients(work, images, labels)
-    modules = dict(work.named_modules())
     try:
-        for g in space.groups:
-            ratio = ratios.get(g.name, 0.0)
-            if ratio == 0:
-                continue
-            for raw in g.groups:
-                root = modules[raw.root]
-                n = root.out_channels if isinstance(root, nn.Conv2d) else root.out_features
-                keep = pruned_channels(n, ratio, space.spec.prune_round_to)
-                if keep >= n:
-                    continue
-                fn = graph.get_pruner_of_module(root).prune_out_channels
-                group = graph.get_pruning_group(root, fn, idxs=list(range(n)))
-                scores = scorer(group)
-                if scores is None or scores.numel() != n:
-                    raise RuntimeError(f"importance {criterion} gave no score for group {raw.root}")
-                scores = torch.nan_to_num(scores.float(), nan=0.0)
-                drop = torch.argsort(scores, stable=True)[: n - keep].sort().values.tolist()
-                graph.get_pruning_group(root, fn, idxs=drop).prune()
+        if criterion == "taylor":
+            with torch.enable_grad():
+                _accumulate_gradients(work, images, labels)
+        plan = _plan(work, graph, cuts, criterion, space.spec.prune_round_to)
     finally:
         for p in work.parameters():
             p.grad = None
-    return work.eval()
+    return _prune(work, graph, plan)
