@@ -186,6 +186,10 @@ def search(
     backend: str = typer.Option("local", "--backend", help="local (this process) or ray (Ray Tune trials)."),
     workers: int = typer.Option(1, "--workers", help="Concurrent Ray Tune trials (--backend ray)."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster to join (default: start a local one)."),
+    accuracy_window: Optional[float] = typer.Option(None, "--accuracy-window", metavar="PP",
+                                                    help="List Pareto points more than PP percentage points of "
+                                                    "validation accuracy below the best apart (default 5; on "
+                                                    "--resume, the run's)."),
     model: Optional[str] = typer.Option(None, "--model", help="Bring your own model: FILE.py:FUNCTION or "
                                         "package.module:FUNCTION returning an nn.Module (--space then narrows "
                                         "its derived space)."),
@@ -230,6 +234,7 @@ def _search(**kw: Any) -> None:
         model=kw["model"],
         weights=kw["weights"],
         input_shape=kw["input_shape"],
+        accuracy_window_pp=kw["accuracy_window"],
     )
     tasks: dict[str, Any] = {}
     progress: Progress  # set below, before run_search calls the hooks
@@ -288,20 +293,44 @@ def _print_model_outcome(outcome: Any) -> None:
         f"{format_ms(base['latency_ms'])}{' (est.)' if est else ''}, {format_bytes(base['size_bytes'])}",
         highlight=False,
     )
-    table = Table(title=f"Pareto set on {cfg['target']} within {format_ms(cfg['budget_ms'])}", title_justify="left")
-    for col in ("trial", "val acc", "Δ test acc", "latency" + (" (est.)" if est else ""), "× faster", "size",
-                "× smaller", "candidate"):  # fmt: skip
-        table.add_column(col, justify="left" if col == "candidate" else "right")
-    for _, r in outcome.pareto.iterrows():
-        table.add_row(
+    columns = ("trial", "val acc", "Δ test acc", "latency" + (" (est.)" if est else ""), "× faster", "size",
+               "× smaller", "candidate")  # fmt: skip
+
+    def row(r: Any) -> list[str]:
+        return [
             str(r["number"]), f"{100 * r['val_accuracy']:.2f}%",
             f"{100 * (r['test_accuracy'] - base['test_accuracy']):+.2f} pt", format_ms(r["latency_ms"]),
             f"{base['latency_ms'] / r['latency_ms']:.2f}", format_bytes(r["size_bytes"]),
             f"{base['size_bytes'] / r['size_bytes']:.2f}", str(r.get("candidate", "")),
-        )  # fmt: skip
-    out.print(table)
+        ]  # fmt: skip
+
+    _print_pareto(outcome, columns, row)
     out.print(f"latency source: {cfg['target_label']}", highlight=False)
     out.print(f"results: {outcome.run_dir}/ (report.md, pareto.csv, pareto.png, trials.parquet, models/)")
+
+
+def _print_pareto(outcome: Any, columns: tuple[str, ...], row: Any) -> None:
+    """The accuracy–latency front first, then the other Pareto points (smaller, not faster), then
+    one line for those far below the best accuracy (``row`` makes a table row of a trial)."""
+    from autocompress.results import accuracy_window, far_below_line, pareto_groups
+
+    cfg = outcome.config
+    window = accuracy_window(cfg)
+    front, others, _ = pareto_groups(outcome.pareto, window)
+    tables = [(f"Accuracy–latency front on {cfg['target']} within {format_ms(cfg['budget_ms'])}", front,
+               "no other candidate within the budget is as accurate and faster")]  # fmt: skip
+    if not others.empty:
+        tables.append(("Also on the Pareto set: smaller, not faster", others, None))
+    for title, rows, caption in tables:
+        table = Table(title=title, caption=caption, title_justify="left", caption_justify="left")
+        for col in columns:
+            table.add_column(col, justify="left" if col == "candidate" else "right")
+        for _, r in rows.iterrows():
+            table.add_row(*row(r))
+        out.print(table)
+    line = far_below_line(outcome.pareto, window)
+    if line:
+        out.print(f"{line}; --accuracy-window PP widens the window", highlight=False)
 
 
 def _check_search_input(kw: dict[str, Any]) -> None:
@@ -344,14 +373,12 @@ def _print_outcome(outcome: Any) -> None:
         highlight=False,
     )
     est = cfg.get("target_estimated")
-    table = Table(title=f"Pareto set on {cfg['target']} within {format_ms(cfg['budget_ms'])}", title_justify="left")
-    for col, just in [("trial", "right"), ("val acc", "right"), ("test acc", "right"),
-                      ("latency" + (" (est.)" if est else ""), "right"), ("energy" + (" (est.)" if est else ""), "right"),
-                      ("size", "right"), ("candidate", "left")]:  # fmt: skip
-        table.add_column(col, justify=just)  # type: ignore[arg-type]
-    for _, r in outcome.pareto.iterrows():
+    columns = ("trial", "val acc", "test acc", "latency" + (" (est.)" if est else ""),
+               "energy" + (" (est.)" if est else ""), "size", "candidate")  # fmt: skip
+
+    def row(r: Any) -> list[str]:
         energy = r.get("energy_mj")
-        table.add_row(
+        return [
             str(r["number"]),
             f"{100 * r['val_accuracy']:.2f}%",
             f"{100 * r['test_accuracy']:.2f}%",
@@ -359,8 +386,9 @@ def _print_outcome(outcome: Any) -> None:
             "n/a" if energy is None or energy != energy else f"{energy:.3f} mJ",
             format_bytes(r["size_bytes"]),
             str(r.get("candidate", "")),
-        )
-    out.print(table)
+        ]
+
+    _print_pareto(outcome, columns, row)
     out.print(f"latency source: {cfg['target_label']}", highlight=False)
     out.print(f"results: {outcome.run_dir}/ (report.md, pareto.csv, pareto.png, trials.parquet, models/)")
     out.print("next:")

@@ -4,8 +4,8 @@
       config.yaml      what was searched, against what, with which supernet
       study.db         the Optuna study (SQLite)
       trials.parquet   one row per trial, one column per choice and per result
-      pareto.csv       the feasible, non-dominated trials
-      pareto.png       accuracy vs predicted latency, budget drawn
+      pareto.csv       the feasible, non-dominated trials: the accuracy-latency front first
+      pareto.png       accuracy vs predicted latency, the front and the budget drawn
       models/          the exported file of every completed trial
       report.md        a short summary with the next commands to run
 
@@ -29,6 +29,9 @@ RESULT_COLUMNS = ("val_accuracy", "test_accuracy", "latency_ms", "energy_mj", "s
 CONFIG_FILE = "config.yaml"
 STUDY_FILE = "study.db"
 STUDY_NAME = "autocompress"
+# Pareto points more than this many percentage points of validation accuracy below the best
+# feasible one are listed apart (``--accuracy-window``): fastest and smallest, but rarely wanted.
+DEFAULT_ACCURACY_WINDOW_PP = 5.0
 
 
 def storage_url(run_dir: Path) -> str:
@@ -86,8 +89,9 @@ def pareto_numbers(study: Any) -> set[int]:
     return front
 
 
-def trials_frame(study: Any) -> pd.DataFrame:
-    """One row per trial: number, state, every choice, every result, feasibility, Pareto flag."""
+def trials_frame(study: Any, window_pp: float = DEFAULT_ACCURACY_WINDOW_PP) -> pd.DataFrame:
+    """One row per trial: number, state, every choice, every result, feasibility, Pareto flags
+    (``pareto``, ``front``, ``far_below``: see :func:`mark_fronts`)."""
     pareto = pareto_numbers(study)
     rows = []
     for t in study.get_trials(deepcopy=False):
@@ -113,19 +117,88 @@ def trials_frame(study: Any) -> pd.DataFrame:
     for col in RESULT_COLUMNS:
         if col not in frame:
             frame[col] = pd.Series([None] * len(frame), dtype="float64")
-    return frame
+    return mark_fronts(frame, window_pp) if not frame.empty else frame
+
+
+def accuracy_window(config: dict[str, Any]) -> float:
+    """The run's accuracy window in percentage points (runs written before it existed: the default)."""
+    value = config.get("accuracy_window_pp")
+    return DEFAULT_ACCURACY_WINDOW_PP if value is None else float(value)
+
+
+def mark_fronts(trials: pd.DataFrame, window_pp: float = DEFAULT_ACCURACY_WINDOW_PP) -> pd.DataFrame:
+    """The trials with two more flags beside ``pareto`` (feasible, non-dominated in accuracy,
+    latency and size), which keeps its meaning:
+
+    - ``far_below``: a Pareto point more than ``window_pp`` percentage points of validation
+      accuracy below the best Pareto point (the best feasible full-fidelity candidate);
+    - ``front``: a Pareto point within the window that no other is both at least as accurate as
+      and at least as fast as (strictly better in one): the accuracy-latency front. Computing it
+      over the Pareto points alone is enough: whatever dominates a point in accuracy and latency
+      is itself dominated, in all three, by a Pareto point.
+
+    The most accurate Pareto point is always on the front, so a run with any Pareto point has one.
+    """
+    out = trials.copy()
+    pareto = out["pareto"].fillna(False).astype(bool) if "pareto" in out else pd.Series(False, index=out.index)
+    acc = pd.to_numeric(out.get("val_accuracy"), errors="coerce") if "val_accuracy" in out else None
+    out["front"] = False
+    out["far_below"] = False
+    if acc is None or not pareto.any():
+        return out
+    best = float(acc[pareto].max())
+    far = pareto & (acc < best - window_pp / 100 - 1e-9)
+    near = out.index[pareto & ~far]
+    lat = pd.to_numeric(out["latency_ms"], errors="coerce")
+    pts = [(i, float(acc[i]), float(lat[i])) for i in near]
+    on_front = [
+        i for i, a, ms in pts
+        if not any(a2 >= a and ms2 <= ms and (a2 > a or ms2 < ms) for _, a2, ms2 in pts)
+    ]  # fmt: skip
+    out.loc[on_front, "front"] = True
+    out["far_below"] = far
+    return out
+
+
+def pareto_groups(pareto: pd.DataFrame, window_pp: float = DEFAULT_ACCURACY_WINDOW_PP) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The Pareto set in the order a person reads it: the accuracy-latency front, the other Pareto
+    points within the accuracy window (smaller, not faster), the ones far below the best; each
+    fastest first. ``window_pp`` is used only when the flags are missing (an older trials table)."""
+    if "front" not in pareto or "far_below" not in pareto:
+        pareto = mark_fronts(pareto, window_pp)
+    front = pareto["front"].fillna(False).astype(bool)
+    far = pareto["far_below"].fillna(False).astype(bool)
+    order = ["latency_ms", "val_accuracy"]
+    sort = {"by": order, "ascending": [True, False]}
+    return (pareto[front].sort_values(**sort), pareto[~front & ~far].sort_values(**sort),
+            pareto[far].sort_values(**sort))  # fmt: skip
+
+
+def far_below_line(pareto: pd.DataFrame, window_pp: float) -> str | None:
+    """One line about the Pareto points far below the best, or None when there are none."""
+    _, _, far = pareto_groups(pareto, window_pp)
+    if far.empty:
+        return None
+    fastest = far.iloc[0]
+    n = len(far)
+    return (f"far below the best (more than {window_pp:g} pp under {100 * pareto['val_accuracy'].max():.2f}%): "
+            f"{n} candidate{'s' if n != 1 else ''}, fastest {format_ms(fastest['latency_ms'])} at "
+            f"{100 * fastest['val_accuracy']:.2f}% (trial{'s' if n != 1 else ''} "
+            f"{', '.join(str(int(x)) for x in far['number'])})")  # fmt: skip
 
 
 def pareto_frame(trials: pd.DataFrame) -> pd.DataFrame:
+    """The Pareto set (``pareto`` rows): the accuracy-latency front first, then the other Pareto
+    points within the accuracy window, then the ones far below the best (see :func:`pareto_groups`)."""
     if trials.empty or "pareto" not in trials:
         return trials.iloc[0:0]
-    front = trials[trials["pareto"]].copy()
-    return front.sort_values(["latency_ms", "val_accuracy"], ascending=[True, False])
+    groups = [g for g in pareto_groups(trials[trials["pareto"].fillna(False).astype(bool)]) if not g.empty]
+    return pd.concat(groups) if groups else trials.iloc[0:0]
 
 
 def write_results(run_dir: Path, study: Any, config: dict[str, Any]) -> pd.DataFrame:
     """Rewrite the trials table, Pareto set, plot and report from the study (atomically)."""
-    trials = trials_frame(study)
+    trials = trials_frame(study, accuracy_window(config))
     with atomic_path(run_dir / "trials.parquet") as tmp:
         trials.to_parquet(tmp, index=False)
     front = pareto_frame(trials)
@@ -151,7 +224,8 @@ def load_trials(run_dir: Path) -> pd.DataFrame:
 
 
 def plot_pareto(trials: pd.DataFrame, config: dict[str, Any], out: Path) -> None:
-    """Accuracy vs predicted latency: every completed trial, the Pareto front, the budget."""
+    """Accuracy vs predicted latency: every completed trial, the accuracy-latency front as a line,
+    the other Pareto points (smaller, not faster) and those far below the best apart, the budget."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -161,7 +235,8 @@ def plot_pareto(trials: pd.DataFrame, config: dict[str, Any], out: Path) -> None
     if done.empty:
         return
     feas, infeas = done[done["feasible"]], done[~done["feasible"]]
-    front = pareto_frame(trials)
+    window = accuracy_window(config)
+    front, others, far = pareto_groups(pareto_frame(trials), window)
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
     ax.scatter(feas["latency_ms"], 100 * feas["val_accuracy"], s=18, c="#9bb7d4", label="feasible")
     if not infeas.empty:
@@ -169,7 +244,13 @@ def plot_pareto(trials: pd.DataFrame, config: dict[str, Any], out: Path) -> None
                    c="#d49b9b", label="over budget")  # fmt: skip
     if not front.empty:
         ax.plot(front["latency_ms"], 100 * front["val_accuracy"], "o-", c="#1f4e79", ms=6,
-                label="Pareto set")  # fmt: skip
+                label="accuracy–latency front")  # fmt: skip
+    if not others.empty:
+        ax.scatter(others["latency_ms"], 100 * others["val_accuracy"], s=40, facecolors="none",
+                   edgecolors="#1f4e79", label="Pareto: smaller, not faster")  # fmt: skip
+    if not far.empty:
+        ax.scatter(far["latency_ms"], 100 * far["val_accuracy"], s=30, facecolors="none", edgecolors="#888",
+                   label=f"Pareto, > {window:g} pp below the best")  # fmt: skip
     budget = config.get("budget_ms")
     if budget:
         ax.axvline(budget, ls="--", c="#c0392b", lw=1)
@@ -190,12 +271,15 @@ def plot_pareto(trials: pd.DataFrame, config: dict[str, Any], out: Path) -> None
     plt.close(fig)
 
 
-def render_report(run_dir: Path, trials: pd.DataFrame, front: pd.DataFrame, config: dict[str, Any]) -> str:
+def render_report(run_dir: Path, trials: pd.DataFrame, pareto: pd.DataFrame, config: dict[str, Any]) -> str:
+    """report.md: the run in a few lines, then the accuracy–latency front, the other Pareto points
+    and those far below the best (``pareto`` is :func:`pareto_frame`'s), then the next commands."""
     states = trials["state"].value_counts().to_dict() if not trials.empty else {}
     feasible = int(trials["feasible"].sum()) if "feasible" in trials else 0
     est = config.get("target_estimated")
     lat_note = "ESTIMATED, not measured on the device" if est else "from a measured table"
     sn = config.get("supernet", {})
+    window = accuracy_window(config)
     lines = [
         f"# autocompress run `{run_dir.name}`",
         "",
@@ -211,21 +295,23 @@ def render_report(run_dir: Path, trials: pd.DataFrame, front: pd.DataFrame, conf
         f"- trials: {sum(states.values())} ({', '.join(f'{k.lower()} {v}' for k, v in states.items())}),"
         f" {feasible} within budget",
         "",
-        f"## Pareto set (feasible, non-dominated; latency {lat_note})",
+        f"## Accuracy–latency front (feasible; latency {lat_note})",
         "",
     ]
-    if front.empty:
+    if pareto.empty:
         lines.append("No completed trial met the budget.")
     else:
-        lines.append("| trial | val acc | test acc | latency | size | params | candidate |")
-        lines.append("|---:|---:|---:|---:|---:|---:|---|")
-        for _, r in front.iterrows():
-            star = "*" if est else ""
-            lines.append(
-                f"| {r['number']} | {100 * r['val_accuracy']:.2f}% | {100 * r['test_accuracy']:.2f}% "
-                f"| {format_ms(r['latency_ms'])}{star} | {format_bytes(r['size_bytes'])} "
-                f"| {int(r['params']):,} | `{r.get('candidate', '')}` |"
-            )
+        front, others, far = pareto_groups(pareto, window)
+        lines += ["The most accurate model for its latency: no other candidate within the budget is both as",
+                  f"accurate and faster. Candidates more than {window:g} pp below the best are listed apart.", ""]
+        lines += _report_table(front, est)
+        if not others.empty:
+            lines += ["", "### Also on the Pareto set: smaller, not faster", "",
+                      "Non-dominated once size counts too (accuracy, latency, size), but not on the front above.", ""]
+            lines += _report_table(others, est)
+        far_line = far_below_line(pareto, window)
+        if far_line:
+            lines += ["", f"{far_line[0].upper()}{far_line[1:]}; not listed above (`--accuracy-window` widens it)."]
         if est:
             lines += ["", "\\* estimated latency (roofline model), not measured on the device."]
     lines += [
@@ -245,6 +331,18 @@ def render_report(run_dir: Path, trials: pd.DataFrame, front: pd.DataFrame, conf
         "",
     ]
     return "\n".join(lines)
+
+
+def _report_table(rows: pd.DataFrame, est: bool) -> list[str]:
+    star = "*" if est else ""
+    lines = ["| trial | val acc | test acc | latency | size | params | candidate |", "|---:|---:|---:|---:|---:|---:|---|"]
+    for _, r in rows.iterrows():
+        lines.append(
+            f"| {r['number']} | {100 * r['val_accuracy']:.2f}% | {100 * r['test_accuracy']:.2f}% "
+            f"| {format_ms(r['latency_ms'])}{star} | {format_bytes(r['size_bytes'])} "
+            f"| {int(r['params']):,} | `{str(r.get('candidate', '')).replace('|', chr(92) + '|')}` |"
+        )  # a pipe, even in a code span, would end the table cell (GitHub's tables)
+    return lines
 
 
 def _model_line(config: dict[str, Any]) -> str:

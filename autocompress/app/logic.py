@@ -15,7 +15,15 @@ from typing import Any
 import pandas as pd
 
 from autocompress.exceptions import AutoCompressError
-from autocompress.results import CONFIG_FILE, STUDY_FILE, load_trials, read_config
+from autocompress.results import (
+    CONFIG_FILE,
+    STUDY_FILE,
+    accuracy_window,
+    far_below_line,
+    load_trials,
+    mark_fronts,
+    read_config,
+)
 from autocompress.units import format_bytes, format_ms
 
 TRIALS_FILE = "trials.parquet"
@@ -106,6 +114,8 @@ def summary(config: dict[str, Any], trials: pd.DataFrame) -> dict[str, Any]:
     states = trials["state"].value_counts().to_dict() if not trials.empty else {}
     done = int(states.get("COMPLETE", 0))
     estimated = bool(config.get("target_estimated"))
+    window = accuracy_window(config)
+    flagged = _with_fronts(trials, window)
     return {
         "target": config.get("target"),
         "budget_ms": config.get("budget_ms"),
@@ -119,6 +129,9 @@ def summary(config: dict[str, Any], trials: pd.DataFrame) -> dict[str, Any]:
         "trials_running": int(states.get("RUNNING", 0)),
         "feasible": int(trials["feasible"].fillna(False).astype(bool).sum()) if "feasible" in trials else 0,
         "pareto": int(trials["pareto"].fillna(False).astype(bool).sum()) if "pareto" in trials else 0,
+        "front": int(flagged["front"].sum()),
+        "far_below": int(flagged["far_below"].sum()),
+        "far_below_note": far_below_line(flagged[flagged["pareto"]], window) if "pareto" in flagged else None,
         "latency_source": "estimated" if estimated else "measured",
         "latency_label": config.get("target_label") or "",
         "estimated": estimated,
@@ -134,11 +147,31 @@ def _is_prune(col: str) -> bool:
     return col.startswith("prune.") or (col.endswith("_prune") and col[:1] == "s")
 
 
-def candidates(trials: pd.DataFrame) -> pd.DataFrame:
-    """Completed trials with the columns the explorer filters, plots and sorts by."""
+def _with_fronts(trials: pd.DataFrame, window_pp: float) -> pd.DataFrame:
+    """The trials with ``front`` and ``far_below`` (computed here for a table written before they
+    existed), every flag a plain bool."""
+    df = trials if {"front", "far_below"} <= set(trials.columns) else mark_fronts(trials, window_pp)
+    df = df.copy()
+    for col in ("feasible", "pareto", "front", "far_below"):
+        df[col] = df[col].fillna(False).astype(bool) if col in df else False
+    return df
+
+
+def candidate_status(pareto: bool, front: bool, feasible: bool) -> str:
+    """How a candidate stands: on the accuracy–latency front, elsewhere on the Pareto set (smaller
+    but not faster, or far below the best), dominated, or over the budget."""
+    if front:
+        return "front"
+    return "Pareto" if pareto else ("dominated" if feasible else "over budget")
+
+
+def candidates(trials: pd.DataFrame, window_pp: float | None = None) -> pd.DataFrame:
+    """Completed trials with the columns the explorer filters, plots and sorts by. ``window_pp``
+    (the run's accuracy window) matters only for a trials table written without ``front``."""
     if trials.empty or "state" not in trials:
         return trials.iloc[0:0]
-    df = trials[trials["state"] == "COMPLETE"].copy()
+    flagged = _with_fronts(trials, accuracy_window({"accuracy_window_pp": window_pp}))
+    df = flagged[flagged["state"] == "COMPLETE"].copy()
     prec_cols = [c for c in df.columns if _is_precision(c)]
     prune_cols = [c for c in df.columns if _is_prune(c)]
     df["precisions"] = df[prec_cols].apply(lambda r: tuple(sorted(set(r))), axis=1) if prec_cols else [()] * len(df)
@@ -148,11 +181,7 @@ def candidates(trials: pd.DataFrame) -> pd.DataFrame:
     df["val_acc_pct"] = 100 * df["val_accuracy"].astype(float)
     df["test_acc_pct"] = 100 * df["test_accuracy"].astype(float)
     df["size_kb"] = df["size_bytes"].astype(float) / 1000
-    for col in ("feasible", "pareto"):
-        df[col] = df[col].fillna(False).astype(bool) if col in df else False
-    df["status"] = [
-        "Pareto" if p else ("dominated" if f else "over budget") for p, f in zip(df["pareto"], df["feasible"])
-    ]
+    df["status"] = [candidate_status(p, fr, f) for p, fr, f in zip(df["pareto"], df["front"], df["feasible"])]
     if "seeded" in df:
         df["role"] = df["seeded"].map({"largest": "fp32 teacher (largest)", "smallest": "smallest"}).fillna("")
     else:
@@ -211,7 +240,8 @@ TABLE_COLUMNS = {
 def table(df: pd.DataFrame, *, estimated: bool = False) -> pd.DataFrame:
     """The sortable table: one row per candidate, readable column names, best first."""
     cols = [c for c in TABLE_COLUMNS if c in df and not (c == "energy_mj" and df[c].isna().all())]
-    out = df.sort_values(["pareto", "val_accuracy", "latency_ms"], ascending=[False, False, True])[cols].copy()
+    out = df.sort_values(["front", "pareto", "val_accuracy", "latency_ms"],
+                         ascending=[False, False, False, True])[cols].copy()  # fmt: skip
     for col, digits in (("val_acc_pct", 2), ("test_acc_pct", 2), ("latency_ms", 4), ("energy_mj", 4),
                         ("size_kb", 1), ("prune_mean", 2)):  # fmt: skip
         if col in out:
@@ -350,6 +380,7 @@ def compare(rows: list[pd.Series], *, ref: pd.Series | None = None,
             "MACs": int(r["macs"]),
             "feasible": bool(r.get("feasible")),
             "Pareto": bool(r.get("pareto")),
+            "accuracy–latency front": bool(r.get("front")),
         }
         if ref is not None:
             dl = teacher_deltas(r, ref)
@@ -367,10 +398,14 @@ def compare(rows: list[pd.Series], *, ref: pd.Series | None = None,
     return pd.DataFrame(cols).astype(str)
 
 
+_EDGE = {"front": {"width": 1, "color": "#222"}, "Pareto": {"width": 1, "color": "#999"}}
+
+
 def pareto_figure(df: pd.DataFrame, config: dict[str, Any], *, x: str = "latency", y: str = "validation",
                   color: str = "size"):  # fmt: skip
-    """Accuracy vs latency (or size, energy): Pareto points solid, dominated faded, over-budget
-    crossed, the budget a dashed line; hover names the candidate."""
+    """Accuracy vs latency (or size, energy): the accuracy–latency front solid and joined, other
+    Pareto points outlined, dominated faded, over-budget crossed, the budget a dashed line; hover
+    names the candidate."""
     import plotly.graph_objects as go
 
     xcol, ycol = X_AXES[x], Y_AXES[y]
@@ -388,7 +423,9 @@ def pareto_figure(df: pd.DataFrame, config: dict[str, Any], *, x: str = "latency
         "<extra></extra>"
     )
     custom = ["number", "status", "candidate", "val_acc_pct", "test_acc_pct", "latency_ms", "size_kb"]
-    groups = [("Pareto", 1.0, "circle", 12), ("dominated", 0.35, "circle", 9), ("over budget", 0.45, "x", 9)]
+    groups = [("front", 1.0, "circle", 12), ("Pareto", 0.8, "circle", 10), ("dominated", 0.35, "circle", 9),
+              ("over budget", 0.45, "x", 9)]  # fmt: skip
+    lead = next((g[0] for g in groups if (plot["status"] == g[0]).any()), "front")  # the one with the colour bar
     if color == "precision":
         mixes = sorted(plot["precision_mix"].unique())
         palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
@@ -402,7 +439,7 @@ def pareto_figure(df: pd.DataFrame, config: dict[str, Any], *, x: str = "latency
                 fig.add_trace(go.Scatter(
                     x=sub[xcol], y=sub[ycol], mode="markers", name=f"{status}: {mix}", legendgroup=status,
                     marker={"color": cmap[mix], "symbol": symbol, "size": size, "opacity": opacity,
-                            "line": {"width": 1, "color": "#222"} if status == "Pareto" else {"width": 0}},
+                            "line": _EDGE.get(status, {"width": 0})},
                     customdata=sub[custom].to_numpy(), hovertemplate=hover,
                 ))  # fmt: skip
         else:
@@ -410,14 +447,14 @@ def pareto_figure(df: pd.DataFrame, config: dict[str, Any], *, x: str = "latency
                 x=part[xcol], y=part[ycol], mode="markers", name=status,
                 marker={"color": part["size_kb"], "colorscale": "Viridis", "symbol": symbol, "size": size,
                         "opacity": opacity, "cmin": float(plot["size_kb"].min()), "cmax": float(plot["size_kb"].max()),
-                        "showscale": bool(status == "Pareto" or (plot["status"] != "Pareto").all()),
+                        "showscale": status == lead,
                         "colorbar": {"title": "size KB"},
-                        "line": {"width": 1, "color": "#222"} if status == "Pareto" else {"width": 0}},
+                        "line": _EDGE.get(status, {"width": 0})},
                 customdata=part[custom].to_numpy(), hovertemplate=hover,
             ))  # fmt: skip
-    front = plot[plot["status"] == "Pareto"].sort_values(xcol)
-    if len(front) > 1:
-        fig.add_trace(go.Scatter(x=front[xcol], y=front[ycol], mode="lines", name="Pareto set",
+    front = plot[plot["status"] == "front"].sort_values(xcol)
+    if len(front) > 1 and x == "latency":  # the front is a line in accuracy vs latency only
+        fig.add_trace(go.Scatter(x=front[xcol], y=front[ycol], mode="lines", name="accuracy–latency front",
                                  line={"color": "#1f4e79", "width": 1}, hoverinfo="skip"))  # fmt: skip
     budget = config.get("budget_ms")
     if x == "latency" and budget:

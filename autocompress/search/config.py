@@ -49,6 +49,9 @@ class SearchConfig:
     model: str | None = None
     weights: Path | None = None
     input_shape: str | None = None
+    # Pareto points more than this many pp of validation accuracy below the best are listed apart
+    # in the report and the CLI (None: the resumed run's recorded window, else results' default)
+    accuracy_window_pp: float | None = None
 
 
 @dataclass
@@ -111,6 +114,9 @@ def check_options(cfg: SearchConfig) -> None:
         raise BadInputError(f"unknown sampler {cfg.sampler!r}; use one of {', '.join(SAMPLERS)}")
     if cfg.fidelity not in FIDELITIES:
         raise BadInputError(f"--fidelity must be one of {', '.join(FIDELITIES)}; got {cfg.fidelity!r}")
+    w = cfg.accuracy_window_pp
+    if w is not None and not (math.isfinite(w) and 0 <= w <= 100):
+        raise BadInputError(f"--accuracy-window must be between 0 and 100 percentage points; got {w:g}")
     if cfg.eta < 2:
         raise BadInputError(f"--eta must be at least 2; got {cfg.eta}")
     if cfg.backend not in BACKENDS:

@@ -17,6 +17,7 @@ from autocompress.exceptions import InfeasibleBudgetError, WriteError
 from autocompress.problems import Problem, ProblemHooks, build_problem
 from autocompress.results import (
     CONFIG_FILE,
+    DEFAULT_ACCURACY_WINDOW_PP,
     STUDY_FILE,
     pareto_frame,
     read_config,
@@ -64,6 +65,8 @@ def run_search(cfg: SearchConfig, hooks: Hooks | None = None) -> SearchOutcome:
     prepared = problem.prepare(models_dir, ProblemHooks(train_start=hooks.supernet_start,
                                                         train_step=hooks.supernet_step))  # fmt: skip
     config = _config(cfg, problem, target, storage_spec, warm, prepared)
+    if cfg.accuracy_window_pp is None and old_config.get("accuracy_window_pp") is not None:
+        config["accuracy_window_pp"] = old_config["accuracy_window_pp"]
     if cfg.resume and old_config:
         config["created"] = old_config.get("created", config["created"])
         config["resumed"] = [*old_config.get("resumed", []), datetime.now(UTC).isoformat(timespec="seconds")]
@@ -112,6 +115,8 @@ def _config(cfg: SearchConfig, problem: Problem, target: Any, storage_spec: str,
         "target_estimated": target.estimated,
         "budget_ms": cfg.budget_ms,
         "max_size_bytes": cfg.max_size_bytes,
+        "accuracy_window_pp": (DEFAULT_ACCURACY_WINDOW_PP if cfg.accuracy_window_pp is None
+                               else float(cfg.accuracy_window_pp)),  # fmt: skip
         "objectives": dict(zip(METRICS, DIRECTIONS)),
         "sampler": cfg.sampler,
         "seed": cfg.seed,
