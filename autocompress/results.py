@@ -163,9 +163,9 @@ def mark_fronts(trials: pd.DataFrame, window_pp: float = DEFAULT_ACCURACY_WINDOW
 def pareto_groups(pareto: pd.DataFrame, window_pp: float = DEFAULT_ACCURACY_WINDOW_PP) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """The Pareto set in the order a person reads it: the accuracy-latency front, the other Pareto
     points within the accuracy window (smaller, not faster), the ones far below the best; each
-    fastest first. ``window_pp`` is used only when the flags are missing (an older trials table)."""
-    if "front" not in pareto or "far_below" not in pareto:
-        pareto = mark_fronts(pareto, window_pp)
+    fastest first. The flags are computed again with ``window_pp`` (a report re-rendered with
+    another window, a trials table written before they existed)."""
+    pareto = mark_fronts(pareto, window_pp)
     front = pareto["front"].fillna(False).astype(bool)
     far = pareto["far_below"].fillna(False).astype(bool)
     order = ["latency_ms", "val_accuracy"]
@@ -176,6 +176,8 @@ def pareto_groups(pareto: pd.DataFrame, window_pp: float = DEFAULT_ACCURACY_WIND
 
 def far_below_line(pareto: pd.DataFrame, window_pp: float) -> str | None:
     """One line about the Pareto points far below the best, or None when there are none."""
+    if pareto.empty:
+        return None
     _, _, far = pareto_groups(pareto, window_pp)
     if far.empty:
         return None
@@ -187,21 +189,23 @@ def far_below_line(pareto: pd.DataFrame, window_pp: float) -> str | None:
             f"{', '.join(str(int(x)) for x in far['number'])})")  # fmt: skip
 
 
-def pareto_frame(trials: pd.DataFrame) -> pd.DataFrame:
+def pareto_frame(trials: pd.DataFrame, window_pp: float = DEFAULT_ACCURACY_WINDOW_PP) -> pd.DataFrame:
     """The Pareto set (``pareto`` rows): the accuracy-latency front first, then the other Pareto
     points within the accuracy window, then the ones far below the best (see :func:`pareto_groups`)."""
     if trials.empty or "pareto" not in trials:
         return trials.iloc[0:0]
-    groups = [g for g in pareto_groups(trials[trials["pareto"].fillna(False).astype(bool)]) if not g.empty]
+    pareto = trials[trials["pareto"].fillna(False).astype(bool)]
+    groups = [g for g in pareto_groups(pareto, window_pp) if not g.empty]
     return pd.concat(groups) if groups else trials.iloc[0:0]
 
 
 def write_results(run_dir: Path, study: Any, config: dict[str, Any]) -> pd.DataFrame:
     """Rewrite the trials table, Pareto set, plot and report from the study (atomically)."""
-    trials = trials_frame(study, accuracy_window(config))
+    window = accuracy_window(config)
+    trials = trials_frame(study, window)
     with atomic_path(run_dir / "trials.parquet") as tmp:
         trials.to_parquet(tmp, index=False)
-    front = pareto_frame(trials)
+    front = pareto_frame(trials, window)
     buf = io.StringIO()
     front.to_csv(buf, index=False)
     atomic_write_text(run_dir / "pareto.csv", buf.getvalue())
@@ -236,7 +240,7 @@ def plot_pareto(trials: pd.DataFrame, config: dict[str, Any], out: Path) -> None
         return
     feas, infeas = done[done["feasible"]], done[~done["feasible"]]
     window = accuracy_window(config)
-    front, others, far = pareto_groups(pareto_frame(trials), window)
+    front, others, far = pareto_groups(pareto_frame(trials, window), window)
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
     ax.scatter(feas["latency_ms"], 100 * feas["val_accuracy"], s=18, c="#9bb7d4", label="feasible")
     if not infeas.empty:

@@ -255,6 +255,8 @@ CASES: list[Case] = [
     C("trials-not-a-number", (*SEARCH, "--trials", "abc"), ("Invalid value for '--trials'",)),
     C("trials-zero", (*SEARCH, "--trials", "0"), ("--trials must be at least 1",)),
     C("timeout-negative", (*SEARCH, "--timeout", "-5"), ("--timeout must be a positive number",)),
+    C("accuracy-window-negative", (*SEARCH, "--accuracy-window", "-1", "--run-dir", "{tmp}/run"),
+      ("--accuracy-window must be between 0 and 100 percentage points; got -1",)),
     C("unknown-sampler", (*SEARCH, "--sampler", "cmaes"), ("unknown sampler 'cmaes'", "tpe, nsga2, gp, random")),
     C("unknown-verb", ("serach",), ("No such command 'serach'",)),
     # --- search: targets

@@ -54,6 +54,9 @@ def show_summary(view: logic.RunView) -> dict:
     c[4].metric("Trials done", f"{s['trials_done']} / {s['trials_requested']}")
     c[5].metric("Within budget", s["feasible"])
     note = f"space {s['space']}, data {s['dataset']}; latency source: {s['latency_label']}"
+    if s["pareto"]:
+        note += (f"; {s['front']} on the accuracy–latency front, {s['pareto']} on the Pareto set"
+                 + (f"; {s['far_below_note']}" if s["far_below_note"] else ""))  # fmt: skip
     if s["trials_failed"] or s["trials_running"]:
         note += f"; {s['trials_failed']} failed, {s['trials_running']} running"
     (st.warning if s["estimated"] else st.caption)(
@@ -183,7 +186,7 @@ def main(run: Path | None = None) -> None:
         (st.error if view.level == "error" else st.info)(view.problem)
         return
     s = show_summary(view)
-    df = logic.candidates(view.trials)
+    df = logic.candidates(view.trials, view.config.get("accuracy_window_pp"))
     filters = sidebar_filters(view.config, df)
     shown = logic.apply_filters(df, filters)
 

@@ -131,7 +131,7 @@ def summary(config: dict[str, Any], trials: pd.DataFrame) -> dict[str, Any]:
         "pareto": int(trials["pareto"].fillna(False).astype(bool).sum()) if "pareto" in trials else 0,
         "front": int(flagged["front"].sum()),
         "far_below": int(flagged["far_below"].sum()),
-        "far_below_note": far_below_line(flagged[flagged["pareto"]], window) if "pareto" in flagged else None,
+        "far_below_note": far_below_line(flagged[flagged["pareto"]], window),
         "latency_source": "estimated" if estimated else "measured",
         "latency_label": config.get("target_label") or "",
         "estimated": estimated,
@@ -148,10 +148,9 @@ def _is_prune(col: str) -> bool:
 
 
 def _with_fronts(trials: pd.DataFrame, window_pp: float) -> pd.DataFrame:
-    """The trials with ``front`` and ``far_below`` (computed here for a table written before they
-    existed), every flag a plain bool."""
-    df = trials if {"front", "far_below"} <= set(trials.columns) else mark_fronts(trials, window_pp)
-    df = df.copy()
+    """The trials with ``front`` and ``far_below`` for the run's accuracy window (computed again:
+    a table written before they existed has neither), every flag a plain bool."""
+    df = mark_fronts(trials, window_pp) if "pareto" in trials else trials.copy()
     for col in ("feasible", "pareto", "front", "far_below"):
         df[col] = df[col].fillna(False).astype(bool) if col in df else False
     return df
@@ -166,8 +165,8 @@ def candidate_status(pareto: bool, front: bool, feasible: bool) -> str:
 
 
 def candidates(trials: pd.DataFrame, window_pp: float | None = None) -> pd.DataFrame:
-    """Completed trials with the columns the explorer filters, plots and sorts by. ``window_pp``
-    (the run's accuracy window) matters only for a trials table written without ``front``."""
+    """Completed trials with the columns the explorer filters, plots and sorts by; ``window_pp`` is
+    the run's accuracy window (None: the default)."""
     if trials.empty or "state" not in trials:
         return trials.iloc[0:0]
     flagged = _with_fronts(trials, accuracy_window({"accuracy_window_pp": window_pp}))

@@ -19,6 +19,7 @@ from autocompress.results import (
     CONFIG_FILE,
     DEFAULT_ACCURACY_WINDOW_PP,
     STUDY_FILE,
+    accuracy_window,
     pareto_frame,
     read_config,
     write_config,
@@ -90,7 +91,7 @@ def run_search(cfg: SearchConfig, hooks: Hooks | None = None) -> SearchOutcome:
             f"{why}; the trials completed so far are kept in {run_dir / STUDY_FILE}: free some space, "
             "then continue with --resume"
         ) from exc
-    front = pareto_frame(trials)
+    front = pareto_frame(trials, accuracy_window(config))
     supernet = prepared.get("supernet") or {}
     outcome = SearchOutcome(run_dir, config, trials, front, new, bool(supernet.get("cached")),
                             float(supernet.get("seconds", 0.0)))  # fmt: skip

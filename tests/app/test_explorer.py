@@ -206,3 +206,21 @@ def test_the_top_level_entry_shows_the_run_named_on_its_command_line(small_run, 
     assert _caption(at).startswith("5 of 5 candidates")
     at.run()  # a rerun (what any widget change does) renders the page again
     assert not at.exception and at.title[0].value == f"Run {small_run.name}"
+
+
+def test_status_marks_the_accuracy_latency_front_and_counts_the_far_below() -> None:
+    from tests.test_results import _search_frame
+
+    trials = _search_frame()
+    cands = logic.candidates(trials)
+    status = dict(zip(cands["number"], cands["status"]))
+    assert status == {0: "front", 1: "front", 7: "front", 2: "Pareto", 3: "Pareto", 4: "Pareto",
+                      5: "dominated", 6: "over budget"}  # fmt: skip
+    assert list(logic.table(cands)["trial"][:3]) == [0, 1, 7]  # the front first, most accurate first
+    s = logic.summary({"budget_ms": 2.0}, trials)
+    assert (s["front"], s["pareto"], s["far_below"]) == (3, 6, 2)
+    assert s["far_below_note"].startswith("far below the best (more than 5 pp under 92.00%): 2 candidates")
+    wide = logic.summary({"budget_ms": 2.0, "accuracy_window_pp": 15}, trials)  # the run's window
+    assert (wide["front"], wide["far_below"], wide["far_below_note"]) == (5, 0, None)
+    assert set(logic.candidates(trials, 15.0).query("status == 'front'")["number"]) == {0, 1, 3, 4, 7}
+    assert logic.summary({}, pd.DataFrame())["far_below_note"] is None
