@@ -274,7 +274,7 @@ def test_search_cli_end_to_end(weights, tmp_path: Path) -> None:
     assert smallest["size_bytes"] < largest["size_bytes"] and smallest["params"] < largest["params"]
     assert (done["feasible"] == (done["latency_ms"] <= 10.0)).all()
     assert all((ROOT / p).is_file() or Path(p).is_file() for p in done["model_path"])
-    assert "Pareto set" in proc.stdout and "original" in proc.stdout
+    assert "Accuracy–latency front on" in proc.stdout and "original" in proc.stdout
     assert "resnet_tiny" in (run / "report.md").read_text()
     # --resume with a higher --trials continues the same study: the 3 trials kept, one more run
     proc = cli("search", "--model", f"{MODELS}:resnet_tiny", "--weights", str(weights["resnet_tiny"]),

@@ -118,7 +118,7 @@ def test_the_installed_copy_runs_a_tiny_search(site: Path, tmp_path: Path, fashi
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     trials = pd.read_parquet(run_dir / "trials.parquet")
     assert (trials["state"] == "COMPLETE").sum() == 2
-    assert (run_dir / "report.md").is_file() and "Pareto set" in proc.stdout
+    assert (run_dir / "report.md").is_file() and "Accuracy–latency front" in proc.stdout
     assert "--space tiny " in proc.stdout  # the resume hint names the shipped space, not its installed path
 
 

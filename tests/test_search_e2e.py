@@ -56,7 +56,7 @@ def test_run_directory_holds_everything(run) -> None:
                 "val_accuracy", "test_accuracy", "latency_ms", "size_bytes", "params", "feasible", "pareto"):  # fmt: skip
         assert col in trials, col
     assert all(Path(p).is_file() for p in trials["model_path"])
-    assert "Pareto set" in proc.stdout and "measured" in proc.stdout
+    assert "Accuracy–latency front on" in proc.stdout and "measured" in proc.stdout
     assert "Warning" not in proc.stderr, proc.stderr[-2000:]  # e.g. none of Optuna's about heartbeats
     assert "report.md" in (run_dir / "report.md").read_text() or "Pareto" in (run_dir / "report.md").read_text()
     assert not list(run_dir.rglob("*.tmp"))
@@ -89,6 +89,28 @@ def test_budget_is_a_hard_constraint(run) -> None:
                | (feas["size_bytes"] < p["size_bytes"]))
         )  # fmt: skip
         assert not dominated.any()
+
+
+def test_the_accuracy_latency_front_comes_first(run) -> None:
+    """The CLI's first table, report.md's first table and pareto.csv's first rows are the
+    accuracy–latency front; the Pareto set stays whole in pareto.csv (warm start reads it)."""
+    run_dir, proc = run
+    trials = pd.read_parquet(run_dir / "trials.parquet")
+    front = trials[trials["front"]].sort_values("latency_ms")
+    assert len(front) >= 1 and trials.loc[trials["front"] | trials["far_below"], "pareto"].all()
+    best = trials[trials["pareto"]]["val_accuracy"].max()
+    assert front["val_accuracy"].max() == best and not (trials["front"] & trials["far_below"]).any()
+    out = proc.stdout
+    first = out.index("Accuracy–latency front on")
+    assert "Pareto set" not in out[:first] and first < out.index("latency source")
+    rows = [ln for ln in out[first:out.index("latency source")].splitlines()
+            if ln.startswith("│") and ln.split("│")[1].strip()]  # a wrapped cell continues on a row of its own
+    assert [int(r.split("│")[1]) for r in rows[:len(front)]] == list(front["number"])
+    report = (run_dir / "report.md").read_text()
+    assert report.index("## Accuracy–latency front") < report.index(f"| {front['number'].iloc[0]} |")
+    csv = pd.read_csv(run_dir / "pareto.csv")
+    assert set(csv["number"]) == set(trials.loc[trials["pareto"], "number"])
+    assert list(csv["number"][:len(front)]) == list(front["number"]) and csv["front"][:len(front)].all()
 
 
 def test_pareto_accuracy_is_onnxruntime_on_the_exported_file(run) -> None:
