@@ -130,6 +130,7 @@ INT_RANGES: dict[str, dict[str, tuple[Any, ...]]] = {
                          "passes": ("--passes", 1, None), "channels": ("--channels", 1, MAX_CHANNELS),
                          "classes": ("--classes", 2, MAX_CLASSES)},
     "estimate-table": {"channels": ("--channels", 1, MAX_CHANNELS), "classes": ("--classes", 2, MAX_CLASSES)},
+    "space": {"channels": ("--channels", 1, MAX_CHANNELS), "classes": ("--classes", 2, MAX_CLASSES)},
     "export": {"trial": ("--trial", 0, None)},
     "explore": {"port": ("--port", 1, 65535)},
 }  # fmt: skip
@@ -306,6 +307,7 @@ def _print_model_outcome(outcome: Any) -> None:
 
     _print_pareto(outcome, columns, row)
     out.print(f"latency source: {cfg['target_label']}", highlight=False)
+    _print_budget_note(cfg)
     out.print(f"results: {outcome.run_dir}/ (report.md, pareto.csv, pareto.png, trials.parquet, models/)")
 
 
@@ -331,6 +333,17 @@ def _print_pareto(outcome: Any, columns: tuple[str, ...], row: Any) -> None:
     line = far_below_line(outcome.pareto, window)
     if line:
         out.print(f"{line}; --accuracy-window PP widens the window", highlight=False)
+
+
+def _print_budget_note(cfg: dict[str, Any]) -> None:
+    """One line when the budget excluded no candidate of the space (config.yaml's latency_range)."""
+    from rich.markup import escape
+
+    from autocompress.budget import non_binding_message
+
+    msg = non_binding_message(float(cfg["budget_ms"]), cfg.get("latency_range"), str(cfg["target"]))
+    if msg:
+        out.print(f"[bold yellow]note:[/] {escape(msg)}", highlight=False, soft_wrap=True)
 
 
 def _check_search_input(kw: dict[str, Any]) -> None:
@@ -390,6 +403,7 @@ def _print_outcome(outcome: Any) -> None:
 
     _print_pareto(outcome, columns, row)
     out.print(f"latency source: {cfg['target_label']}", highlight=False)
+    _print_budget_note(cfg)
     out.print(f"results: {outcome.run_dir}/ (report.md, pareto.csv, pareto.png, trials.parquet, models/)")
     out.print("next:")
     verbs = {c.name or c.callback.__name__ for c in app.registered_commands}  # type: ignore[union-attr]
@@ -427,6 +441,95 @@ def _targets() -> None:
         table.add_row(d.name, ", ".join(d.aliases), d.runtime, ",".join(d.precisions),
                       str(len(t.table.rows)), t.source_label)  # fmt: skip
     out.print(table)
+
+
+@app.command("space")
+def space_command(
+    space: str = typer.Argument(..., help="A shipped space (fashion_mnist, tiny) or a search-space YAML file."),
+    target: str = typer.Option("cpu", "--target", "-t", help="Device name or alias (see 'autocompress "
+                               "targets'); default cpu, the table measured on this machine."),
+    budget: Optional[str] = typer.Option(None, "--budget", "-b", help="Also say whether this budget binds, e.g. 10ms."),
+    channels: int = typer.Option(1, "--channels", help="Input channels of the data the space is used with."),
+    classes: int = typer.Option(10, "--classes", help="Classes of the data the space is used with."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (for scripts) instead of a table."),
+) -> None:
+    """How many candidates a space holds and its predicted latency range on a target: the
+    smallest and largest network per precision, i.e. which budgets bind (table lookups only)."""
+    _space(**locals())
+
+
+@_guard
+def _space(**kw: Any) -> None:
+    import json
+
+    from autocompress.budget import (
+        binding_budget,
+        precision_ranges,
+        space_latency_range,
+        unsupported_precisions,
+    )
+    from autocompress.hardware.targets import get_target
+    from autocompress.space import load_space
+
+    _check_ints("space", kw)
+    budget_ms = parse_budget(kw["budget"]) if kw["budget"] else None
+    t = get_target(kw["target"])
+    sp = load_space(kw["space"])
+    table = t.table
+    shape = {"channels": kw["channels"], "classes": kw["classes"]}
+    rng = space_latency_range(sp, table, **shape, target=t.name, estimated=t.estimated)
+    rows = precision_ranges(sp, table, **shape)
+    refused = unsupported_precisions(sp, table)
+    verdict = _budget_verdict(budget_ms, rng.min_ms, rng.max_ms, t.name, t.estimated) if budget_ms else None
+    if kw["as_json"]:
+        doc = {
+            "space": sp.name, "path": str(sp.path), "size": sp.size(), "target": t.name, "estimated": t.estimated,
+            "latency_source": t.source_label, **shape,
+            "precisions": [{"precision": r.precision, "in_space": r.in_space, "smallest_ms": round(r.min_ms, 5),
+                            "largest_ms": round(r.max_ms, 5)} for r in rows],
+            "range": {"min_ms": round(rng.min_ms, 5), "max_ms": round(rng.max_ms, 5), "fastest": rng.fastest,
+                      "slowest": rng.slowest, "binding_example_ms": binding_budget(rng.min_ms, rng.max_ms)},
+            "unsupported_precisions": refused,
+            **({"budget": {"budget_ms": budget_ms, "binds": rng.binds(budget_ms), "feasible": budget_ms >= rng.min_ms,
+                           "message": verdict}} if budget_ms else {}),
+        }  # fmt: skip
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        return
+    est = " (ESTIMATED)" if t.estimated else ""
+    title = f"Space {sp.name}: {sp.size():,} candidates; predicted latency on {t.name}{est}"
+    tab = Table(title=title, title_justify="left")
+    for col, just in [("precision", "left"), ("smallest network" + est, "right"),
+                      ("largest network" + est, "right"), ("", "left")]:  # fmt: skip
+        tab.add_column(col, justify=just)  # type: ignore[arg-type]
+    for r in rows:
+        note = "" if r.in_space else "[dim]not offered by the space (what adding it would give)[/]"
+        tab.add_row(f"all {r.precision}", format_ms(r.min_ms), format_ms(r.max_ms), note)
+    tab.add_row("[bold]the space (any mix)[/]", f"[bold]{format_ms(rng.min_ms)}[/]", f"[bold]{format_ms(rng.max_ms)}[/]",
+                "any pruning ratio and precision per stage")  # fmt: skip
+    out.print(tab)
+    out.print(f"latency source: {t.source_label}", highlight=False)
+    out.print(f"fastest: {rng.fastest}\nslowest: {rng.slowest}", highlight=False)
+    out.print(f"budgets between {format_ms(rng.min_ms)} and {format_ms(rng.max_ms)} bind (e.g. --budget "
+              f"{binding_budget(rng.min_ms, rng.max_ms):g}ms); below "
+              f"{format_ms(rng.min_ms)} no candidate fits; from {format_ms(rng.max_ms)} up none is excluded{est}",
+              highlight=False)  # fmt: skip
+    if refused:
+        out.print(f"note: the space uses {', '.join(refused)}, which {t.name} does not run: a search there is "
+                  "refused", highlight=False)  # fmt: skip
+    if verdict:
+        out.print(verdict, highlight=False)
+
+
+def _budget_verdict(budget_ms: float, lo: float, hi: float, target: str, estimated: bool) -> str:
+    """Whether ``budget_ms`` binds on a space predicted ``lo``..``hi`` ms."""
+    from autocompress.budget import non_binding_message
+
+    if budget_ms >= hi:
+        entry = {"min_ms": lo, "max_ms": hi, "binds": False, "estimated": estimated}
+        return str(non_binding_message(budget_ms, entry, target))
+    if budget_ms < lo:
+        return f"budget {format_ms(budget_ms)} is below the fastest candidate ({format_ms(lo)}): no candidate fits"
+    return f"budget {format_ms(budget_ms)} binds on {target}: it excludes the candidates predicted above it"
 
 
 @app.command()

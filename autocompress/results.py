@@ -22,6 +22,7 @@ import pandas as pd
 import yaml
 
 from autocompress._io import atomic_path, atomic_write_text, check_regular_file, path_kind
+from autocompress.budget import non_binding_message
 from autocompress.exceptions import RunDirError
 from autocompress.units import format_bytes, format_ms
 
@@ -289,6 +290,7 @@ def render_report(run_dir: Path, trials: pd.DataFrame, pareto: pd.DataFrame, con
         "",
         f"- target: **{config.get('target')}** — latency source: {config.get('target_label')}",
         f"- budget: {format_ms(config.get('budget_ms', 0))} (hard constraint)",
+        *_budget_note(config),
         f"- data: {config.get('dataset', {}).get('name')} "
         f"(splits {config.get('dataset', {}).get('split_sizes')})",
         f"- space: {config.get('space', {}).get('name')}, sampler {config.get('sampler')}, "
@@ -347,6 +349,12 @@ def _report_table(rows: pd.DataFrame, est: bool) -> list[str]:
             f"| {int(r['params']):,} | `{str(r.get('candidate', '')).replace('|', chr(92) + '|')}` |"
         )  # a pipe, even in a code span, would end the table cell (GitHub's tables)
     return lines
+
+
+def _budget_note(config: dict[str, Any]) -> list[str]:
+    """The report's line when the run's budget excludes no candidate of its space (none otherwise)."""
+    msg = non_binding_message(float(config.get("budget_ms", 0)), config.get("latency_range"), str(config.get("target")))
+    return [f"- **{msg}**"] if msg else []
 
 
 def _model_line(config: dict[str, Any]) -> str:

@@ -276,6 +276,11 @@ def test_search_cli_end_to_end(weights, tmp_path: Path) -> None:
     assert all((ROOT / p).is_file() or Path(p).is_file() for p in done["model_path"])
     assert "Accuracy–latency front on" in proc.stdout and "original" in proc.stdout
     assert "resnet_tiny" in (run / "report.md").read_text()
+    # 10 ms is far above the original model on this CPU: the run says the budget does not bind
+    entry = config["latency_range"]
+    assert entry["binds"] is False and 0 < entry["min_ms"] < entry["max_ms"] == pytest.approx(
+        config["baseline"]["latency_ms"], rel=1e-4)  # fmt: skip
+    assert "budget 10 ms does not bind on x86-cpu-onnxruntime" in proc.stdout
     # --resume with a higher --trials continues the same study: the 3 trials kept, one more run
     proc = cli("search", "--model", f"{MODELS}:resnet_tiny", "--weights", str(weights["resnet_tiny"]),
                "--dataset", "fashion-mnist", "--subset", "300", "--target", "cpu", "--budget", "10ms",

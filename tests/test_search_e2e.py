@@ -60,6 +60,11 @@ def test_run_directory_holds_everything(run) -> None:
     assert "Warning" not in proc.stderr, proc.stderr[-2000:]  # e.g. none of Optuna's about heartbeats
     assert "report.md" in (run_dir / "report.md").read_text() or "Pareto" in (run_dir / "report.md").read_text()
     assert not list(run_dir.rglob("*.tmp"))
+    # the budget (half-way between the smallest and largest network) binds: nothing says otherwise
+    import yaml
+
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["latency_range"]["binds"] is True
+    assert "does not bind" not in proc.stdout and "does not bind" not in (run_dir / "report.md").read_text()
 
 
 def test_budget_is_a_hard_constraint(run) -> None:
@@ -126,10 +131,18 @@ def test_pareto_accuracy_is_onnxruntime_on_the_exported_file(run) -> None:
         assert path.stat().st_size == p["size_bytes"]
 
 
-def test_second_search_reuses_the_cached_supernet(run, tmp_path) -> None:
+def test_second_search_reuses_the_cached_supernet_and_says_a_loose_budget_does_not_bind(run, tmp_path) -> None:
     proc = _search(tmp_path / "again", budget="1s", trials="2")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "reused from cache" in proc.stdout
+    # 1 s is far above every candidate of the tiny space: CLI, report and config say so
+    import yaml
+
+    entry = yaml.safe_load((tmp_path / "again" / "config.yaml").read_text())["latency_range"]
+    assert entry["binds"] is False and 0 < entry["min_ms"] < entry["max_ms"] < 1000
+    assert "budget 1000 ms does not bind on x86-cpu-onnxruntime" in proc.stdout
+    report = (tmp_path / "again" / "report.md").read_text()
+    assert "budget 1000 ms does not bind" in report.split("## Pareto set")[0]  # near the top
 
 
 def test_infeasible_budget_keeps_results_and_names_the_fastest(tmp_path, fashion_dir) -> None:

@@ -63,6 +63,8 @@ def show_summary(view: logic.RunView) -> dict:
         ("Latency and energy are ESTIMATED for this device (not measured on it). " if s["estimated"] else "")
         + note
     )
+    if (budget := logic.budget_note(view.config)) is not None:
+        st.warning(budget[0].upper() + budget[1:])
     return s
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from autocompress.budget import non_binding_message
 from autocompress.exceptions import AutoCompressError
 from autocompress.results import (
     CONFIG_FILE,
@@ -136,6 +137,14 @@ def summary(config: dict[str, Any], trials: pd.DataFrame) -> dict[str, Any]:
         "latency_label": config.get("target_label") or "",
         "estimated": estimated,
     }
+
+
+def budget_note(config: dict[str, Any]) -> str | None:
+    """One line when the run's budget excludes no candidate of its space (config.yaml's
+    ``latency_range``), with the range and a budget that would bind; None otherwise."""
+    if not config.get("budget_ms"):
+        return None
+    return non_binding_message(float(config["budget_ms"]), config.get("latency_range"), str(config.get("target")))
 
 
 def _is_precision(col: str) -> bool:

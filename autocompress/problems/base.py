@@ -18,10 +18,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autocompress.hardware.pricing import Prediction
 from autocompress.hardware.targets import Target
+
+if TYPE_CHECKING:
+    from autocompress.budget import LatencyRange
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,11 @@ class Problem(RunDescriber):
     @abstractmethod
     def predict(self, cand: Any) -> Prediction:
         """Latency and energy on the target, with the per-entry breakdown."""
+
+    @abstractmethod
+    def latency_range(self) -> LatencyRange:
+        """The fastest and slowest predicted latency of the space's candidates on the target
+        (after ``check``; after ``prepare`` where it rescales the target): which budgets bind."""
 
     @abstractmethod
     def evaluate(self, cand: Any, number: int) -> TrialResult:

@@ -16,6 +16,7 @@ import torch
 
 from autocompress import compress
 from autocompress.arch import block_precisions, plan, unpruned
+from autocompress.budget import LatencyRange, space_latency_range
 from autocompress.data import ImageDataset, load_dataset
 from autocompress.exceptions import AutoCompressError, TargetError
 from autocompress.hardware.predict import predict
@@ -183,6 +184,13 @@ class SupernetProblem(Problem, SupernetDescriber):
         return predict(
             self.target.table, blocks, block_precisions(cand, self.space, blocks), batch=self.batch
         )
+
+    def latency_range(self) -> LatencyRange:
+        """Smallest architecture pruned as far as allowed to largest unpruned, over the
+        precision mixes the space offers (table lookups only: milliseconds)."""
+        return space_latency_range(self.space, self.target.table, channels=self.data.channels,
+                                   classes=self.data.num_classes, batch=self.batch, target=self.target.name,
+                                   estimated=self.target.estimated)  # fmt: skip
 
     def evaluate(self, cand: Candidate, number: int) -> TrialResult:
         """Score one candidate for real; writes ``models/trial_NNNN.onnx``.

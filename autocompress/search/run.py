@@ -129,4 +129,6 @@ def _config(cfg: SearchConfig, problem: Problem, target: Any, storage_spec: str,
         **({"warm_start": {"run": str(cfg.warm_start), "candidates": len(warm)}} if cfg.warm_start else {}),
         **problem.config_entries(),
         **prepared,
+        # which budgets bind: report, CLI and explorer say so when this one excludes nothing
+        "latency_range": problem.latency_range().to_config(cfg.budget_ms),
     }

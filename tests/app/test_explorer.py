@@ -152,12 +152,15 @@ def test_estimated_targets_are_labelled(small_run, tmp_path, monkeypatch) -> Non
     run = tmp_path / "jetson"
     shutil.copytree(small_run, run)
     cfg = yaml.safe_load((run / "config.yaml").read_text())
-    cfg.update(target="jetson-orin-nano", target_estimated=True, target_label="estimated (roofline model)")
+    cfg.update(target="jetson-orin-nano", target_estimated=True, target_label="estimated (roofline model)",
+               budget_ms=10.0, latency_range={"min_ms": 0.42, "max_ms": 0.54, "binds": False, "estimated": True})  # fmt: skip
     (run / "config.yaml").write_text(yaml.safe_dump(cfg))
     at = _app(monkeypatch, run)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Latency figures"] == "ESTIMATED"
     assert any("ESTIMATED" in w.value for w in at.warning)
+    # a budget far above every candidate says so, with a budget that would bind
+    assert any("does not bind on jetson-orin-nano" in w.value and "e.g. 0.48 ms" in w.value for w in at.warning)
     assert "latency ms (est.)" in _frame(at, "status").columns
 
 

@@ -65,3 +65,12 @@ def test_the_recipe_rebuilds_the_same_problem_in_another_process(problem) -> Non
     assert type(again) is type(problem)
     assert again.fingerprint() == problem.fingerprint()
     assert again.dimensions() == problem.dimensions()
+
+
+def test_the_latency_range_holds_the_largest_and_smallest_candidates(problem) -> None:
+    problem.check()
+    rng = problem.latency_range()  # which budgets bind: recorded in config.yaml at search start
+    assert 0 < rng.min_ms < rng.max_ms
+    assert rng.target == problem.target.name and rng.estimated == problem.target.estimated
+    for cand in (problem.largest(), problem.smallest()):
+        assert rng.min_ms - 1e-9 <= problem.predict(cand).latency_ms <= rng.max_ms + 1e-9

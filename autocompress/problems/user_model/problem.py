@@ -24,6 +24,7 @@ import torch
 import torch.nn as nn
 
 from autocompress import compress
+from autocompress.budget import LatencyRange
 from autocompress.data import ImageDataset, load_dataset
 from autocompress.exceptions import ModelError, UnpricedLayersError
 from autocompress.hardware.layer_fill import fill_layers
@@ -156,7 +157,7 @@ class UserModelProblem(Problem, UserModelDescriber):
                                           command=profile_command(self.user, self.target),
                                           on_progress=hooks.profile_step if hooks else None)  # fmt: skip
         self._baseline_prediction = self.price(layers[0], cands[0])
-        self.price(layers[1], cands[1])
+        self._smallest_prediction = self.price(layers[1], cands[1])
 
     def prepare(self, models_dir: Path, hooks: ProblemHooks | None = None) -> dict[str, Any]:
         """Export the original (``models/original.onnx``), fit the layer table's scale to it on
@@ -225,6 +226,20 @@ class UserModelProblem(Problem, UserModelDescriber):
             return {"fitted": False, "why": getattr(self, "_scale_why", ""), "predicted_ms": round(before_ms, 5),
                     "layer_scale": self.target.device.layer_scale}  # fmt: skip
         return {"fitted": True, **scale.to_dict()}
+
+    def latency_range(self) -> LatencyRange:
+        """The original model and the most compressed one, as ``check`` priced them (priced
+        again once ``prepare`` has fitted the run's scale to this machine)."""
+        rescaled = bool((self._baseline.get("latency_scale") or {}).get("fitted"))
+        small = getattr(self, "_smallest_prediction", None)
+        if small is None or rescaled:
+            small = self.predict(self.smallest())
+        big = self._baseline.get("latency_ms")
+        if big is None:
+            big = (getattr(self, "_baseline_prediction", None) or self.predict(self.largest())).latency_ms
+        lo, hi = sorted((small.latency_ms, float(big)))
+        return LatencyRange(min_ms=lo, max_ms=hi, target=self.target.name, estimated=self.target.estimated,
+                            fastest=self.smallest().describe(), slowest=self.largest().describe())  # fmt: skip
 
     def attach(self, models_dir: Path) -> None:
         self.models_dir = models_dir
