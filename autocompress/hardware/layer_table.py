@@ -40,7 +40,7 @@ from typing import Any
 
 from autocompress._io import atomic_write_text, path_kind
 from autocompress.exceptions import TargetError
-from autocompress.hardware.lut import SOURCES, DeviceSpec, TableKind, csv_records
+from autocompress.hardware.lut import SOURCES, DeviceSpec, FamilyLookup, TableKind, csv_records
 
 LAYERS_FILE = "layers.csv"
 COLUMNS_V1 = (
@@ -212,20 +212,10 @@ class LayerRow:
 
 
 @dataclass
-class LayerTable:
+class LayerTable(FamilyLookup):
     rows: dict[LayerKey, LayerRow]
     _families: dict[tuple[Any, ...], list[LayerRow]] = field(default_factory=dict, repr=False)
     kind: TableKind = field(default="layers", init=False)
-
-    def get(self, key: LayerKey) -> LayerRow | None:
-        return self.rows.get(key)
-
-    def rows_like(self, key: LayerKey) -> list[LayerRow]:
-        """Rows of ``key``'s family (see :meth:`LayerKey.family`)."""
-        fam = key.family()
-        if fam not in self._families:
-            self._families[fam] = [r for k, r in self.rows.items() if k.family() == fam]
-        return self._families[fam]
 
 
 def load_layers(folder: Path, device: DeviceSpec) -> LayerTable:

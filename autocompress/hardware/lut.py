@@ -207,23 +207,31 @@ class Row:
                 "" if self.energy_mj is None else f"{self.energy_mj:.6f}", self.source]  # fmt: skip
 
 
+class FamilyLookup:
+    """What the pricing path asks of a table (blocks or layers): a key's row, and the rows of its
+    family (``key.family()``), grouped once per family."""
+
+    rows: dict[Any, Any]
+    _families: dict[tuple[Any, ...], list[Any]]
+
+    def get(self, key: Any) -> Any:
+        return self.rows.get(key)
+
+    def rows_like(self, key: Any) -> list[Any]:
+        """Rows of ``key``'s family (see the key's ``family``)."""
+        fam = key.family()
+        if fam not in self._families:
+            self._families[fam] = [r for k, r in self.rows.items() if k.family() == fam]
+        return self._families[fam]
+
+
 @dataclass
-class LatencyTable:
+class LatencyTable(FamilyLookup):
     device: DeviceSpec
     rows: dict[BlockKey, Row]
     folder: Path | None = None
-    _by_family: dict[tuple[str, str, int], list[Row]] = field(default_factory=dict, repr=False)
+    _families: dict[tuple[Any, ...], list[Row]] = field(default_factory=dict, repr=False)
     kind: TableKind = field(default="blocks", init=False)
-
-    def get(self, key: BlockKey) -> Row | None:
-        return self.rows.get(key)
-
-    def rows_like(self, key: BlockKey) -> list[Row]:
-        """Rows of ``key``'s family (see :meth:`BlockKey.family`)."""
-        fam = key.family()
-        if fam not in self._by_family:
-            self._by_family[fam] = [r for k, r in self.rows.items() if k.family() == fam]
-        return self._by_family[fam]
 
     def save(self, folder: Path, *, write_device: bool = True) -> None:
         """Write ``device.yaml`` (unless told not to: a hand-written one keeps its comments) and
