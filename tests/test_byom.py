@@ -278,8 +278,11 @@ def test_search_cli_end_to_end(weights, tmp_path: Path) -> None:
     assert "resnet_tiny" in (run / "report.md").read_text()
     # 10 ms is far above the original model on this CPU: the run says the budget does not bind
     entry = config["latency_range"]
-    assert entry["binds"] is False and 0 < entry["min_ms"] < entry["max_ms"] == pytest.approx(
-        config["baseline"]["latency_ms"], rel=1e-4)  # fmt: skip
+    # the range is the original and the most compressed model, whichever is faster (int8 entries
+    # cost on a model this small, so the compressed one may be the slower)
+    ends = sorted([float(config["baseline"]["latency_ms"]), float(smallest["latency_ms"])])
+    assert entry["binds"] is False and 0 < entry["min_ms"] < entry["max_ms"]
+    assert [entry["min_ms"], entry["max_ms"]] == pytest.approx(ends, rel=1e-4)
     assert "budget 10 ms does not bind on x86-cpu-onnxruntime" in proc.stdout
     # --resume with a higher --trials continues the same study: the 3 trials kept, one more run
     proc = cli("search", "--model", f"{MODELS}:resnet_tiny", "--weights", str(weights["resnet_tiny"]),

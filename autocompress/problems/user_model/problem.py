@@ -237,9 +237,11 @@ class UserModelProblem(Problem, UserModelDescriber):
         big = self._baseline.get("latency_ms")
         if big is None:
             big = (getattr(self, "_baseline_prediction", None) or self.predict(self.largest())).latency_ms
-        lo, hi = sorted((small.latency_ms, float(big)))
+        # the most compressed model need not be the faster one (int8 entries cost on a small CPU model)
+        (lo, fastest), (hi, slowest) = sorted([(small.latency_ms, self.smallest().describe()),
+                                               (float(big), self.largest().describe())])  # fmt: skip
         return LatencyRange(min_ms=lo, max_ms=hi, target=self.target.name, estimated=self.target.estimated,
-                            fastest=self.smallest().describe(), slowest=self.largest().describe())  # fmt: skip
+                            fastest=fastest, slowest=slowest)  # fmt: skip
 
     def attach(self, models_dir: Path) -> None:
         self.models_dir = models_dir
