@@ -4,6 +4,7 @@ the checks of a path a user names, made before it is opened."""
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import stat
 import tempfile
@@ -69,13 +70,7 @@ def check_regular_file(path: str | Path, what: str, error: type[BadInputError] =
     Raises:
         error: "<what> <path> does not exist" or "... is a folder / a FIFO / ..., not a regular file".
     """
-    path = Path(path)
-    kind = path_kind(path)
-    if kind is None:
-        raise error(f"{what} {path} does not exist")
-    if kind != "a file":
-        raise error(f"{what} {path} is {kind}, not a regular file")
-    return path
+    return _check_kind(path, "a file", "a regular file", what, error)
 
 
 def check_folder(path: str | Path, what: str, error: type[BadInputError] = BadInputError) -> Path:
@@ -84,13 +79,26 @@ def check_folder(path: str | Path, what: str, error: type[BadInputError] = BadIn
     Raises:
         error: "<what> <path> does not exist" or "<what> <path> is a FIFO, not a folder".
     """
+    return _check_kind(path, "a folder", "a folder", what, error)
+
+
+def _check_kind(path: str | Path, want: str, called: str, what: str, error: type[BadInputError]) -> Path:
     path = Path(path)
     kind = path_kind(path)
     if kind is None:
         raise error(f"{what} {path} does not exist")
-    if kind != "a folder":
-        raise error(f"{what} {path} is {kind}, not a folder")
+    if kind != want:
+        raise error(f"{what} {path} is {kind}, not {called}")
     return path
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def check_not_special(path: str | Path, what: str, error: type[BadInputError] = BadInputError) -> Path:

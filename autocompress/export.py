@@ -12,7 +12,6 @@ the exported file's accuracy matched the trials table, so a failed export leaves
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -28,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from autocompress import __version__
+from autocompress._io import file_sha256
 from autocompress.exceptions import AutoCompressError, BadInputError, RunDirError
 from autocompress.results import load_trials, read_config
 from autocompress.units import format_bytes, format_ms
@@ -244,7 +244,7 @@ def model_card(
                 "seeded": _py(row.get("seeded")), "pareto": bool(row.get("pareto")),
                 "feasible": bool(row.get("feasible"))},  # fmt: skip
         "format": fmt,
-        "files": {f.name: {"bytes": f.stat().st_size, "sha256": _sha256(f)} for f in files},
+        "files": {f.name: {"bytes": f.stat().st_size, "sha256": file_sha256(f)} for f in files},
         "size_bytes": sum(f.stat().st_size for f in files),
         "dataset": {
             "name": ds.get("name"),
@@ -366,14 +366,6 @@ def render_card(card: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _cpu_name() -> str:

@@ -14,6 +14,7 @@ Two halves:
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from autocompress.hardware.pricing import Prediction
 from autocompress.hardware.targets import Target
+from autocompress.runtime import model_size
 
 if TYPE_CHECKING:
     from autocompress.budget import LatencyRange
@@ -54,6 +56,28 @@ class TrialResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def of_deployed(cls, path: Path, *, accuracy: Callable[[Path, str], float], runtime: str, prediction: Prediction,
+                    params: int, macs: int, finetune_s: float, eval_start: float,
+                    quant: dict[str, Any]) -> TrialResult:  # fmt: skip
+        """The result of a deployed file: its val/test accuracy by ``runtime`` (``accuracy(path,
+        split)``), its size, and the candidate's predicted latency and geometry."""
+        return cls(
+            val_accuracy=accuracy(path, "val"),
+            test_accuracy=accuracy(path, "test"),
+            latency_ms=prediction.latency_ms,
+            energy_mj=prediction.energy_mj,
+            size_bytes=model_size(path),
+            params=params,
+            macs=macs,
+            interpolated_blocks=prediction.interpolated,
+            model_path=str(path),
+            finetune_s=round(finetune_s, 2),
+            eval_s=round(time.perf_counter() - eval_start, 2),
+            accuracy_runtime=runtime,
+            **quant,
+        )
 
 
 @dataclass

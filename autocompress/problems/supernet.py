@@ -23,7 +23,7 @@ from autocompress.hardware.predict import predict
 from autocompress.hardware.pricing import Prediction
 from autocompress.hardware.targets import Target, get_target
 from autocompress.problems.base import Problem, ProblemHooks, RunDescriber, TrialResult
-from autocompress.runtime import accuracy, accuracy_runtime, export_onnx, model_size
+from autocompress.runtime import accuracy, accuracy_runtime, export_onnx
 from autocompress.space import Candidate, SearchSpace, load_space, resolve_space_path, space_from_dict
 from autocompress.supernet import Supernet, extract_calibrated, load_or_train, teacher_logits
 
@@ -250,18 +250,9 @@ class SupernetProblem(Problem, SupernetDescriber):
             threshold_pp=comp.qat_threshold_pp,
         )  # fmt: skip
         blocks = plan(cand, self.space, self.data.channels, self.data.num_classes)  # the pruned geometry
-        return TrialResult(
-            val_accuracy=accuracy(path, x_val, y_val, runtime=runtime),
-            test_accuracy=accuracy(path, x_test, y_test, runtime=runtime),
-            latency_ms=prediction.latency_ms,
-            energy_mj=prediction.energy_mj,
-            size_bytes=model_size(path),
-            params=sum(b.params() for b in blocks),
-            macs=sum(b.macs() for b in blocks),
-            interpolated_blocks=prediction.interpolated,
-            model_path=str(path),
-            finetune_s=round(t1 - t0, 2),
-            eval_s=round(time.perf_counter() - t1, 2),
-            accuracy_runtime=runtime,
-            **quant,
-        )
+        splits = {"val": (x_val, y_val), "test": (x_test, y_test)}
+        return TrialResult.of_deployed(
+            path, accuracy=lambda f, split: accuracy(f, *splits[split], runtime=runtime), runtime=runtime,
+            prediction=prediction, params=sum(b.params() for b in blocks), macs=sum(b.macs() for b in blocks),
+            finetune_s=t1 - t0, eval_start=t1, quant=quant,
+        )  # fmt: skip

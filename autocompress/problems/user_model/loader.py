@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from autocompress._io import check_regular_file
+from autocompress._io import check_regular_file, file_sha256
 from autocompress.exceptions import ModelError
 
 
@@ -116,14 +116,6 @@ def import_builder(spec: str) -> tuple[object, str, str]:
         public = sorted(k for k, v in vars(module).items() if callable(v) and not k.startswith("_"))
         raise ModelError(f"--model: {where} has no function {fn!r} (callables there: {', '.join(public[:12])})")
     return builder, source, fn
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:

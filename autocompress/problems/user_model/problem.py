@@ -402,21 +402,12 @@ class UserModelProblem(Problem, UserModelDescriber):
             qat=qat if cand.qat and int8 else None, threshold_pp=spec.qat_threshold_pp,
         )  # fmt: skip
         prediction: Prediction = priced["prediction"]
-        return TrialResult(
-            val_accuracy=accuracy(path, x_val, y_val, runtime=runtime),
-            test_accuracy=accuracy(path, x_test, y_test, runtime=runtime),
-            latency_ms=prediction.latency_ms,
-            energy_mj=prediction.energy_mj,
-            size_bytes=model_size(path),
-            params=priced["params"],
-            macs=priced["macs"],
-            interpolated_blocks=prediction.interpolated,
-            model_path=str(path),
-            finetune_s=round(t1 - t0, 2),
-            eval_s=round(time.perf_counter() - t1, 2),
-            accuracy_runtime=runtime,
-            **quant,
-        )
+        splits = {"val": (x_val, y_val), "test": (x_test, y_test)}
+        return TrialResult.of_deployed(
+            path, accuracy=lambda f, split: accuracy(f, *splits[split], runtime=runtime), runtime=runtime,
+            prediction=prediction, params=priced["params"], macs=priced["macs"],
+            finetune_s=t1 - t0, eval_start=t1, quant=quant,
+        )  # fmt: skip
 
 
 def profile_command(user: UserModel, target: Target) -> str:
