@@ -112,6 +112,30 @@ class Roofline(BaseModel):
         return sum(f.use_in_fit for f in self.calibration) if self.calibrated else 0
 
 
+class ErrorBand(BaseModel):
+    """How far a table's predictions fell from held-out truths, as ``actual = predicted x (1 + pct/100)``.
+
+    ``lo_pct``/``hi_pct`` are the low and high percentiles (``coverage`` of the errors lie between
+    them) of the relative error over ``n`` held-out cases; ``basis`` says how they were held out
+    (e.g. leave-one-family-out over published figures, or validate-latency on random candidates
+    timed on ``host``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    lo_pct: float
+    hi_pct: float
+    coverage: float = Field(0.8, gt=0, le=1)
+    n: int = Field(ge=0)
+    basis: str
+    host: dict[str, Any] = {}
+    within: dict[str, float] = Field({}, description="share of cases within +-X% (key: X as text)")
+    median_abs_pct: float | None = None
+
+    def interval(self, predicted_ms: float) -> tuple[float, float]:
+        """The range a prediction of ``predicted_ms`` stands for."""
+        return (predicted_ms * max(0.0, 1 + self.lo_pct / 100), predicted_ms * (1 + self.hi_pct / 100))
+
+
 class DeviceSpec(BaseModel):
     """``device.yaml``: the target and the provenance of every number in its table."""
 
@@ -139,6 +163,13 @@ class DeviceSpec(BaseModel):
     roofline: Roofline | None = None
     references: list[Reference] = []
     notes: str = ""
+    error_band: dict[str, ErrorBand] = Field(
+        {}, description="held-out error of this table's predictions, per precision ('all': any precision)"
+    )
+
+    def band(self, precision: str) -> ErrorBand | None:
+        """The held-out error band for ``precision`` predictions (or the all-precision one), if recorded."""
+        return self.error_band.get(precision) or self.error_band.get("all")
 
     def scale(self, precision: str, table: TableKind = "blocks") -> float:
         """The factor on a ``precision`` row of the ``table`` (1 where none was fitted)."""
