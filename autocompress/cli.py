@@ -198,6 +198,9 @@ def search(
                                            "(torch.save(model.state_dict(), path); loaded with weights_only=True)."),
     input_shape: Optional[str] = typer.Option(None, "--input-shape", help="With --model: C,H,W "
                                               "(default: the data set's)."),
+    device: str = typer.Option("auto", "--device", help="Where training runs (supernet, fine-tunes, QAT, "
+                               "BN re-estimation): auto (a CUDA GPU when torch sees one), cpu or cuda. "
+                               "Export and accuracy stay on the CPU, by the target's runtime."),
 ) -> None:
     """Search architecture + compression for the most accurate models within a latency budget,
     or (with --model/--weights) the compression of your own trained network."""
@@ -236,6 +239,7 @@ def _search(**kw: Any) -> None:
         weights=kw["weights"],
         input_shape=kw["input_shape"],
         accuracy_window_pp=kw["accuracy_window"],
+        device=kw["device"],
     )
     tasks: dict[str, Any] = {}
     progress: Progress  # set below, before run_search calls the hooks
@@ -357,6 +361,9 @@ def _check_search_input(kw: dict[str, Any]) -> None:
     if kw.get("max_size"):
         parse_size(kw["max_size"])
     check_storage_spec(kw.get("storage"))  # a typo must not leave an empty run directory
+    from autocompress.device import resolve_device
+
+    resolve_device(kw.get("device"))  # --device cuda on a machine without a GPU: one line, now
     _check_run_dir(kw.get("run_dir"))
     warm = kw.get("warm_start")
     if warm is not None and path_kind(warm) not in (None, "a folder"):
@@ -379,7 +386,9 @@ def _print_outcome(outcome: Any) -> None:
 
     cfg = outcome.config
     sn = cfg["supernet"]
-    how = "reused from cache" if sn.get("cached") else f"trained in {sn['train_seconds']:.0f} s"
+    dev = cfg.get("device") or {}
+    on = f" on {dev.get('gpu') or dev['resolved']}" if dev.get("resolved") else ""
+    how = "reused from cache" if sn.get("cached") else f"trained in {sn['train_seconds']:.0f} s{on}"
     out.print(
         f"supernet: {how}; largest subnet test accuracy {100 * sn['largest_test_acc']:.2f}% "
         f"(smallest {100 * sn['smallest_test_acc']:.2f}%)",

@@ -6,6 +6,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from autocompress.device import autocast, grad_scaler, resolve_device, to_device
+
 
 def kd_loss(
     student: torch.Tensor, teacher: torch.Tensor | None, labels: torch.Tensor, *,
@@ -37,6 +39,7 @@ def finetune(
     seed: int = 0,
     freeze_bn: bool = False,
     channels_last: bool = True,
+    device: str | torch.device = "cpu",
 ) -> nn.Module:
     """Fine-tune ``model`` for ``steps`` SGD steps, distilling with weight ``alpha`` from
     ``teacher_logits`` (the teacher's outputs for ``images``, row for row, computed once per
@@ -47,6 +50,9 @@ def finetune(
     model) do, since torch 2.13's CPU backward of some small channels_last convs with in-place
     ReLU corrupts the heap (a ResNet basic block at 4 channels aborts with 'double free').
 
+    ``device``: where the steps run (mixed precision on CUDA, see :mod:`autocompress.device`);
+    the model comes back on the CPU.
+
     Raises:
         FloatingPointError: the loss became NaN or infinite.
     """
@@ -56,9 +62,11 @@ def finetune(
         raise ValueError(f"teacher_logits has {teacher_logits.shape[0]} rows for {images.shape[0]} images")
     gen = torch.Generator().manual_seed(seed)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    model = model.to(memory_format=fmt)
+    dev = resolve_device(device)
+    model = model.to(dev, memory_format=fmt)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=4e-5)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+    scaler = grad_scaler(dev)
     order = torch.empty(0, dtype=torch.long)
     model.train()
     if freeze_bn:
@@ -69,14 +77,18 @@ def finetune(
         if order.numel() < batch_size:
             order = torch.cat([order, torch.randperm(images.shape[0], generator=gen)])
         idx, order = order[:batch_size], order[batch_size:]
-        x = images[idx].contiguous(memory_format=fmt)
-        t_logits = teacher_logits[idx] if (teacher_logits is not None and alpha > 0) else None
-        loss = kd_loss(model(x), t_logits, labels[idx], alpha=alpha, temperature=temperature)
+        x = to_device(images[idx].contiguous(memory_format=fmt), dev)
+        t_logits = to_device(teacher_logits[idx], dev) if (teacher_logits is not None and alpha > 0) else None
+        with autocast(dev):
+            out = model(x)
+        loss = kd_loss(out.float(), t_logits, to_device(labels[idx], dev), alpha=alpha, temperature=temperature)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"fine-tune loss became {loss.item()} at step {step}")
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        scaler.scale(loss).backward()
+        scaler.unscale_(opt)
         nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        opt.step()
+        scaler.step(opt)
+        scaler.update()
         sched.step()
-    return model.to(memory_format=torch.contiguous_format).eval()
+    return model.to("cpu", memory_format=torch.contiguous_format).eval()

@@ -74,8 +74,10 @@ def prepare(
     images: torch.Tensor | None = None,
     labels: torch.Tensor | None = None,
     calibration: torch.Tensor | None = None,
+    device: str | torch.device = "cpu",
 ) -> nn.Module:
-    """Compression applied to the torch subnet before fine-tuning: structured pruning.
+    """Compression applied to the torch subnet before fine-tuning: structured pruning (on the
+    CPU; the BatchNorm re-estimation after it on ``device``).
 
     ``model`` is the subnet of ``unpruned(cand)``; it comes back pruned (in place) to the
     geometry ``arch.plan(cand, ...)`` describes, or untouched when every ratio is 0.
@@ -94,7 +96,7 @@ def prepare(
         return model
     model = prune_subnet(model, cand, space, images=images, labels=labels)
     if calibration is not None:
-        recalibrate_bn(model, calibration, space.model.training.recalib_batches)
+        recalibrate_bn(model, calibration, space.model.training.recalib_batches, device=device)
     return model.eval()
 
 

@@ -32,6 +32,7 @@ import torch.nn as nn
 from torch.nn.utils import parametrize
 
 from autocompress.compress.distill import finetune
+from autocompress.device import resolve_device, to_device
 
 QMIN, QMAX = -128, 127
 
@@ -115,23 +116,29 @@ def qat_finetune(
     seed: int,
     calibration: torch.Tensor,
     inputs: bool = False,
+    device: str | torch.device = "cpu",
 ) -> nn.Module:
     """A copy of ``model`` fine-tuned for ``steps`` with the ``int8_parts`` (attribute paths
     such as ``stages.1`` or ``stem``) fake-quantized; the original is left untouched.
 
     ``calibration`` images set the activation observers before the first step. ``inputs``: see
     :func:`fake_quantized` (a user's model; it also trains in the default memory format, see
-    :func:`~autocompress.compress.distill.finetune`).
+    :func:`~autocompress.compress.distill.finetune`). ``device``: where observers are set and the
+    steps run; the copy comes back on the CPU.
     """
+    dev = resolve_device(device)
     student = copy.deepcopy(model).eval()
     parts = [student.get_submodule(name) for name in int8_parts]
-    with fake_quantized(parts, inputs=inputs):
+    with fake_quantized(parts, inputs=inputs) as quantizers:
+        student.to(dev)
+        for fq in quantizers:  # held by hooks, not by the model: moved one by one
+            fq.to(dev)
         with torch.no_grad():
             for chunk in calibration.split(256):
-                student(chunk)
+                student(to_device(chunk, dev))
         student = finetune(
             student, images, labels,
             steps=steps, teacher_logits=teacher_logits, alpha=alpha, temperature=temperature,
-            lr=lr, batch_size=batch_size, seed=seed, freeze_bn=True, channels_last=not inputs,
+            lr=lr, batch_size=batch_size, seed=seed, freeze_bn=True, channels_last=not inputs, device=dev,
         )  # fmt: skip
-    return student.eval()
+    return student.to("cpu").eval()

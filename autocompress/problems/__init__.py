@@ -20,14 +20,14 @@ KINDS = ("supernet", "model")
 def build_problem(*, target: str, space: str | Path | None = None, dataset: str | None = None,
                   data_dir: Path | None = None, subset: int | None = None, seed: int = 0,
                   model: str | None = None, weights: Path | None = None, input_shape: str | None = None,
-                  retrain: bool = False, batch: int = 1) -> Problem:  # fmt: skip
+                  retrain: bool = False, batch: int = 1, device: str = "auto") -> Problem:  # fmt: skip
     """The user-model problem when ``model`` is given, else the supernet problem.
 
     Raises:
         AutoCompressError: bad input (space, target, data, model, weights), before anything is written.
     """
     common = {"target": target, "space": space, "dataset": dataset, "data_dir": data_dir, "subset": subset,
-              "seed": seed, "batch": batch}  # fmt: skip
+              "seed": seed, "batch": batch, "device": device}  # fmt: skip
     if model is not None:
         from autocompress.problems.user_model.problem import UserModelProblem
 

@@ -18,6 +18,8 @@ from autocompress import compress
 from autocompress.arch import block_precisions, plan, unpruned
 from autocompress.budget import LatencyRange, space_latency_range
 from autocompress.data import ImageDataset, load_dataset
+from autocompress.device import describe as describe_device
+from autocompress.device import resolve_device
 from autocompress.exceptions import AutoCompressError, TargetError
 from autocompress.hardware.predict import predict
 from autocompress.hardware.pricing import Prediction
@@ -73,7 +75,9 @@ class SupernetProblem(Problem, SupernetDescriber):
 
     def __init__(self, *, space: str | Path | None, target: str, dataset: str | None = None,
                  data_dir: Path | None = None, subset: int | None = None, seed: int = 0,
-                 retrain: bool = False, batch: int = 1) -> None:  # fmt: skip
+                 retrain: bool = False, batch: int = 1, device: str = "auto") -> None:  # fmt: skip
+        self.device_spec = device  # where training runs (--device); workers resolve it on their machine
+        self.device = resolve_device(device)
         self.space_spec = space
         self.space = load_space(space)
         self.target: Target = get_target(target)
@@ -99,6 +103,7 @@ class SupernetProblem(Problem, SupernetDescriber):
         self.space_spec, self.space, self.target, self.data = space.path, space, target, data
         self.dataset_spec, self.data_dir, self.subset = space.model.dataset, None, None
         self.seed, self.retrain, self.batch = seed, False, batch
+        self.device_spec, self.device = "cpu", resolve_device("cpu")
         self.supernet, self.supernet_key, self.models_dir = supernet, supernet_key, models_dir
         self._teacher_logits, self._report = None, {}
         SupernetDescriber.__init__(self, {"dataset": data.describe(), "target": target.name}, space)
@@ -127,7 +132,8 @@ class SupernetProblem(Problem, SupernetDescriber):
             hooks.train_start(False)
         t0 = time.perf_counter()
         self.supernet, report, cached = load_or_train(
-            self.space, self.data, seed=self.seed, retrain=self.retrain, on_step=hooks.train_step
+            self.space, self.data, seed=self.seed, retrain=self.retrain, on_step=hooks.train_step,
+            device=self.device,
         )
         self.supernet_key = report.key
         self._report = {**report.__dict__, "cached": cached, "seconds": round(time.perf_counter() - t0, 1)}
@@ -149,6 +155,7 @@ class SupernetProblem(Problem, SupernetDescriber):
             "space_fingerprint": self.fingerprint(),
             "space": self.space.to_dict(),
             "dataset": {**self.data.describe(), "spec": self.dataset_spec, "subset": self.subset},
+            "device": describe_device(self.device_spec, self.device),
         }
 
     def recipe(self) -> dict[str, Any]:
@@ -161,6 +168,7 @@ class SupernetProblem(Problem, SupernetDescriber):
             "subset": self.subset,
             "seed": self.seed,
             "batch": self.batch,
+            "device": self.device_spec,
         }
 
     # ------------------------------------------------------------------ candidates
@@ -206,13 +214,13 @@ class SupernetProblem(Problem, SupernetDescriber):
         comp = self.space.model.compression
         prediction = self.predict(cand)  # fails fast on a target that cannot price it
         t0 = time.perf_counter()
-        model = extract_calibrated(self._net(), unpruned(cand), self.data)
+        model = extract_calibrated(self._net(), unpruned(cand), self.data, device=self.device)
         x_train, y_train = self.data.split("train", cand.resolution)
         x_cal, _ = self.data.split("calib", cand.resolution)
         model = compress.prepare(
             model, cand, self.space,
             images=x_train[:TAYLOR_SAMPLES], labels=y_train[:TAYLOR_SAMPLES],
-            calibration=torch.cat([x_cal, x_train[:4096]]) if any(cand.prune) else None,
+            calibration=torch.cat([x_cal, x_train[:4096]]) if any(cand.prune) else None, device=self.device,
         )  # fmt: skip
         use_kd = cand.kd_alpha > 0
         model = compress.finetune(
@@ -220,7 +228,7 @@ class SupernetProblem(Problem, SupernetDescriber):
             steps=cand.finetune_steps,
             teacher_logits=self.teacher_logits() if use_kd and cand.finetune_steps > 0 else None,
             alpha=cand.kd_alpha, temperature=cand.kd_temperature,
-            lr=cfg.finetune_lr, batch_size=cfg.finetune_batch_size, seed=self.seed + number,
+            lr=cfg.finetune_lr, batch_size=cfg.finetune_batch_size, seed=self.seed + number, device=self.device,
         )  # fmt: skip
         t1 = time.perf_counter()
         device_runtime = self.target.table.device.runtime
@@ -236,7 +244,7 @@ class SupernetProblem(Problem, SupernetDescriber):
                 steps=comp.qat_steps, teacher_logits=self.teacher_logits() if use_kd else None,
                 alpha=cand.kd_alpha, temperature=cand.kd_temperature,
                 lr=cfg.finetune_lr * QAT_LR_FACTOR, batch_size=cfg.finetune_batch_size,
-                seed=self.seed + number, calibration=x_cal,
+                seed=self.seed + number, calibration=x_cal, device=self.device,
             )  # fmt: skip
 
         quant = compress.deploy(

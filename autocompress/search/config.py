@@ -11,6 +11,7 @@ from typing import Any
 import optuna
 import pandas as pd
 
+from autocompress.device import resolve_device
 from autocompress.exceptions import BadInputError, RunDirError
 from autocompress.search.fidelity import FIDELITIES
 
@@ -52,6 +53,9 @@ class SearchConfig:
     # Pareto points more than this many pp of validation accuracy below the best are listed apart
     # in the report and the CLI (None: the resumed run's recorded window, else results' default)
     accuracy_window_pp: float | None = None
+    # where training runs: auto (a CUDA GPU when torch sees one), cpu or cuda; not part of the
+    # study's identity, so a run can be resumed on another machine
+    device: str = "auto"
 
 
 @dataclass
@@ -130,5 +134,6 @@ def check_options(cfg: SearchConfig) -> None:
     if cfg.model is None and (cfg.weights is not None or cfg.input_shape is not None):
         flag = "--weights" if cfg.weights is not None else "--input-shape"
         raise BadInputError(f"{flag} needs --model FILE.py:FUNCTION (the function that builds the network)")
+    resolve_device(cfg.device)  # an unknown name, or cuda without a GPU: one line, before any work
     if cfg.model is not None and cfg.retrain_supernet:
         raise BadInputError("--retrain-supernet has no meaning with --model (a user's model has no supernet)")

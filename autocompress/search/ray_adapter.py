@@ -24,6 +24,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from autocompress.device import resolve_device
 from autocompress.exceptions import AutoCompressError, RuntimeUnavailableError
 from autocompress.problems import Problem, from_recipe
 from autocompress.results import STUDY_NAME, write_results
@@ -103,10 +104,13 @@ def run_ray(study: optuna.Study, storage_spec: str, problem: Problem, cfg: Any, 
         "models_dir": str((run_dir / "models").resolve()),
         "cfg": {k: getattr(cfg, k) for k in ("budget_ms", "max_size_bytes", "fidelity", "eta")},
     }
+    # Ray hides the GPUs from a trial that asks for none: with training on CUDA, the workers
+    # share the GPU in equal parts (the recipe's --device is resolved again in each worker)
+    resources = {"cpu": 1, **({"gpu": 1.0 / cfg.workers} if resolve_device(cfg.device).type == "cuda" else {})}
     scratch = tempfile.mkdtemp(prefix="autocompress-ray-")
     try:
         tuner = tune.Tuner(
-            tune.with_resources(tune.with_parameters(ray_trial, ctx=ctx), {"cpu": 1}),
+            tune.with_resources(tune.with_parameters(ray_trial, ctx=ctx), resources),
             tune_config=tune.TuneConfig(
                 search_alg=searcher,
                 num_samples=remaining,

@@ -51,7 +51,7 @@ def run_search(cfg: SearchConfig, hooks: Hooks | None = None) -> SearchOutcome:
     problem = build_problem(
         target=cfg.target, space=cfg.space, dataset=cfg.dataset, data_dir=cfg.data_dir, subset=cfg.subset,
         seed=cfg.seed, model=cfg.model, weights=cfg.weights, input_shape=cfg.input_shape,
-        retrain=cfg.retrain_supernet,
+        retrain=cfg.retrain_supernet, device=cfg.device,
     )  # fmt: skip
     problem.check(ProblemHooks(profile_step=hooks.layers_profile))
     target = problem.target

@@ -26,6 +26,8 @@ import torch.nn as nn
 from autocompress import compress
 from autocompress.budget import LatencyRange
 from autocompress.data import ImageDataset, load_dataset
+from autocompress.device import describe as describe_device
+from autocompress.device import resolve_device
 from autocompress.exceptions import ModelError, UnpricedLayersError
 from autocompress.hardware.layer_fill import fill_layers
 from autocompress.hardware.layer_predict import layer_precisions, predict_layers, unpriced
@@ -83,7 +85,9 @@ class UserModelProblem(Problem, UserModelDescriber):
 
     def __init__(self, *, model: str, weights: Path | None, target: str, space: str | Path | None = None,
                  input_shape: str | None = None, dataset: str | None = None, data_dir: Path | None = None,
-                 subset: int | None = None, seed: int = 0, batch: int = 1) -> None:  # fmt: skip
+                 subset: int | None = None, seed: int = 0, batch: int = 1, device: str = "auto") -> None:  # fmt: skip
+        self.device_spec = device  # where fine-tunes run (--device); workers resolve it on their machine
+        self.device = resolve_device(device)
         if weights is None:
             raise ModelError("--model needs --weights (a state dict saved with torch.save(model.state_dict(), path))")
         self.target: Target = get_target(target)
@@ -128,6 +132,7 @@ class UserModelProblem(Problem, UserModelDescriber):
         self.user, self.space, self.data, self.target = user, space, data, target
         self.dataset_spec, self.data_dir, self.subset, self.seed, self.batch = data.name, None, None, seed, batch
         self.space_spec, self.shape_spec = None, None
+        self.device_spec, self.device = "cpu", resolve_device("cpu")
         self.resolution = user.input_shape[1]
         self.layer_table = load_layers(target.folder, target.device)
         self.models_dir, self._teacher, self._baseline = models_dir, None, {}
@@ -257,6 +262,7 @@ class UserModelProblem(Problem, UserModelDescriber):
             "space": self.space.to_dict(),
             "dataset": {**self.data.describe(), "spec": self.dataset_spec, "subset": self.subset},
             "model": self.user.describe(),
+            "device": describe_device(self.device_spec, self.device),
         }
 
     def recipe(self) -> dict[str, Any]:
@@ -273,6 +279,7 @@ class UserModelProblem(Problem, UserModelDescriber):
             "subset": self.subset,
             "seed": self.seed,
             "batch": self.batch,
+            "device": self.device_spec,
         }
 
     @property
@@ -308,7 +315,8 @@ class UserModelProblem(Problem, UserModelDescriber):
                             images=x_train[:TAYLOR_SAMPLES], labels=y_train[:TAYLOR_SAMPLES])  # fmt: skip
         if calibrate and any(cand.ratios.values()):
             x_cal, _ = self.data.split("calib", self.resolution)
-            recalibrate_bn(model, torch.cat([x_cal, x_train[:4096]]), self.space.spec.recalib_batches)
+            recalibrate_bn(model, torch.cat([x_cal, x_train[:4096]]), self.space.spec.recalib_batches,
+                           device=self.device)  # fmt: skip
         return model.eval()
 
     def export(self, model: nn.Module, path: Path) -> Path:
@@ -357,7 +365,7 @@ class UserModelProblem(Problem, UserModelDescriber):
             model, x_train, y_train, steps=cand.finetune_steps,
             teacher_logits=self.teacher_logits() if use_kd else None, alpha=cand.kd_alpha,
             temperature=cand.kd_temperature, lr=spec.finetune_lr, batch_size=spec.finetune_batch_size,
-            seed=self.seed + number, channels_last=False,
+            seed=self.seed + number, channels_last=False, device=self.device,
         )  # fmt: skip
         t1 = time.perf_counter()
         runtime = self.runtime
@@ -393,7 +401,7 @@ class UserModelProblem(Problem, UserModelDescriber):
                 steps=spec.qat_steps, teacher_logits=self.teacher_logits() if cand.kd_alpha > 0 else None,
                 alpha=cand.kd_alpha, temperature=cand.kd_temperature,
                 lr=spec.finetune_lr * QAT_LR_FACTOR, batch_size=spec.finetune_batch_size,
-                seed=self.seed + number, calibration=calib, inputs=True,
+                seed=self.seed + number, calibration=calib, inputs=True, device=self.device,
             )  # fmt: skip
 
         quant = compress.deploy(
