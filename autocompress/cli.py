@@ -544,12 +544,16 @@ def _budget_verdict(budget_ms: float, lo: float, hi: float, target: str, estimat
 @app.command()
 def profile(
     space: Optional[str] = typer.Option(None, "--space", help="Profile every block this space can produce."),
-    runtime: str = typer.Option("onnxruntime", "--runtime", help="onnxruntime or openvino."),
+    runtime: str = typer.Option("onnxruntime", "--runtime", help="onnxruntime or openvino (this CPU), or tensorrt "
+                                "(an NVIDIA GPU with TensorRT's Python package, e.g. on a Jetson)."),
     name: Optional[str] = typer.Option(None, "--name",
-                                       help="Target name for the table (default: x86-cpu-<runtime>)."),
+                                       help="Target name for the table (default: x86-cpu-<runtime>, "
+                                       "nvidia-gpu-tensorrt)."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Table folder (default: <name> in the first "
                                            "$AUTOCOMPRESS_TABLES folder, else in the shipped tables)."),
-    precision: str = typer.Option("fp32,int8", "--precision", help="Comma-separated precisions to measure."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="Comma-separated precisions to measure "
+                                            "(default: what the runtime runs: fp32,int8 on a CPU, "
+                                            "fp32,fp16,int8 with tensorrt)."),
     threads: int = typer.Option(1, "--threads", help="Inference threads (pinned to as many CPUs; recorded)."),
     reps: int = typer.Option(60, "--reps", help="Timed runs per block and pass (after warm-up)."),
     passes: int = typer.Option(3, "--passes", help="Passes over all blocks, spread over time; the fastest is kept."),
@@ -579,7 +583,7 @@ def _profile_layers(**kw: Any) -> None:
     from autocompress.hardware.layer_estimate import estimate_layer_rows
     from autocompress.hardware.layer_profile import profile_layer_keys
     from autocompress.hardware.layer_table import load_layers, merge_rows
-    from autocompress.hardware.profile import DEFAULT_NAMES
+    from autocompress.hardware.profile import DEFAULT_NAMES, supported_precisions
     from autocompress.hardware.targets import check_writable, get_target
     from autocompress.problems.user_model.layers import model_layer_keys, user_example
     from autocompress.problems.user_model.loader import load_user_model, parse_input_shape
@@ -592,8 +596,9 @@ def _profile_layers(**kw: Any) -> None:
         raise BadInputError(f"--runtime must be one of {', '.join(DEFAULT_NAMES)}; got {kw['runtime']!r}")
     target = get_target(kw["name"] or DEFAULT_NAMES[kw["runtime"]])
     check_writable(target.folder)  # layers.csv is written there, after minutes of measuring
+    runs = [] if target.estimated else supported_precisions(kw["runtime"])  # TensorRT missing: one line, now
     user = load_user_model(kw["model"], kw["weights"], input_shape=parse_input_shape(kw["input_shape"]))
-    precisions = [p.strip() for p in kw["precision"].split(",") if p.strip()]
+    precisions = [p.strip() for p in kw["precision"].split(",") if p.strip()] if kw["precision"] else runs
     if target.estimated:
         precisions = list(target.device.precisions)
     space = derive_space(user.module, user_example(user), load_model_space_spec(kw["space"]),
@@ -623,14 +628,15 @@ def _profile_layers(**kw: Any) -> None:
 
 @_guard
 def _profile(**kw: Any) -> None:
-    from autocompress.hardware.profile import DEFAULT_NAMES, profile_space
+    from autocompress.hardware.profile import DEFAULT_NAMES, profile_space, supported_precisions
     from autocompress.hardware.targets import check_writable, new_table_folder
     from autocompress.space import load_space
 
     _check_ints("profile", kw)
-    precisions = [p.strip() for p in kw["precision"].split(",") if p.strip()]
     if kw["runtime"] not in DEFAULT_NAMES:
         raise BadInputError(f"--runtime must be one of {', '.join(DEFAULT_NAMES)}; got {kw['runtime']!r}")
+    runs = supported_precisions(kw["runtime"])  # TensorRT without tensorrt or a GPU: one line, now
+    precisions = [p.strip() for p in kw["precision"].split(",") if p.strip()] if kw["precision"] else runs
     name = kw["name"] or DEFAULT_NAMES[kw["runtime"]]
     folder = kw["out_dir"] or new_table_folder(name)
     sp = load_space(kw["space"])
@@ -655,7 +661,7 @@ def validate_latency(
     target: str = typer.Option("cpu", "--target", "-t", help="A table measured on this machine."),
     n: int = typer.Option(100, "-n", help="Random candidates to build, time and predict."),
     space: Optional[str] = typer.Option(None, "--space", help="Search space to draw candidates from."),
-    precision: str = typer.Option("mixed", "--precision", help="fp32, int8 (every stage), or mixed (as sampled)."),
+    precision: str = typer.Option("mixed", "--precision", help="fp32, fp16, int8 (every stage), or mixed (as sampled)."),
     seed: int = typer.Option(0, "--seed"),
     reps: int = typer.Option(50, "--reps", help="Timed runs per candidate and pass (after warm-up)."),
     passes: int = typer.Option(3, "--passes", help="Passes over all candidates, spread over time; the fastest is kept."),

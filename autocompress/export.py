@@ -289,7 +289,21 @@ def model_card(
                       "problem": about["kind"], "parts": about["parts"]},  # fmt: skip
         "search": {"space": (config.get("space") or {}).get("name"), "sampler": config.get("sampler"),
                    "seed": config.get("seed")},  # fmt: skip
+        **({"tensorrt": tensorrt_card(files[0])} if fmt == "onnx" else {}),
     }
+
+
+def tensorrt_card(path: Path) -> dict[str, Any]:
+    """How to measure the exported ONNX file on an NVIDIA device: the ``trtexec`` command (the
+    file's precision flags, input name and shape), and why it would not parse when its int8
+    activations are asymmetric."""
+    from autocompress.runtime_tensorrt import nonzero_zero_points, trtexec_command
+
+    asym = nonzero_zero_points(path)
+    return {"trtexec": trtexec_command(path),
+            "note": (f"{asym} quantize/dequantize nodes of this file have non-zero zero points, which TensorRT's "
+                     "ONNX parser rejects: search with a TensorRT target (e.g. --target jetson), whose int8 "
+                     "files use zero-point-0 activations, to deploy this int8 network there") if asym else None}  # fmt: skip
 
 
 def usage_snippet(card: dict[str, Any]) -> str:
@@ -354,6 +368,12 @@ def render_card(card: dict[str, Any]) -> str:
         usage_snippet(card).rstrip(),
         "```",
         "",
+        *([] if "tensorrt" not in card else [
+            "## Measure it on the device (TensorRT)", "",
+            "On the board (or any NVIDIA GPU with TensorRT), in the folder holding the file:", "",
+            "```sh", card["tensorrt"]["trtexec"], "```", "",
+            *([card["tensorrt"]["note"], ""] if card["tensorrt"]["note"] else []),
+        ]),  # fmt: skip
         "## Full candidate",
         "",
         "| choice | value |",

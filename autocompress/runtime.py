@@ -1,5 +1,5 @@
 """Export to ONNX and run exported files with ONNX Runtime or OpenVINO: accuracy and
-wall-clock latency."""
+wall-clock latency; latency also as TensorRT engines on a GPU (``runtime_tensorrt``)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ import torch
 from autocompress._io import atomic_path
 from autocompress.exceptions import RuntimeUnavailableError
 
-RUNTIMES = ("onnxruntime", "openvino")
+RUNTIMES = ("onnxruntime", "openvino")  # run on this CPU: accuracy and latency
+TIMED_RUNTIMES = (*RUNTIMES, "tensorrt")  # latency only (TensorRT: on an NVIDIA GPU)
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 OPSET = 17
@@ -138,11 +139,15 @@ def pinned_cpus(n: int) -> Iterator[list[int]]:
 
 
 def runtime_version(runtime: str) -> str:
-    """The installed version of ``runtime`` (one of :data:`RUNTIMES`)."""
+    """The installed version of ``runtime`` (one of :data:`TIMED_RUNTIMES`)."""
     if runtime == "onnxruntime":
         import onnxruntime as ort
 
         return ort.__version__
+    if runtime == "tensorrt":
+        from autocompress.runtime_tensorrt import version
+
+        return version()
     return _openvino().__version__.split("-")[0]
 
 
@@ -251,18 +256,39 @@ def bound_runner(
     raise ValueError(f"unknown runtime {runtime!r}; expected one of {', '.join(RUNTIMES)}")
 
 
+def bound_timer(
+    path: str | Path, x: np.ndarray, *, runtime: str = "onnxruntime", threads: int = 1
+) -> Callable[[], float]:
+    """A zero-argument call that runs the file once on ``x`` and returns how long it took (ms):
+    wall-clock around :func:`bound_runner` on the CPU, CUDA events around the engine's
+    execution for TensorRT (``runtime_tensorrt.Engine``)."""
+    if runtime == "tensorrt":
+        from autocompress.runtime_tensorrt import Engine
+
+        return Engine(path, x)
+    run = bound_runner(path, x, runtime=runtime, threads=threads)
+
+    def timed() -> float:
+        t0 = time.perf_counter()
+        run()
+        return (time.perf_counter() - t0) * 1000.0
+
+    return timed
+
+
 def measure_latency(
     paths: list[Path], *, shape: tuple[int, ...] | list[tuple[int, ...]], threads: int = 1,
     warmup: int = 10, reps: int = 50, rounds: int = 5, runtime: str = "onnxruntime",
 ) -> list[Timing]:  # fmt: skip
-    """Batch-1 wall-clock latency of several models, interleaved so drift hits all alike.
+    """Batch-1 latency of several models (wall clock; GPU time by CUDA events for TensorRT),
+    interleaved so drift hits all alike.
 
     Each model is warmed up, then ``rounds`` rounds run every model ``reps / rounds`` times in
     turn; the median and spread are over all repetitions.
     """
     shapes = shape if isinstance(shape, list) else [shape] * len(paths)
     inputs = [np.random.default_rng(0).random(s, dtype=np.float32) for s in shapes]
-    runs = [bound_runner(p, x, runtime=runtime, threads=threads) for p, x in zip(paths, inputs)]
+    runs = [bound_timer(p, x, runtime=runtime, threads=threads) for p, x in zip(paths, inputs)]
     for run in runs:
         for _ in range(warmup):
             run()
@@ -271,9 +297,7 @@ def measure_latency(
     for _ in range(rounds):
         for k, run in enumerate(runs):
             for _ in range(per_round):
-                t0 = time.perf_counter()
-                run()
-                samples[k].append((time.perf_counter() - t0) * 1000.0)
+                samples[k].append(run())
     out = []
     for s in samples:
         q = np.percentile(s, [10, 90])

@@ -43,8 +43,11 @@ def ptq(src: Path, dst: Path, calibration: np.ndarray, quant: Quantization) -> P
         with atomic_path(dst) as tmp:
             tmp.write_bytes(Path(src).read_bytes())
         return dst
-    fn = quantize_int8_nncf if quant.runtime == "openvino" else quantize_int8
-    return fn(src, dst, calibration, exclude_prefixes=list(quant.keep_float), method=quant.method)
+    if quant.runtime == "openvino":
+        return quantize_int8_nncf(src, dst, calibration, exclude_prefixes=list(quant.keep_float), method=quant.method)
+    # TensorRT targets: zero-point-0 activations, the only int8 TensorRT's ONNX parser takes
+    return quantize_int8(src, dst, calibration, exclude_prefixes=list(quant.keep_float), method=quant.method,
+                         symmetric_activations=quant.runtime == "tensorrt")  # fmt: skip
 
 
 def float_nodes_outside(src: Path, int8_prefixes: Iterable[str]) -> tuple[str, ...]:

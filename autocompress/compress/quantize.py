@@ -45,6 +45,7 @@ def quantize_int8(
     per_channel: bool = True,
     method: str = "minmax",
     batch_size: int = 64,
+    symmetric_activations: bool = False,
 ) -> Path:
     """Static int8 QDQ quantization (``quant_pre_process`` then ``quantize_static``).
 
@@ -56,6 +57,9 @@ def quantize_int8(
             precision; the exporter names nodes after module paths, e.g. ``/stem/``).
         per_channel: per-output-channel weight scales.
         method: calibration method: ``minmax``, ``entropy`` or ``percentile``.
+        symmetric_activations: activation zero points 0 (TensorRT accepts no other: its ONNX
+            parser rejects a non-zero zero point); asymmetric by default (ONNX Runtime uses the
+            int8 range better on post-ReLU tensors).
     """
     from onnxruntime.quantization import (
         CalibrationMethod,
@@ -92,7 +96,7 @@ def quantize_int8(
                 per_channel=per_channel,
                 calibrate_method=methods[method],
                 nodes_to_exclude=exclude,
-                extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+                extra_options={"ActivationSymmetric": symmetric_activations, "WeightSymmetric": True},
             )
     return dst
 

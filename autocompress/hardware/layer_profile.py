@@ -129,8 +129,21 @@ def _export(module: nn.Module, path: Path, shape: tuple[int, ...]) -> Path:
     return path
 
 
-def layer_onnx(key: LayerKey, workdir: Path, tag: str) -> Path:
-    """The layer alone, exported and, for int8, quantized: ``workdir/tag.<precision>.onnx``."""
+class _Half(nn.Module):
+    """A layer stored and run in fp16, with casts at its edges (as a candidate's fp16 parts)."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner.half()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        out = self.inner(x.half())
+        return tuple(o.float() for o in out) if isinstance(out, tuple) else out.float()
+
+
+def layer_onnx(key: LayerKey, workdir: Path, tag: str, runtime: str = "onnxruntime") -> Path:
+    """The layer alone, exported and, for int8, quantized (zero-point-0 activations for
+    TensorRT), for fp16 in half precision: ``workdir/tag.<precision>.onnx``."""
     fp32 = workdir / f"{tag}.fp32.onnx"
     shape = input_shape(key)
     if not fp32.exists():
@@ -141,7 +154,12 @@ def layer_onnx(key: LayerKey, workdir: Path, tag: str) -> Path:
         return fp32
     if key.precision == "int8":
         calib = np.abs(np.random.default_rng(0).standard_normal((16, *shape[1:]), dtype=np.float32))
-        return _name_nodes(quantize_int8(fp32, workdir / f"{tag}.int8.onnx", calib))
+        return _name_nodes(quantize_int8(fp32, workdir / f"{tag}.int8.onnx", calib,
+                                         symmetric_activations=runtime == "tensorrt"))  # fmt: skip
+    if key.precision == "fp16":
+        path = workdir / f"{tag}.fp16.onnx"
+        with torch.no_grad():
+            return _export(_Half(_Layer(replace(key, precision="fp32")).eval()), path, shape)
     raise BadInputError(f"cannot profile precision {key.precision!r} on this machine")
 
 
@@ -167,7 +185,7 @@ def profile_layer_keys(
         work = Path(tmp)
         paths, shapes = [], []
         for i, key in enumerate(keys):
-            one = layer_onnx(key, work, f"l{i}")
+            one = layer_onnx(key, work, f"l{i}", runtime)
             paths += [one, copies_onnx(one, copies)]
             shapes += [input_shape(key)] * 2
             if on_progress:

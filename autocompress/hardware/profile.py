@@ -1,5 +1,5 @@
-"""Measure fused blocks on this machine (ONNX Runtime or OpenVINO) and write a
-``source=measured`` table.
+"""Measure fused blocks on this machine (ONNX Runtime or OpenVINO on the CPU, TensorRT on an
+NVIDIA GPU) and write a ``source=measured`` table.
 
 Each block is exported alone (and quantized for int8), warmed up, then timed many times
 interleaved with the other blocks of its group; the table stores the median minus the latency
@@ -27,7 +27,7 @@ from autocompress.hardware.lut import BlockKey, DeviceSpec, LatencyTable, Row, l
 from autocompress.hardware.scale import store_scale
 from autocompress.hardware.targets import Target
 from autocompress.hardware.validate import fit_block_scale
-from autocompress.runtime import RUNTIMES, export_onnx, measure_passes, pinned_cpus, runtime_version
+from autocompress.runtime import TIMED_RUNTIMES, export_onnx, measure_passes, pinned_cpus, runtime_version
 from autocompress.space import SearchSpace
 from autocompress.supernet import ConvBNAct, MBConv
 
@@ -67,12 +67,19 @@ def block_module(spec: BlockSpec, seed: int = 0) -> nn.Module:
 
 
 def supported_precisions(runtime: str) -> list[str]:
-    """Precisions the profiler measures with ``runtime`` on a CPU.
+    """Precisions the profiler measures with ``runtime`` (fails with one line when TensorRT or a
+    GPU is missing for ``tensorrt``).
 
-    fp16 is left out: ONNX Runtime's CPU provider has no fp16 convolutions (it would time
-    casts), and OpenVINO computes fp16 on a CPU only with AVX512-FP16/AMX-FP16 or ARM fp16,
-    which x86 machines like this one's (OPTIMIZATION_CAPABILITIES = FP32, INT8) lack.
+    On a CPU fp16 is left out: ONNX Runtime's CPU provider has no fp16 convolutions (it would
+    time casts), and OpenVINO computes fp16 on a CPU only with AVX512-FP16/AMX-FP16 or ARM fp16,
+    which x86 machines like this one's (OPTIMIZATION_CAPABILITIES = FP32, INT8) lack. TensorRT
+    on a GPU runs all three.
     """
+    if runtime == "tensorrt":
+        from autocompress.runtime_tensorrt import check_available
+
+        check_available()
+        return ["fp32", "fp16", "int8"]
     if runtime == "openvino":
         from autocompress.runtime import _openvino
 
@@ -95,9 +102,9 @@ def replicate(model: onnx.ModelProto, k: int) -> onnx.ModelProto:
     inp = g.input[0].name
     shared: set[str] = {inp}
     shared_nodes = []
-    for node in g.node:  # the input's QuantizeLinear; each copy keeps its own DequantizeLinear,
-        # since runtimes fuse DQ -> Conv into an int8 conv only when the DQ has one consumer
-        if node.op_type == "QuantizeLinear" and node.input[0] in shared:
+    for node in g.node:  # the input's QuantizeLinear (or fp16 Cast); each copy keeps its own
+        # DequantizeLinear, since runtimes fuse DQ -> Conv into an int8 conv only when the DQ has one consumer
+        if node.op_type in ("QuantizeLinear", "Cast") and node.input[0] in shared:
             shared.update(node.output)
             shared_nodes.append(node)
     used_by_shared = {name for n in shared_nodes for name in n.input[1:]}
@@ -135,15 +142,25 @@ def replicate(model: onnx.ModelProto, k: int) -> onnx.ModelProto:
     return out
 
 
-def block_onnx(spec: BlockSpec, precision: str, workdir: Path, tag: str, calib: np.ndarray) -> Path:
-    """The block alone, exported (and quantized for int8) once: ``workdir/tag.<precision>.onnx``."""
+def block_onnx(
+    spec: BlockSpec, precision: str, workdir: Path, tag: str, calib: np.ndarray, runtime: str = "onnxruntime"
+) -> Path:  # fmt: skip
+    """The block alone, exported (and quantized for int8) once: ``workdir/tag.<precision>.onnx``,
+    as a candidate deploys it: fp16 in half precision with casts at its edges, int8 with the
+    ``runtime``'s QDQ (zero-point-0 activations for TensorRT)."""
     fp32 = workdir / f"{tag}.fp32.onnx"
     if not fp32.exists():
         export_onnx(block_module(spec), fp32, channels=spec.in_c, resolution=spec.in_h)
     if precision == "fp32":
         return fp32
     if precision == "int8":
-        return quantize_int8(fp32, workdir / f"{tag}.int8.onnx", calib)
+        return quantize_int8(fp32, workdir / f"{tag}.int8.onnx", calib,
+                             symmetric_activations=runtime == "tensorrt")  # fmt: skip
+    if precision == "fp16":
+        from autocompress.compress.pipeline import HalfPart
+
+        return export_onnx(HalfPart(block_module(spec)), workdir / f"{tag}.fp16.onnx", channels=spec.in_c,
+                           resolution=spec.in_h)  # fmt: skip
     raise BadInputError(f"cannot profile precision {precision!r}")
 
 
@@ -191,7 +208,7 @@ def profile_blocks(
     for n, (spec, prec) in enumerate(jobs):  # export everything first: passes re-time the files
         shape = (1, spec.in_c, spec.in_h, spec.in_w)
         calib = np.abs(rng.standard_normal((16, *shape[1:]), dtype=np.float32))
-        one = block_onnx(spec, prec, workdir, f"b{blocks.index(spec)}", calib)
+        one = block_onnx(spec, prec, workdir, f"b{blocks.index(spec)}", calib, runtime)
         paths += [one, copies_onnx(one, copies)]
         shapes += [shape, shape]
         if on_block:
@@ -221,10 +238,12 @@ def profile_blocks(
     return max(0.0, overhead), transition, rows
 
 
-DEFAULT_NAMES = {"onnxruntime": "x86-cpu-onnxruntime", "openvino": "x86-cpu-openvino"}
+DEFAULT_NAMES = {"onnxruntime": "x86-cpu-onnxruntime", "openvino": "x86-cpu-openvino",
+                 "tensorrt": "nvidia-gpu-tensorrt"}  # fmt: skip
 DEFAULT_ALIASES = {
     "x86-cpu-onnxruntime": ["cpu", "x86", "x86-cpu"],
     "x86-cpu-openvino": ["openvino", "cpu-openvino", "x86-openvino"],
+    "nvidia-gpu-tensorrt": ["gpu", "tensorrt"],
 }
 
 
@@ -247,14 +266,15 @@ def profile_space(
 ) -> LatencyTable:
     """Measure every block ``space`` can produce with ``runtime`` on this machine and write (or
     extend) the table in ``folder``."""
-    if runtime not in RUNTIMES:
-        raise BadInputError(f"--runtime must be one of {', '.join(RUNTIMES)}; got {runtime!r}")
+    if runtime not in TIMED_RUNTIMES:
+        raise BadInputError(f"--runtime must be one of {', '.join(TIMED_RUNTIMES)}; got {runtime!r}")
     name = name or DEFAULT_NAMES[runtime]
     runs = supported_precisions(runtime)
     bad = [p for p in precisions if p not in runs]
     if bad or not precisions:
+        where = "a GPU" if runtime == "tensorrt" else "this CPU"
         raise BadInputError(
-            f"--precision: {runtime} on this CPU runs {', '.join(runs)}; got {','.join(precisions) or 'nothing'}"
+            f"--precision: {runtime} on {where} runs {', '.join(runs)}; got {','.join(precisions) or 'nothing'}"
         )
     if threads < 1 or reps < 5:
         raise BadInputError(f"--threads must be >= 1 and --reps >= 5; got {threads} and {reps}")
@@ -285,13 +305,22 @@ def profile_space(
     merged.update({r.key: r for r in rows})
     version = runtime_version(runtime)
     label = {"onnxruntime": f"ONNX Runtime {version} (CPUExecutionProvider)",
-             "openvino": f"OpenVINO {version} (CPU plugin, latency hint, 1 stream)"}[runtime]  # fmt: skip
+             "openvino": f"OpenVINO {version} (CPU plugin, latency hint, 1 stream)",
+             "tensorrt": f"TensorRT {version} (one engine per graph, GPU time by CUDA events)"}[runtime]  # fmt: skip
     int8 = {"onnxruntime": "ONNX Runtime static QDQ per-channel",
-            "openvino": "the ONNX Runtime static QDQ file, compiled by OpenVINO's low-precision transformations"}[runtime]  # fmt: skip
+            "openvino": "the ONNX Runtime static QDQ file, compiled by OpenVINO's low-precision transformations",
+            "tensorrt": "ONNX Runtime static QDQ per-channel with zero-point-0 activations, built as an "
+                        "explicitly quantized engine (INT8 flag, no calibrator); fp16 = half-precision file, FP16 flag"}[runtime]  # fmt: skip
+    host = host_info(threads, runtime, cpus)
+    if runtime == "tensorrt":
+        from autocompress.runtime_tensorrt import gpu_info
+
+        host = {**host, **gpu_info()}
     device = DeviceSpec(
         name=name,
         aliases=DEFAULT_ALIASES.get(name, []),
-        description=f"This machine's CPU with {label}, batch 1",
+        description=(f"This machine's GPU ({host['gpu']}) with {label}, batch 1" if runtime == "tensorrt"
+                     else f"This machine's CPU with {label}, batch 1"),  # fmt: skip
         source="measured",
         runtime=runtime,
         runtime_version=version,
@@ -300,7 +329,7 @@ def profile_space(
         transition_ms=round(transition, 6),
         power_w=None,
         power_note="no power meter on this machine: energy is not reported for this target",
-        host=host_info(threads, runtime, cpus),
+        host=host,
         notes=(
             f"Each row: the block timed as a graph of 1 copy and of {COPIES} independent copies (10th percentile of "
             f"{reps} interleaved runs, fastest of {passes} passes, int8 = {int8}); row = (T_{COPIES} - T_1) / {COPIES - 1}, so the "

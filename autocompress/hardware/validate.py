@@ -35,7 +35,7 @@ from autocompress.space import Candidate, SearchSpace
 
 log = logging.getLogger(__name__)
 
-PRECISION_MODES = ("fp32", "int8", "mixed")
+PRECISION_MODES = ("fp32", "fp16", "int8", "mixed")
 GROUP = 10  # models timed interleaved with each other
 TOLERANCE = 0.10
 
@@ -125,7 +125,7 @@ def candidates(space: SearchSpace, n: int, mode: str, precisions: list[str], see
     """``n`` distinct random candidates (architecture + compression), precisions per ``mode``."""
     if mode not in PRECISION_MODES:
         raise BadInputError(f"--precision must be one of {', '.join(PRECISION_MODES)}; got {mode!r}")
-    if mode in ("fp32", "int8") and mode not in precisions:
+    if mode != "mixed" and mode not in precisions:
         raise BadInputError(f"the table has no {mode} rows (it has {', '.join(precisions)})")
     rng = random.Random(seed)
     found: dict[tuple, Candidate] = {}
@@ -144,10 +144,12 @@ def candidates(space: SearchSpace, n: int, mode: str, precisions: list[str], see
 
 
 def build_model(
-    cand: Candidate, space: SearchSpace, channels: int, classes: int, folder: Path, name: str
-) -> Path:
+    cand: Candidate, space: SearchSpace, channels: int, classes: int, folder: Path, name: str,
+    runtime: str = "onnxruntime",
+) -> Path:  # fmt: skip
     """Export ``cand``'s network (random weights, realistic BN statistics) as the search would
-    deploy it: ONNX with fp16 parts in half precision, then int8 QDQ for the int8 stages."""
+    deploy it for a ``runtime`` target: ONNX with fp16 parts in half precision, then int8 QDQ for
+    the int8 stages."""
     from autocompress.compress import finalize
     from autocompress.supernet import SubNet
 
@@ -167,7 +169,10 @@ def build_model(
     if "int8" not in cand.precision:
         return fp32
     calib = rng.random((32, channels, cand.resolution, cand.resolution), dtype=np.float32)
-    return finalize(fp32, folder / f"{name}.onnx", cand, space, calib)
+    # TensorRT needs zero-point-0 activations; the CPU tables' blocks were profiled with ONNX
+    # Runtime's QDQ file (OpenVINO's too), so their networks are quantized the same way
+    quantizer = "tensorrt" if runtime == "tensorrt" else "onnxruntime"
+    return finalize(fp32, folder / f"{name}.onnx", cand, space, calib, runtime=quantizer)
 
 
 def validate_latency(
@@ -194,6 +199,10 @@ def validate_latency(
         )
     if n < 3:
         raise BadInputError(f"-n must be at least 3 (a rank correlation needs them); got {n}")
+    if dev.runtime == "tensorrt":  # before minutes of exporting: TensorRT and a GPU are here
+        from autocompress.runtime_tensorrt import check_available
+
+        check_available()
     if reps < 5 or passes < 1:
         raise BadInputError(f"--reps must be at least 5 and --passes at least 1; got {reps} and {passes}")
     threads = int(dev.host.get("threads") or 1)
@@ -215,7 +224,7 @@ def validate_latency(
         for i, cand in enumerate(cands):  # build everything first: passes re-time the files
             blocks = plan(cand, space, channels, classes)
             preds.append((predict(table, blocks, block_precisions(cand, space, blocks)), blocks))
-            paths.append(build_model(cand, space, channels, classes, folder, f"c{i}"))
+            paths.append(build_model(cand, space, channels, classes, folder, f"c{i}", dev.runtime))
             shapes.append((1, channels, cand.resolution, cand.resolution))
             if on_progress:
                 on_progress("export", i + 1, len(cands))
@@ -265,7 +274,7 @@ def fit_block_scale(
                 blocks = plan(cand, space, channels, classes)
                 bprec = block_precisions(cand, space, blocks)
                 preds.append((predict(table, blocks, bprec), bprec))
-                paths.append(build_model(cand, space, channels, classes, Path(tmp), f"s{i}"))
+                paths.append(build_model(cand, space, channels, classes, Path(tmp), f"s{i}", dev.runtime))
                 shapes.append((1, channels, cand.resolution, cand.resolution))
             timings = measure_passes(paths, shapes, passes=passes, group=GROUP, threads=threads, reps=reps,
                                      runtime=dev.runtime, seed=seed)  # fmt: skip
