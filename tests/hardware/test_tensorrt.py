@@ -87,6 +87,24 @@ def test_fp16_block_shares_its_input_cast_across_copies(tmp_path) -> None:
     assert len(casts_of_input) == 1 and len(many.graph.output) == 4
 
 
+@pytest.mark.parametrize("op", ["conv", "split", "resize"])
+def test_layers_for_tensorrt_are_half_precision_or_zero_point_0_files(tmp_path, op) -> None:
+    from autocompress.hardware.layer_profile import layer_onnx
+    from autocompress.hardware.layer_table import LayerKey
+
+    key = {"conv": LayerKey("conv", 16, 16, 8, 16, 3, 1, 1, "relu", "fp16"),
+           "split": LayerKey("split", 16, 16, 8, 8, 1, 1, 1, "none", "fp16", inputs=2),
+           "resize": LayerKey("resize", 8, 8, 8, 8, 1, 2, 1, "none", "fp16", mode="bilinear")}[op]  # fmt: skip
+    half = layer_onnx(key, tmp_path, "h", "tensorrt")
+    assert precision_flags(half) == ["fp16"]
+    assert len(onnx.load(str(half)).graph.output) == (2 if op == "split" else 1)
+    if op == "conv":
+        from dataclasses import replace
+
+        int8 = layer_onnx(replace(key, precision="int8"), tmp_path, "q", "tensorrt")
+        assert precision_flags(int8) == ["int8"] and nonzero_zero_points(int8) == 0
+
+
 @needs_no_trt
 def test_profile_tensorrt_without_tensorrt_is_one_line_exit_2(tmp_path) -> None:
     proc = cli("profile", "--space", "tiny", "--runtime", "tensorrt", "--out", str(tmp_path / "t"))
