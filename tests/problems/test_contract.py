@@ -65,6 +65,8 @@ def test_the_recipe_rebuilds_the_same_problem_in_another_process(problem) -> Non
     assert type(again) is type(problem)
     assert again.fingerprint() == problem.fingerprint()
     assert again.dimensions() == problem.dimensions()
+    # --device travels as the user gave it; each worker resolves it on its own machine
+    assert recipe["device"] == problem.device_spec == "auto" and again.device == problem.device
 
 
 def test_the_latency_range_holds_the_largest_and_smallest_candidates(problem) -> None:
