@@ -424,6 +424,87 @@ def _print_outcome(outcome: Any) -> None:
 
 
 @app.command()
+def latency(
+    model: Path = typer.Argument(..., help="An ONNX file of a CNN (ours or any other)."),
+    target: str = typer.Option(..., "--target", "-t", help="Device name or alias (see 'autocompress targets')."),
+    precision: str = typer.Option("mixed", "--precision", "-p", help="fp32, fp16 or int8: every layer in it; "
+                                  "mixed (default): as the file stores it: int8 where it quantizes (QDQ "
+                                  "QuantizeLinear/DequantizeLinear), fp16 where it computes in float16, fp32 elsewhere."),
+    as_json: bool = typer.Option(False, "--json", help="Print the numbers as JSON instead of a table."),
+    profile_missing: bool = typer.Option(False, "--profile-missing", help="On a measured table timed on this "
+                                         "machine: profile the layers whose kind has no row here and add them to "
+                                         "its layers.csv (without it, such a file is refused)."),
+) -> None:
+    """How fast is this ONNX file on that device: predicted latency with its interval (from the
+    table's held-out errors), energy, the per-layer breakdown and where each number came from."""
+    _latency(model, target, precision, as_json, profile_missing)
+
+
+@_guard
+def _latency(model: Path, target: str, precision: str, as_json: bool, profile_missing: bool) -> None:
+    import json
+
+    from autocompress.hardware.file_latency import PRECISIONS, file_latency
+
+    if precision not in PRECISIONS:  # before the ONNX file is read
+        raise BadInputError(f"--precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    check_regular_file(model, "model file", BadInputError)
+    progress: Progress | None = None
+    task: Any = None
+
+    def on_profile(done: int, total: int) -> None:
+        nonlocal progress, task
+        if progress is None:
+            progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), console=err)  # fmt: skip
+            progress.start()
+            task = progress.add_task("profiling layers missing from the table, on this machine", total=total)
+        progress.update(task, completed=done, total=total)
+
+    try:
+        res = file_latency(model, target, precision, profile_missing=profile_missing, on_profile=on_profile)
+    finally:
+        if progress is not None:
+            progress.stop()
+    if as_json:
+        sys.stdout.write(json.dumps(res.to_dict(), indent=2) + "\n")
+        return
+    est = " (ESTIMATE)" if res.estimated else ""
+    table = Table(title=f"{model.name} on {res.target}: per-layer (fused kernel) latency{est}", title_justify="left",
+                  caption="priced by: table = a row of the target's layers.csv; interpolated / estimated = not "
+                  "a row of the table (marked *)", caption_justify="left")  # fmt: skip
+    for col in ("#", "layer", "precision", "ms", "share", "energy mJ", "priced by"):
+        table.add_column(col, justify="left" if col in ("layer", "priced by") else "right")
+    for line in res.layers:
+        star = "*" if line.estimate else ""
+        table.add_row(str(line.index), line.label, line.precision, f"{line.latency_ms:.4f}{star}",
+                      f"{100 * line.latency_ms / res.latency_ms:.1f}%",
+                      "n/a" if line.energy_mj is None else f"{line.energy_mj:.4f}", line.priced_by)  # fmt: skip
+    table.add_row("", "runtime overhead (per inference)", "", f"{res.overhead_ms:.4f}",
+                  f"{100 * res.overhead_ms / res.latency_ms:.1f}%", "", "device.yaml")  # fmt: skip
+    if res.transitions_ms:
+        table.add_row("", "entries into a reduced precision", "", f"{res.transitions_ms:.4f}",
+                      f"{100 * res.transitions_ms / res.latency_ms:.1f}%", "", "device.yaml")  # fmt: skip
+    out.print(table)
+    for note in res.notes:
+        out.print(f"note: {note}", highlight=False, soft_wrap=True)
+    precs = ", ".join(f"{n} {p}" for p, n in sorted(res.layer_precisions.items()))
+    iv = f" [{format_ms(res.interval_ms[0])} – {format_ms(res.interval_ms[1])}]" if res.interval_ms else ""
+    if res.energy_mj is None:
+        energy = "energy n/a"
+    else:
+        eiv = (f" [{res.energy_interval_mj[0]:.3f} – {res.energy_interval_mj[1]:.3f}]"
+               if res.energy_interval_mj else "")  # fmt: skip
+        energy = f"energy {res.energy_mj:.3f} mJ{eiv}{est} at {res.power_w:g} W"
+    marked = f"; {res.estimate_layers} of {len(res.layers)} layers priced by estimate (*)" if res.estimate_layers else ""
+    out.print(f"{model.name} on {res.target} ({res.precision}: {precs} layers): {format_ms(res.latency_ms)}{iv}{est}, "
+              f"{energy}; interval: {res.interval_note}; source: {res.source}{marked}",
+              highlight=False, soft_wrap=True)  # fmt: skip
+
+
+
+
+@app.command()
 def targets() -> None:
     """List hardware targets, their aliases, precisions, table size and where the numbers came from."""
     _targets()
