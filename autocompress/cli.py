@@ -198,6 +198,9 @@ def search(
                                            "(torch.save(model.state_dict(), path); loaded with weights_only=True)."),
     input_shape: Optional[str] = typer.Option(None, "--input-shape", help="With --model: C,H,W "
                                               "(default: the data set's)."),
+    budget_on: str = typer.Option("point", "--budget-on", help="point: the budget bounds the predicted latency; "
+                                  "upper: it bounds the upper end of the prediction's interval (the table's "
+                                  "held-out error band; refused where the table records none)."),
 ) -> None:
     """Search architecture + compression for the most accurate models within a latency budget,
     or (with --model/--weights) the compression of your own trained network."""
@@ -236,6 +239,7 @@ def _search(**kw: Any) -> None:
         weights=kw["weights"],
         input_shape=kw["input_shape"],
         accuracy_window_pp=kw["accuracy_window"],
+        budget_on=kw["budget_on"],
     )
     tasks: dict[str, Any] = {}
     progress: Progress  # set below, before run_search calls the hooks
@@ -259,13 +263,15 @@ def _search(**kw: Any) -> None:
         tasks["trials"] = progress.add_task("trials", total=total, completed=done, info="")
 
     def trial_done(done: int, number: int, best: float | None, r: dict[str, Any]) -> None:
+        from autocompress.results import latency_text
+
         best_txt = f"best feasible {100 * best:.2f}%" if best is not None else "no feasible yet"
         progress.update(tasks["trials"], completed=done, info=best_txt)
         est = "*" if estimated else ""
         dup = f" (same as trial {r['duplicate_of']})" if r.get("duplicate_of") is not None else ""
         low = " (low fidelity)" if r.get("fidelity") == "low" else ""
         progress.console.print(
-            f"trial {number:>3}: val {100 * r['val_accuracy']:.2f}%{low}  {format_ms(r['latency_ms'])}{est}  "
+            f"trial {number:>3}: val {100 * r['val_accuracy']:.2f}%{low}  {latency_text(r, est)}  "
             f"{format_bytes(r['size_bytes'])}  {'ok' if r['feasible'] else 'OVER BUDGET'}  "
             f"[dim]{r['description']}{dup}[/]",
             highlight=False,
@@ -286,6 +292,8 @@ def _search(**kw: Any) -> None:
 
 def _print_model_outcome(outcome: Any) -> None:
     """The Pareto set of a model search, against the user's original model."""
+    from autocompress.results import interval_line, latency_text
+
     cfg = outcome.config
     base = cfg["baseline"]
     est = cfg.get("target_estimated")
@@ -300,13 +308,14 @@ def _print_model_outcome(outcome: Any) -> None:
     def row(r: Any) -> list[str]:
         return [
             str(r["number"]), f"{100 * r['val_accuracy']:.2f}%",
-            f"{100 * (r['test_accuracy'] - base['test_accuracy']):+.2f} pt", format_ms(r["latency_ms"]),
+            f"{100 * (r['test_accuracy'] - base['test_accuracy']):+.2f} pt", latency_text(r),
             f"{base['latency_ms'] / r['latency_ms']:.2f}", format_bytes(r["size_bytes"]),
             f"{base['size_bytes'] / r['size_bytes']:.2f}", str(r.get("candidate", "")),
         ]  # fmt: skip
 
     _print_pareto(outcome, columns, row)
     out.print(f"latency source: {cfg['target_label']}", highlight=False)
+    out.print(interval_line(cfg), highlight=False, soft_wrap=True)
     _print_budget_note(cfg)
     out.print(f"results: {outcome.run_dir}/ (report.md, pareto.csv, pareto.png, trials.parquet, models/)")
 
@@ -354,6 +363,8 @@ def _check_search_input(kw: dict[str, Any]) -> None:
     from autocompress.space import load_space
 
     _check_ints("search", kw)
+    if kw.get("budget_on", "point") not in ("point", "upper"):
+        raise BadInputError(f"--budget-on must be point or upper; got {kw['budget_on']!r}")
     if kw.get("max_size"):
         parse_size(kw["max_size"])
     check_storage_spec(kw.get("storage"))  # a typo must not leave an empty run directory
@@ -375,6 +386,7 @@ def _check_search_input(kw: dict[str, Any]) -> None:
 
 
 def _print_outcome(outcome: Any) -> None:
+    from autocompress.results import interval_line, latency_text
     from autocompress.space import space_arg
 
     cfg = outcome.config
@@ -395,7 +407,7 @@ def _print_outcome(outcome: Any) -> None:
             str(r["number"]),
             f"{100 * r['val_accuracy']:.2f}%",
             f"{100 * r['test_accuracy']:.2f}%",
-            format_ms(r["latency_ms"]),
+            latency_text(r),
             "n/a" if energy is None or energy != energy else f"{energy:.3f} mJ",
             format_bytes(r["size_bytes"]),
             str(r.get("candidate", "")),
@@ -403,6 +415,7 @@ def _print_outcome(outcome: Any) -> None:
 
     _print_pareto(outcome, columns, row)
     out.print(f"latency source: {cfg['target_label']}", highlight=False)
+    out.print(interval_line(cfg), highlight=False, soft_wrap=True)
     _print_budget_note(cfg)
     out.print(f"results: {outcome.run_dir}/ (report.md, pareto.csv, pareto.png, trials.parquet, models/)")
     out.print("next:")

@@ -101,7 +101,7 @@ def run_ray(study: optuna.Study, storage_spec: str, problem: Problem, cfg: Any, 
         "recipe": problem.recipe(),
         "target": cfg.target,
         "models_dir": str((run_dir / "models").resolve()),
-        "cfg": {k: getattr(cfg, k) for k in ("budget_ms", "max_size_bytes", "fidelity", "eta")},
+        "cfg": {k: getattr(cfg, k) for k in ("budget_ms", "max_size_bytes", "fidelity", "eta", "budget_on")},
     }
     scratch = tempfile.mkdtemp(prefix="autocompress-ray-")
     try:
