@@ -474,9 +474,13 @@ def _latency(model: Path, target: str, precision: str, as_json: bool, profile_mi
             task = progress.add_task("profiling layers missing from the table, on this machine", total=total)
         progress.update(task, completed=done, total=total)
 
+    pricing_log = logging.getLogger("autocompress.hardware.pricing")
+    level = pricing_log.level
+    pricing_log.setLevel(logging.ERROR)  # its per-network warning lists what the breakdown marks with *
     try:
         res = file_latency(model, target, precision, profile_missing=profile_missing, on_profile=on_profile)
     finally:
+        pricing_log.setLevel(level)
         if progress is not None:
             progress.stop()
     if as_json:
@@ -486,7 +490,8 @@ def _latency(model: Path, target: str, precision: str, as_json: bool, profile_mi
     table = Table(title=f"{model.name} on {res.target}: per-layer (fused kernel) latency{est}", title_justify="left",
                   caption="priced by: table = a row of the target's layers.csv; interpolated / estimated = not "
                   "a row of the table (marked *)", caption_justify="left")  # fmt: skip
-    for col in ("#", "layer", "precision", "ms", "share", "energy mJ", "priced by"):
+    tag = " (est.)" if res.estimated else ""
+    for col in ("#", "layer", "precision", f"ms{tag}", "share", f"energy mJ{tag}", "priced by"):
         table.add_column(col, justify="left" if col in ("layer", "priced by") else "right")
     for line in res.layers:
         star = "*" if line.estimate else ""
