@@ -258,6 +258,12 @@ def plot_pareto(trials: pd.DataFrame, config: dict[str, Any], out: Path) -> None
     if not far.empty:
         ax.scatter(far["latency_ms"], 100 * far["val_accuracy"], s=30, facecolors="none", edgecolors="#888",
                    label=f"Pareto, > {window:g} pp below the best")  # fmt: skip
+    spans = done.assign(iv=[row_interval(r) for _, r in done.iterrows()]).dropna(subset=["iv"])
+    if not spans.empty:  # each prediction's interval (the table's held-out error band)
+        lat = spans["latency_ms"].astype(float)
+        err = [[m - iv[0] for m, iv in zip(lat, spans["iv"])], [iv[1] - m for m, iv in zip(lat, spans["iv"])]]
+        ax.errorbar(lat, 100 * spans["val_accuracy"].astype(float), xerr=err, fmt="none", ecolor="#bbbbbb",
+                    elinewidth=0.8, capsize=1.5, zorder=0, label="latency interval")  # fmt: skip
     budget = config.get("budget_ms")
     if budget:
         ax.axvline(budget, ls="--", c="#c0392b", lw=1)

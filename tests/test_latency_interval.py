@@ -20,7 +20,7 @@ from autocompress.hardware.layer_predict import predict_layers
 from autocompress.hardware.layer_table import load_layers
 from autocompress.hardware.onnx_layers import extract_layers
 from autocompress.hardware.targets import TABLES_DIR, get_target
-from autocompress.results import CONFIG_FILE, STUDY_FILE, render_report, trials_frame
+from autocompress.results import CONFIG_FILE, STUDY_FILE, plot_pareto, render_report, trials_frame
 from autocompress.search.config import DIRECTIONS, SearchConfig
 from autocompress.search.study import prepare_run_dir
 from autocompress.search.trial import constraint_values
@@ -120,6 +120,22 @@ def test_report_shows_each_interval_and_what_it_rests_on(tmp_path: Path) -> None
     old = _trials(False)  # a run written before intervals: no range, and says none is on record
     text = render_report(tmp_path, old, old, _config(False))
     assert "| 0.800 ms* |" in text and NO_BAND in text and "the budget bounds the predicted latency" in text
+
+
+def test_pareto_plot_draws_intervals_and_old_runs_still_plot(tmp_path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    drawn = []
+    real = plt.Axes.errorbar
+    try:
+        plt.Axes.errorbar = lambda self, *a, **k: drawn.append(k["xerr"]) or real(self, *a, **k)  # type: ignore[method-assign]
+        plot_pareto(_trials(True), _config(True), tmp_path / "with.png")
+        plot_pareto(_trials(False), _config(False), tmp_path / "old.png")
+    finally:
+        plt.Axes.errorbar = real  # type: ignore[method-assign]
+    assert (tmp_path / "with.png").stat().st_size > 0 and (tmp_path / "old.png").stat().st_size > 0
+    (minus, plus), = drawn  # one set of bars, for the run with intervals only
+    assert sorted(plus) == pytest.approx([0.5 * 0.25, 0.8 * 0.25]) and sorted(minus) == pytest.approx([0.05, 0.08])
 
 
 def test_explorer_draws_the_interval_as_error_bars() -> None:

@@ -266,6 +266,9 @@ def file_latency(path: Path, target_name: str, precision: str = "mixed", *, prof
     target = get_target(target_name)
     if precision not in PRECISIONS:
         raise BadInputError(f"--precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    runs = target.device.precisions
+    if precision != "mixed" and precision not in runs:  # before the file is read
+        raise BadInputError(f"target {target.name} has no {precision} table rows (it runs {', '.join(runs)})")
     layers, stored = file_layers(path)
     precisions = _precisions(stored, precision, target)
     device = target.device
