@@ -144,7 +144,8 @@ def float_equivalent(model: onnx.ModelProto) -> tuple[onnx.ModelProto, set[str]]
         if node.op_type != "DequantizeLinear":
             continue
         x = node.input[0]
-        if x in inits:  # a quantized weight: store the float it stands for
+        consts = [i for i in node.input[1:] if i]
+        if x in inits and all(i in inits for i in consts):  # a quantized weight: store the float it stands for
             w = numpy_helper.to_array(inits[x]).astype(np.float32)
             scale = numpy_helper.to_array(inits[node.input[1]]).astype(np.float32)
             zp = (numpy_helper.to_array(inits[node.input[2]]).astype(np.float32)
@@ -200,8 +201,11 @@ def _half_nodes(model: onnx.ModelProto) -> set[str]:
 def file_layers(path: Path) -> tuple[list[LayerSpec], list[str]]:
     """The file's layers (of its float equivalent) and each one's stored precision."""
     model = read_model(path)
-    float_model, int8_nodes = float_equivalent(model)
-    half = _half_nodes(float_model)
+    try:
+        float_model, int8_nodes = float_equivalent(model)
+        half = _half_nodes(float_model)
+    except Exception as exc:  # noqa: BLE001 - a malformed graph (shape inference, tensors)
+        raise BadInputError(f"{path}: cannot read its layers ({type(exc).__name__}: {exc})") from None
     with tempfile.TemporaryDirectory() as tmp:
         f = Path(tmp) / "float.onnx"
         onnx.save(float_model, str(f))

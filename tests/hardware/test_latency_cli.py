@@ -292,3 +292,25 @@ def test_measured_table_missing_a_layer_family_is_refused_without_profile_missin
     assert "has no layer-table rows like" in res.output and "--profile-missing" in res.output
     assert len(res.output.strip().splitlines()) == 1
     assert (tables / "x86-cpu-openvino" / "layers.csv").read_text() == before
+
+
+def test_half_precision_file_is_priced_in_fp16(lab: dict[str, Any], tmp_path: Path) -> None:
+    """A file computed in float16 is priced with fp16 rows as stored: the same as the float file
+    with --precision fp16; a device without fp16 refuses it as stored."""
+    half = tmp_path / "half.onnx"
+    torch.onnx.export(MobileNetV2().eval().half(), torch.zeros(1, 3, RES, RES, dtype=torch.half), str(half),
+                      input_names=["input"], dynamo=False)  # fmt: skip
+
+    def doc(path: Path, *extra: str) -> dict[str, Any]:
+        res = latency(lab, str(path), "--target", "jetson-orin-nano", "--json", *extra)
+        assert res.exit_code == 0, res.output
+        return json.loads(res.stdout[res.stdout.index("{"):])
+
+    stored = doc(half)
+    n = len(stored["layers"])
+    assert stored["layer_precisions"] == {"fp16": n} and n == len(extract_layers(lab["files"]["mobilenetv2"])[0])
+    assert stored["latency_ms"] == pytest.approx(doc(lab["files"]["mobilenetv2"], "--precision", "fp16")["latency_ms"])
+    lo, hi = stored["interval_ms"]  # no fp16 band in the copy: the all-precision one
+    assert lo == pytest.approx(stored["latency_ms"] * 0.8) and hi == pytest.approx(stored["latency_ms"] * 1.3)
+    refused = latency(lab, str(half), "--target", "raspberry-pi-5")
+    assert refused.exit_code == 2 and "fp16, which target raspberry-pi-5 does not run" in " ".join(refused.output.split())
