@@ -428,7 +428,7 @@ def _print_outcome(outcome: Any) -> None:
     out.print(
         f"  autocompress search --target {cfg['target']} --budget {cfg['budget_ms']:g}ms "
         f"--space {space_arg(cfg['space_path'])} --run-dir {outcome.run_dir} --resume --trials {cfg['trials'] + 30}"
-        "   # 30 more trials",
+        + (" --budget-on upper" if cfg.get("budget_on") == "upper" else "") + "   # 30 more trials",
         highlight=False,
     )
 

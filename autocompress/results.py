@@ -342,7 +342,8 @@ def render_report(run_dir: Path, trials: pd.DataFrame, pareto: pd.DataFrame, con
         "",
         f"    autocompress search --target {config.get('target')} --budget {config.get('budget_ms', 0):g}ms "
         + (_model_args(config) if config.get("kind") == "model" else f"--space {config.get('space_path')} ")
-        + f"--run-dir {run_dir} --resume --trials {int(config.get('trials', 0)) + 30}",
+        + f"--run-dir {run_dir} --resume --trials {int(config.get('trials', 0)) + 30}"
+        + (" --budget-on upper" if config.get("budget_on") == "upper" else ""),
         "",
     ]
     return "\n".join(lines)
