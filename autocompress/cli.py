@@ -897,7 +897,9 @@ def _export(**kw: Any) -> None:
         f"trials table {100 * acc['test_in_trials_table']:.2f}% with ONNX Runtime, within the allowed "
         f"{100 * acc['allowed_difference']:.1f} points")  # fmt: skip
     out.print(f"  test accuracy {100 * acc['test']:.2f}% ({acc['measured_with']}; {same})", highlight=False)
-    out.print(f"  predicted on {p['target']}: {format_ms(p['latency_ms'])}{est}; measured here: "
+    iv = p.get("latency_interval_ms")
+    rng = f" [{format_ms(iv[0])} – {format_ms(iv[1])}]" if iv else ""
+    out.print(f"  predicted on {p['target']}: {format_ms(p['latency_ms'])}{rng}{est}; measured here: "
               f"{format_ms(m['median_ms'])} ({m['runtime']} {m['runtime_version']}, 1 thread)", highlight=False)  # fmt: skip
 
 

@@ -378,7 +378,7 @@ def _interval_cell(p: dict[str, Any]) -> str:
     """The card's interval row (cards written before intervals existed have neither key)."""
     iv = p.get("latency_interval_ms")
     rng = f"{format_ms(iv[0])} – {format_ms(iv[1])}; " if iv else ""
-    return f"{rng}{p.get('latency_interval', NO_BAND)}"
+    return f"{rng}{p.get('latency_interval', NO_BAND).removeprefix('latency interval: ')}"
 
 
 def _cpu_name() -> str:

@@ -151,5 +151,5 @@ def test_explorer_draws_the_interval_as_error_bars() -> None:
 
 def test_model_card_interval_row() -> None:
     assert _interval_cell({"latency_interval_ms": [0.72, 1.0], "latency_interval": "latency interval: x"}) == \
-        "0.720 ms – 1.00 ms; latency interval: x"
+        "0.720 ms – 1.00 ms; x"
     assert _interval_cell({}) == NO_BAND  # a card of a run written before intervals
