@@ -201,6 +201,9 @@ def search(
     device: str = typer.Option("auto", "--device", help="Where training runs (supernet, fine-tunes, QAT, "
                                "BN re-estimation): auto (a CUDA GPU when torch sees one), cpu or cuda. "
                                "Export and accuracy stay on the CPU, by the target's runtime."),
+    budget_on: str = typer.Option("point", "--budget-on", help="point: the budget bounds the predicted latency; "
+                                  "upper: it bounds the upper end of the prediction's interval (the table's "
+                                  "held-out error band; refused where the table records none)."),
 ) -> None:
     """Search architecture + compression for the most accurate models within a latency budget,
     or (with --model/--weights) the compression of your own trained network."""
@@ -240,6 +243,7 @@ def _search(**kw: Any) -> None:
         input_shape=kw["input_shape"],
         accuracy_window_pp=kw["accuracy_window"],
         device=kw["device"],
+        budget_on=kw["budget_on"],
     )
     tasks: dict[str, Any] = {}
     progress: Progress  # set below, before run_search calls the hooks
@@ -263,13 +267,15 @@ def _search(**kw: Any) -> None:
         tasks["trials"] = progress.add_task("trials", total=total, completed=done, info="")
 
     def trial_done(done: int, number: int, best: float | None, r: dict[str, Any]) -> None:
+        from autocompress.results import latency_text
+
         best_txt = f"best feasible {100 * best:.2f}%" if best is not None else "no feasible yet"
         progress.update(tasks["trials"], completed=done, info=best_txt)
         est = "*" if estimated else ""
         dup = f" (same as trial {r['duplicate_of']})" if r.get("duplicate_of") is not None else ""
         low = " (low fidelity)" if r.get("fidelity") == "low" else ""
         progress.console.print(
-            f"trial {number:>3}: val {100 * r['val_accuracy']:.2f}%{low}  {format_ms(r['latency_ms'])}{est}  "
+            f"trial {number:>3}: val {100 * r['val_accuracy']:.2f}%{low}  {latency_text(r, est)}  "
             f"{format_bytes(r['size_bytes'])}  {'ok' if r['feasible'] else 'OVER BUDGET'}  "
             f"[dim]{r['description']}{dup}[/]",
             highlight=False,
@@ -290,6 +296,8 @@ def _search(**kw: Any) -> None:
 
 def _print_model_outcome(outcome: Any) -> None:
     """The Pareto set of a model search, against the user's original model."""
+    from autocompress.results import interval_line, latency_text
+
     cfg = outcome.config
     base = cfg["baseline"]
     est = cfg.get("target_estimated")
@@ -304,13 +312,14 @@ def _print_model_outcome(outcome: Any) -> None:
     def row(r: Any) -> list[str]:
         return [
             str(r["number"]), f"{100 * r['val_accuracy']:.2f}%",
-            f"{100 * (r['test_accuracy'] - base['test_accuracy']):+.2f} pt", format_ms(r["latency_ms"]),
+            f"{100 * (r['test_accuracy'] - base['test_accuracy']):+.2f} pt", latency_text(r),
             f"{base['latency_ms'] / r['latency_ms']:.2f}", format_bytes(r["size_bytes"]),
             f"{base['size_bytes'] / r['size_bytes']:.2f}", str(r.get("candidate", "")),
         ]  # fmt: skip
 
     _print_pareto(outcome, columns, row)
     out.print(f"latency source: {cfg['target_label']}", highlight=False)
+    out.print(interval_line(cfg), highlight=False, soft_wrap=True)
     _print_budget_note(cfg)
     out.print(f"results: {outcome.run_dir}/ (report.md, pareto.csv, pareto.png, trials.parquet, models/)")
 
@@ -358,6 +367,8 @@ def _check_search_input(kw: dict[str, Any]) -> None:
     from autocompress.space import load_space
 
     _check_ints("search", kw)
+    if kw.get("budget_on", "point") not in ("point", "upper"):
+        raise BadInputError(f"--budget-on must be point or upper; got {kw['budget_on']!r}")
     if kw.get("max_size"):
         parse_size(kw["max_size"])
     check_storage_spec(kw.get("storage"))  # a typo must not leave an empty run directory
@@ -382,6 +393,7 @@ def _check_search_input(kw: dict[str, Any]) -> None:
 
 
 def _print_outcome(outcome: Any) -> None:
+    from autocompress.results import interval_line, latency_text
     from autocompress.space import space_arg
 
     cfg = outcome.config
@@ -404,7 +416,7 @@ def _print_outcome(outcome: Any) -> None:
             str(r["number"]),
             f"{100 * r['val_accuracy']:.2f}%",
             f"{100 * r['test_accuracy']:.2f}%",
-            format_ms(r["latency_ms"]),
+            latency_text(r),
             "n/a" if energy is None or energy != energy else f"{energy:.3f} mJ",
             format_bytes(r["size_bytes"]),
             str(r.get("candidate", "")),
@@ -412,6 +424,7 @@ def _print_outcome(outcome: Any) -> None:
 
     _print_pareto(outcome, columns, row)
     out.print(f"latency source: {cfg['target_label']}", highlight=False)
+    out.print(interval_line(cfg), highlight=False, soft_wrap=True)
     _print_budget_note(cfg)
     out.print(f"results: {outcome.run_dir}/ (report.md, pareto.csv, pareto.png, trials.parquet, models/)")
     out.print("next:")
@@ -424,12 +437,98 @@ def _print_outcome(outcome: Any) -> None:
     out.print(
         f"  autocompress search --target {cfg['target']} --budget {cfg['budget_ms']:g}ms "
         f"--space {space_arg(cfg['space_path'])} --run-dir {outcome.run_dir} --resume --trials {cfg['trials'] + 30}"
-        "   # 30 more trials",
+        + (" --budget-on upper" if cfg.get("budget_on") == "upper" else "") + "   # 30 more trials",
         highlight=False,
     )
 
 
 # --------------------------------------------------------------------------- targets / profile
+
+
+@app.command()
+def latency(
+    model: Path = typer.Argument(..., help="An ONNX file of a CNN (ours or any other)."),
+    target: str = typer.Option(..., "--target", "-t", help="Device name or alias (see 'autocompress targets')."),
+    precision: str = typer.Option("mixed", "--precision", "-p", help="fp32, fp16 or int8: every layer in it; "
+                                  "mixed (default): as the file stores it: int8 where it quantizes (QDQ "
+                                  "QuantizeLinear/DequantizeLinear), fp16 where it computes in float16, fp32 elsewhere."),
+    as_json: bool = typer.Option(False, "--json", help="Print the numbers as JSON instead of a table."),
+    profile_missing: bool = typer.Option(False, "--profile-missing", help="On a measured table timed on this "
+                                         "machine: profile the layers whose kind has no row here and add them to "
+                                         "its layers.csv (without it, such a file is refused)."),
+) -> None:
+    """How fast is this ONNX file on that device: predicted latency with its interval (from the
+    table's held-out errors), energy, the per-layer breakdown and where each number came from."""
+    _latency(model, target, precision, as_json, profile_missing)
+
+
+@_guard
+def _latency(model: Path, target: str, precision: str, as_json: bool, profile_missing: bool) -> None:
+    import json
+
+    from autocompress.hardware.file_latency import PRECISIONS, file_latency
+
+    if precision not in PRECISIONS:  # before the ONNX file is read
+        raise BadInputError(f"--precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    check_regular_file(model, "model file", BadInputError)
+    progress: Progress | None = None
+    task: Any = None
+
+    def on_profile(done: int, total: int) -> None:
+        nonlocal progress, task
+        if progress is None:
+            progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), console=err)  # fmt: skip
+            progress.start()
+            task = progress.add_task("profiling layers missing from the table, on this machine", total=total)
+        progress.update(task, completed=done, total=total)
+
+    pricing_log = logging.getLogger("autocompress.hardware.pricing")
+    level = pricing_log.level
+    pricing_log.setLevel(logging.ERROR)  # its per-network warning lists what the breakdown marks with *
+    try:
+        res = file_latency(model, target, precision, profile_missing=profile_missing, on_profile=on_profile)
+    finally:
+        pricing_log.setLevel(level)
+        if progress is not None:
+            progress.stop()
+    if as_json:
+        sys.stdout.write(json.dumps(res.to_dict(), indent=2) + "\n")
+        return
+    est = " (ESTIMATE)" if res.estimated else ""
+    table = Table(title=f"{model.name} on {res.target}: per-layer (fused kernel) latency{est}", title_justify="left",
+                  caption="priced by: table = a row of the target's layers.csv; interpolated / estimated = not "
+                  "a row of the table (marked *)", caption_justify="left")  # fmt: skip
+    tag = " (est.)" if res.estimated else ""
+    for col in ("#", "layer", "precision", f"ms{tag}", "share", f"energy mJ{tag}", "priced by"):
+        table.add_column(col, justify="left" if col in ("layer", "priced by") else "right")
+    for line in res.layers:
+        star = "*" if line.estimate else ""
+        table.add_row(str(line.index), line.label, line.precision, f"{line.latency_ms:.4f}{star}",
+                      f"{100 * line.latency_ms / res.latency_ms:.1f}%",
+                      "n/a" if line.energy_mj is None else f"{line.energy_mj:.4f}", line.priced_by)  # fmt: skip
+    table.add_row("", "runtime overhead (per inference)", "", f"{res.overhead_ms:.4f}",
+                  f"{100 * res.overhead_ms / res.latency_ms:.1f}%", "", "device.yaml")  # fmt: skip
+    if res.transitions_ms:
+        table.add_row("", "entries into a reduced precision", "", f"{res.transitions_ms:.4f}",
+                      f"{100 * res.transitions_ms / res.latency_ms:.1f}%", "", "device.yaml")  # fmt: skip
+    out.print(table)
+    for note in res.notes:
+        out.print(f"note: {note}", highlight=False, soft_wrap=True)
+    precs = ", ".join(f"{n} {p}" for p, n in sorted(res.layer_precisions.items()))
+    iv = f" [{format_ms(res.interval_ms[0])} – {format_ms(res.interval_ms[1])}]" if res.interval_ms else ""
+    if res.energy_mj is None:
+        energy = "energy n/a"
+    else:
+        eiv = (f" [{res.energy_interval_mj[0]:.3f} – {res.energy_interval_mj[1]:.3f}]"
+               if res.energy_interval_mj else "")  # fmt: skip
+        energy = f"energy {res.energy_mj:.3f} mJ{eiv}{est} at {res.power_w:g} W"
+    marked = f"; {res.estimate_layers} of {len(res.layers)} layers priced by estimate (*)" if res.estimate_layers else ""
+    out.print(f"{model.name} on {res.target} ({res.precision}: {precs} layers): {format_ms(res.latency_ms)}{iv}{est}, "
+              f"{energy}; interval: {res.interval_note}; source: {res.source}{marked}",
+              highlight=False, soft_wrap=True)  # fmt: skip
+
+
 
 
 @app.command()
@@ -813,7 +912,9 @@ def _export(**kw: Any) -> None:
         f"trials table {100 * acc['test_in_trials_table']:.2f}% with ONNX Runtime, within the allowed "
         f"{100 * acc['allowed_difference']:.1f} points")  # fmt: skip
     out.print(f"  test accuracy {100 * acc['test']:.2f}% ({acc['measured_with']}; {same})", highlight=False)
-    out.print(f"  predicted on {p['target']}: {format_ms(p['latency_ms'])}{est}; measured here: "
+    iv = p.get("latency_interval_ms")
+    rng = f" [{format_ms(iv[0])} – {format_ms(iv[1])}]" if iv else ""
+    out.print(f"  predicted on {p['target']}: {format_ms(p['latency_ms'])}{rng}{est}; measured here: "
               f"{format_ms(m['median_ms'])} ({m['runtime']} {m['runtime_version']}, 1 thread)", highlight=False)  # fmt: skip
 
 

@@ -29,7 +29,8 @@ import pandas as pd
 from autocompress import __version__
 from autocompress._io import file_sha256
 from autocompress.exceptions import AutoCompressError, BadInputError, RunDirError
-from autocompress.results import load_trials, read_config
+from autocompress.hardware.interval import NO_BAND, row_interval
+from autocompress.results import interval_line, load_trials, read_config
 from autocompress.units import format_bytes, format_ms
 
 FORMATS = ("onnx", "openvino")
@@ -271,6 +272,10 @@ def model_card(
             "source": "estimated" if estimated else "measured",
             "source_label": config.get("target_label"),
             "budget_ms": config.get("budget_ms"),
+            # the range the prediction stands for (None: no held-out error on record, or a run
+            # written before intervals existed) and what it rests on
+            "latency_interval_ms": list(iv) if (iv := row_interval(row)) else None,
+            "latency_interval": interval_line(config),
         },
         "measured_here": {
             "runtime": rt,
@@ -348,6 +353,7 @@ def render_card(card: dict[str, Any]) -> str:
         f"| validation accuracy (search) | {100 * a['val_in_trials_table']:.2f}% |",
         f"| predicted latency on {p['target']} | {format_ms(p['latency_ms'])}{tag} |",
         f"| predicted energy on {p['target']} | {energy}{' (ESTIMATED)' if est else ''} |",
+        f"| latency interval | {_interval_cell(p)} |",
         f"| latency source | {p['source_label']} |",
         f"| measured latency here | {format_ms(m['median_ms'])} median (p10 {format_ms(m['p10_ms'])}, "
         f"p90 {format_ms(m['p90_ms'])}; {m['runtime']} {m['runtime_version']}, {m['cpu']}, "
@@ -386,6 +392,13 @@ def render_card(card: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _interval_cell(p: dict[str, Any]) -> str:
+    """The card's interval row (cards written before intervals existed have neither key)."""
+    iv = p.get("latency_interval_ms")
+    rng = f"{format_ms(iv[0])} – {format_ms(iv[1])}; " if iv else ""
+    return f"{rng}{p.get('latency_interval', NO_BAND).removeprefix('latency interval: ')}"
 
 
 def _cpu_name() -> str:

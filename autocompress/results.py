@@ -24,6 +24,8 @@ import yaml
 from autocompress._io import atomic_path, atomic_write_text, check_regular_file, path_kind
 from autocompress.budget import non_binding_message
 from autocompress.exceptions import RunDirError
+from autocompress.hardware.interval import NO_BAND, describe_band, row_interval
+from autocompress.hardware.lut import ErrorBand
 from autocompress.units import format_bytes, format_ms
 
 RESULT_COLUMNS = ("val_accuracy", "test_accuracy", "latency_ms", "energy_mj", "size_bytes", "params", "macs")
@@ -256,6 +258,12 @@ def plot_pareto(trials: pd.DataFrame, config: dict[str, Any], out: Path) -> None
     if not far.empty:
         ax.scatter(far["latency_ms"], 100 * far["val_accuracy"], s=30, facecolors="none", edgecolors="#888",
                    label=f"Pareto, > {window:g} pp below the best")  # fmt: skip
+    spans = done.assign(iv=[row_interval(r) for _, r in done.iterrows()]).dropna(subset=["iv"])
+    if not spans.empty:  # each prediction's interval (the table's held-out error band)
+        lat = spans["latency_ms"].astype(float)
+        err = [[m - iv[0] for m, iv in zip(lat, spans["iv"])], [iv[1] - m for m, iv in zip(lat, spans["iv"])]]
+        ax.errorbar(lat, 100 * spans["val_accuracy"].astype(float), xerr=err, fmt="none", ecolor="#bbbbbb",
+                    elinewidth=0.8, capsize=1.5, zorder=0, label="latency interval")  # fmt: skip
     budget = config.get("budget_ms")
     if budget:
         ax.axvline(budget, ls="--", c="#c0392b", lw=1)
@@ -290,6 +298,7 @@ def render_report(run_dir: Path, trials: pd.DataFrame, pareto: pd.DataFrame, con
         "",
         f"- target: **{config.get('target')}** — latency source: {config.get('target_label')}",
         f"- budget: {format_ms(config.get('budget_ms', 0))} (hard constraint)",
+        f"- {interval_line(config)}",
         *_budget_note(config),
         f"- data: {config.get('dataset', {}).get('name')} "
         f"(splits {config.get('dataset', {}).get('split_sizes')})",
@@ -333,7 +342,8 @@ def render_report(run_dir: Path, trials: pd.DataFrame, pareto: pd.DataFrame, con
         "",
         f"    autocompress search --target {config.get('target')} --budget {config.get('budget_ms', 0):g}ms "
         + (_model_args(config) if config.get("kind") == "model" else f"--space {config.get('space_path')} ")
-        + f"--run-dir {run_dir} --resume --trials {int(config.get('trials', 0)) + 30}",
+        + f"--run-dir {run_dir} --resume --trials {int(config.get('trials', 0)) + 30}"
+        + (" --budget-on upper" if config.get("budget_on") == "upper" else ""),
         "",
     ]
     return "\n".join(lines)
@@ -345,10 +355,27 @@ def _report_table(rows: pd.DataFrame, est: bool) -> list[str]:
     for _, r in rows.iterrows():
         lines.append(
             f"| {r['number']} | {100 * r['val_accuracy']:.2f}% | {100 * r['test_accuracy']:.2f}% "
-            f"| {format_ms(r['latency_ms'])}{star} | {format_bytes(r['size_bytes'])} "
+            f"| {latency_text(r, star)} | {format_bytes(r['size_bytes'])} "
             f"| {int(r['params']):,} | `{str(r.get('candidate', '')).replace('|', chr(92) + '|')}` |"
         )  # a pipe, even in a code span, would end the table cell (GitHub's tables)
     return lines
+
+
+def latency_text(row: Any, star: str = "") -> str:
+    """A row's predicted latency with its interval when it has one: ``1.20 ms* [1.08 ms – 1.44 ms]``."""
+    iv = row_interval(row)
+    text = f"{format_ms(row['latency_ms'])}{star}"
+    return text if iv is None else f"{text} [{format_ms(iv[0])} – {format_ms(iv[1])}]"
+
+
+def interval_line(config: dict[str, Any]) -> str:
+    """What the run's latency intervals rest on (config.yaml's ``latency_error_band``), and what
+    the budget bounded (``budget_on``)."""
+    bands = config.get("latency_error_band") or {}
+    what = "; ".join(f"{p}: {describe_band(ErrorBand.model_validate(b))}" for p, b in bands.items()) if bands else NO_BAND
+    upper = config.get("budget_on") == "upper"
+    return (f"latency interval: {what}; the budget bounds "
+            f"{'the upper end of the interval' if upper else 'the predicted latency'}")
 
 
 def _budget_note(config: dict[str, Any]) -> list[str]:

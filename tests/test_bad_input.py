@@ -81,6 +81,13 @@ def _edit(name: str, fn: Callable[[str], str]) -> Callable[[Path], None]:
     return mutate
 
 
+def _without_band(folder: Path) -> None:
+    """The table's device.yaml with no held-out error band (whatever the shipped one records)."""
+    device = yaml.safe_load((folder / "device.yaml").read_text())
+    device.pop("error_band", None)
+    (folder / "device.yaml").write_text(yaml.safe_dump(device, sort_keys=False))
+
+
 def _truncate_csv(text: str) -> str:
     lines = text.splitlines()
     return "\n".join(lines[:5]) + "\n" + lines[5][: len(lines[5]) // 2] + "\n"
@@ -461,6 +468,24 @@ CASES: list[Case] = [
     C("data-download-dest-fifo", ("data", "download", "--url", "http://127.0.0.1:9/", "--dest", "{tmp}/dl"),
       ("--dest {tmp}/dl is a FIFO, not a folder",), setup=_fifo("dl")),
     C("data-check-fifo", ("data", "check", "--data-dir", "{tmp}/d"), ("--data-dir {tmp}/d is a FIFO, not a folder",), setup=_fifo("d")),
+    # --- latency of an ONNX file (issue 17)
+    C("latency-missing-file", ("latency", "{tmp}/nope.onnx", "--target", "cpu"), ("model file {tmp}/nope.onnx does not exist",)),
+    C("latency-not-onnx", ("latency", "{tmp}/m.onnx", "--target", "cpu"), ("{tmp}/m.onnx is not an ONNX model",),
+      files={"m.onnx": "conv,relu\n"}),
+    C("latency-folder", ("latency", "{tmp}/m", "--target", "cpu"), ("model file {tmp}/m is a folder, not a regular file",),
+      files={"m/x": "x"}),
+    C("latency-fifo", ("latency", "{tmp}/m.onnx", "--target", "cpu"), ("model file {tmp}/m.onnx is a FIFO, not a regular file",),
+      setup=_fifo("m.onnx")),
+    C("latency-unknown-target", ("latency", "{tmp}/m.onnx", "--target", "jetson-nanoo"),
+      ("unknown target 'jetson-nanoo'", "did you mean jetson-nano"), files={"m.onnx": b"x"}),
+    C("latency-precision-unknown", ("latency", "{tmp}/m.onnx", "--target", "cpu", "--precision", "bf16"),
+      ("--precision must be one of fp32, fp16, int8, mixed; got 'bf16'",), files={"m.onnx": b"x"}),
+    C("latency-precision-not-in-table", ("latency", "{tmp}/m.onnx", "--target", "cpu", "--precision", "fp16"),
+      ("target x86-cpu-onnxruntime has no fp16 table rows (it runs fp32, int8)",), files={"m.onnx": b"x"}),
+    C("budget-on-unknown", (*SEARCH, "--budget-on", "p90"), ("--budget-on must be point or upper; got 'p90'",)),
+    C("budget-on-upper-no-band", (*SEARCH, "--budget-on", "upper", "--run-dir", "{tmp}/run"),
+      ("--budget-on upper needs the held-out error band of target x86-cpu-onnxruntime", "no held-out error on record"),
+      setup=_table(_without_band)),
 ]  # fmt: skip
 BY_ID = {c.id: c for c in CASES}
 assert len(BY_ID) == len(CASES), "case ids must be unique"
@@ -596,6 +621,7 @@ def write_markdown(path: Path, outcomes: list[Outcome]) -> None:
 
 DEBUG_CASES = {  # one refused command per verb: under --debug the traceback, then the same line
     "search": ("budget-no-unit", "BadInputError"),
+    "latency": ("latency-not-onnx", "BadInputError"),
     "targets": ("targets-corrupt-table", "TargetError"),
     "profile": ("profile-runtime", "BadInputError"),
     "validate-latency": ("validate-n", "BadInputError"),

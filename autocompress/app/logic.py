@@ -448,7 +448,7 @@ def pareto_figure(df: pd.DataFrame, config: dict[str, Any], *, x: str = "latency
                     x=sub[xcol], y=sub[ycol], mode="markers", name=f"{status}: {mix}", legendgroup=status,
                     marker={"color": cmap[mix], "symbol": symbol, "size": size, "opacity": opacity,
                             "line": _EDGE.get(status, {"width": 0})},
-                    customdata=sub[custom].to_numpy(), hovertemplate=hover,
+                    customdata=sub[custom].to_numpy(), hovertemplate=hover, error_x=latency_error_bars(sub, x),
                 ))  # fmt: skip
         else:
             fig.add_trace(go.Scatter(
@@ -458,7 +458,7 @@ def pareto_figure(df: pd.DataFrame, config: dict[str, Any], *, x: str = "latency
                         "showscale": status == lead,
                         "colorbar": {"title": "size KB"},
                         "line": _EDGE.get(status, {"width": 0})},
-                customdata=part[custom].to_numpy(), hovertemplate=hover,
+                customdata=part[custom].to_numpy(), hovertemplate=hover, error_x=latency_error_bars(part, x),
             ))  # fmt: skip
     front = plot[plot["status"] == "front"].sort_values(xcol)
     if len(front) > 1 and x == "latency":  # the front is a line in accuracy vs latency only
@@ -473,6 +473,22 @@ def pareto_figure(df: pd.DataFrame, config: dict[str, Any], *, x: str = "latency
         margin={"l": 10, "r": 10, "t": 30, "b": 10}, legend={"orientation": "h", "y": -0.2},
     )  # fmt: skip
     return fig
+
+
+def latency_error_bars(rows: pd.DataFrame, x: str = "latency") -> dict[str, Any] | None:
+    """Plotly ``error_x`` of the latency axis: each point's interval (``latency_lo_ms`` ..
+    ``latency_hi_ms``, from the table's held-out error band); None when the axis is not latency
+    or no row has one (a table without a band, a run written before the columns existed)."""
+    if x != "latency" or "latency_lo_ms" not in rows or "latency_hi_ms" not in rows:
+        return None
+    lo = pd.to_numeric(rows["latency_lo_ms"], errors="coerce")
+    hi = pd.to_numeric(rows["latency_hi_ms"], errors="coerce")
+    if lo.isna().all() or hi.isna().all():
+        return None
+    lat = pd.to_numeric(rows["latency_ms"], errors="coerce")
+    return {"type": "data", "symmetric": False, "array": (hi - lat).fillna(0).clip(lower=0).tolist(),
+            "arrayminus": (lat - lo).fillna(0).clip(lower=0).tolist(), "thickness": 1, "width": 3,
+            "color": "#7f8c8d"}  # fmt: skip
 
 
 def breakdown_figure(bd: pd.DataFrame, *, estimated: bool = False):

@@ -53,6 +53,10 @@ class TrialResult:
     ptq_drop_pp: float | None = None
     qat_val_accuracy: float | None = None
     qat_applied: bool = False
+    # the range the predicted latency stands for, from the table's held-out error band (None
+    # where the table records none: hardware/interval.py)
+    latency_lo_ms: float | None = None
+    latency_hi_ms: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -60,9 +64,10 @@ class TrialResult:
     @classmethod
     def of_deployed(cls, path: Path, *, accuracy: Callable[[Path, str], float], runtime: str, prediction: Prediction,
                     params: int, macs: int, finetune_s: float, eval_start: float,
-                    quant: dict[str, Any]) -> TrialResult:  # fmt: skip
+                    quant: dict[str, Any], interval: tuple[float, float] | None = None) -> TrialResult:  # fmt: skip
         """The result of a deployed file: its val/test accuracy by ``runtime`` (``accuracy(path,
-        split)``), its size, and the candidate's predicted latency and geometry."""
+        split)``), its size, and the candidate's predicted latency (with its ``interval``, when the
+        table records a held-out error band) and geometry."""
         return cls(
             val_accuracy=accuracy(path, "val"),
             test_accuracy=accuracy(path, "test"),
@@ -76,6 +81,8 @@ class TrialResult:
             finetune_s=round(finetune_s, 2),
             eval_s=round(time.perf_counter() - eval_start, 2),
             accuracy_runtime=runtime,
+            latency_lo_ms=None if interval is None else interval[0],
+            latency_hi_ms=None if interval is None else interval[1],
             **quant,
         )
 

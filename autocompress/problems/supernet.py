@@ -21,6 +21,7 @@ from autocompress.data import ImageDataset, load_dataset
 from autocompress.device import describe as describe_device
 from autocompress.device import resolve_device
 from autocompress.exceptions import AutoCompressError, TargetError
+from autocompress.hardware.interval import interval
 from autocompress.hardware.predict import predict
 from autocompress.hardware.pricing import Prediction
 from autocompress.hardware.targets import Target, get_target
@@ -263,4 +264,5 @@ class SupernetProblem(Problem, SupernetDescriber):
             path, accuracy=lambda f, split: accuracy(f, *splits[split], runtime=runtime), runtime=runtime,
             prediction=prediction, params=sum(b.params() for b in blocks), macs=sum(b.macs() for b in blocks),
             finetune_s=t1 - t0, eval_start=t1, quant=quant,
+            interval=interval(self.target.table.device, block_precisions(cand, self.space, blocks), prediction.latency_ms),
         )  # fmt: skip

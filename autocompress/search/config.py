@@ -19,6 +19,7 @@ DIRECTIONS = ("maximize", "minimize", "minimize")
 METRICS = ("val_accuracy", "latency_ms", "size_bytes")
 SAMPLERS = ("tpe", "nsga2", "gp", "random")
 BACKENDS = ("local", "ray")
+BUDGET_ON = ("point", "upper")
 SEED_MAX = 2**32 - 1  # numpy's and Optuna's samplers take seeds in [0, 2**32 - 1]
 
 
@@ -56,6 +57,9 @@ class SearchConfig:
     # where training runs: auto (a CUDA GPU when torch sees one), cpu or cuda; not part of the
     # study's identity, so a run can be resumed on another machine
     device: str = "auto"
+    # the hard latency constraint on the point prediction, or on the upper end of its interval
+    # (the table's held-out error band: hardware/interval.py)
+    budget_on: str = "point"
 
 
 @dataclass
@@ -121,6 +125,8 @@ def check_options(cfg: SearchConfig) -> None:
     w = cfg.accuracy_window_pp
     if w is not None and not (math.isfinite(w) and 0 <= w <= 100):
         raise BadInputError(f"--accuracy-window must be between 0 and 100 percentage points; got {w:g}")
+    if cfg.budget_on not in BUDGET_ON:
+        raise BadInputError(f"--budget-on must be point or upper; got {cfg.budget_on!r}")
     if cfg.eta < 2:
         raise BadInputError(f"--eta must be at least 2; got {cfg.eta}")
     if cfg.backend not in BACKENDS:

@@ -102,7 +102,7 @@ def run_ray(study: optuna.Study, storage_spec: str, problem: Problem, cfg: Any, 
         "recipe": problem.recipe(),
         "target": cfg.target,
         "models_dir": str((run_dir / "models").resolve()),
-        "cfg": {k: getattr(cfg, k) for k in ("budget_ms", "max_size_bytes", "fidelity", "eta")},
+        "cfg": {k: getattr(cfg, k) for k in ("budget_ms", "max_size_bytes", "fidelity", "eta", "budget_on")},
     }
     # Ray hides the GPUs from a trial that asks for none: with training on CUDA, the workers
     # share the GPU in equal parts (the recipe's --device is resolved again in each worker)

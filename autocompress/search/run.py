@@ -13,7 +13,8 @@ from typing import Any
 
 from autocompress import __version__
 from autocompress._io import storage_error
-from autocompress.exceptions import InfeasibleBudgetError, WriteError
+from autocompress.exceptions import BadInputError, InfeasibleBudgetError, WriteError
+from autocompress.hardware.interval import NO_BAND, bands_entry
 from autocompress.problems import Problem, ProblemHooks, build_problem
 from autocompress.results import (
     CONFIG_FILE,
@@ -55,6 +56,13 @@ def run_search(cfg: SearchConfig, hooks: Hooks | None = None) -> SearchOutcome:
     )  # fmt: skip
     problem.check(ProblemHooks(profile_step=hooks.layers_profile))
     target = problem.target
+    if cfg.budget_on == "upper":
+        lacking = [p for p in target.device.precisions if target.device.band(p) is None]
+        if lacking:
+            raise BadInputError(
+                f"--budget-on upper needs the held-out error band of target {target.name}'s table, and it records "
+                f"none for {', '.join(lacking)} ({NO_BAND}); use --budget-on point"
+            )
     warm = warm_start_params(cfg.warm_start, problem) if cfg.warm_start else []
     run_dir = prepare_run_dir(cfg, target.name, problem.fingerprint())
     old_config = read_config(run_dir) if cfg.resume and (run_dir / CONFIG_FILE).is_file() else {}
@@ -115,6 +123,9 @@ def _config(cfg: SearchConfig, problem: Problem, target: Any, storage_spec: str,
         "target_label": target.source_label,
         "target_estimated": target.estimated,
         "budget_ms": cfg.budget_ms,
+        "budget_on": cfg.budget_on,
+        # the held-out error band the latency intervals come from ({}: none on record)
+        "latency_error_band": bands_entry(target.device),
         "max_size_bytes": cfg.max_size_bytes,
         "accuracy_window_pp": (DEFAULT_ACCURACY_WINDOW_PP if cfg.accuracy_window_pp is None
                                else float(cfg.accuracy_window_pp)),  # fmt: skip

@@ -29,7 +29,8 @@ from autocompress.search.storage import (
 )
 
 # What must match for --resume to continue a study rather than mix two different searches.
-RESUME_KEYS = ("target", "budget_ms", "space_fingerprint", "seed")
+RESUME_KEYS = ("target", "budget_ms", "space_fingerprint", "seed", "budget_on")
+RESUME_DEFAULTS = {"budget_on": "point"}  # what a run written before the key existed did
 
 
 def prepare_run_dir(cfg: SearchConfig, target: str, space_fp: str) -> Path:
@@ -43,7 +44,9 @@ def prepare_run_dir(cfg: SearchConfig, target: str, space_fp: str) -> Path:
         old = read_config(run_dir) if (run_dir / CONFIG_FILE).is_file() else {}
         if old:
             _check_version(run_dir, old)
-        now = {"target": target, "budget_ms": cfg.budget_ms, "space_fingerprint": space_fp, "seed": cfg.seed}
+        now = {"target": target, "budget_ms": cfg.budget_ms, "space_fingerprint": space_fp, "seed": cfg.seed,
+               "budget_on": cfg.budget_on}  # fmt: skip
+        old = {**RESUME_DEFAULTS, **old} if old else old
         for key in RESUME_KEYS:
             if key in old and old[key] != now[key]:
                 raise RunDirError(

@@ -8,6 +8,8 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from autocompress.exceptions import TargetError
+from autocompress.hardware.interval import NO_BAND
 from autocompress.problems import Problem
 from autocompress.results import pareto_numbers
 from autocompress.search.config import Hooks, SearchConfig
@@ -16,8 +18,19 @@ from autocompress.search.storage import WORKER_ATTR, worker_alive
 
 
 def constraint_values(result: dict[str, Any], cfg: SearchConfig) -> dict[str, float]:
-    """The hard limits, as Optuna constraints (feasible when <= 0)."""
-    out = {"latency": result["latency_ms"] - cfg.budget_ms}
+    """The hard limits, as Optuna constraints (feasible when <= 0). With ``budget_on="upper"``
+    the latency limit applies to the upper end of the prediction's interval.
+
+    Raises:
+        TargetError: ``budget_on="upper"`` and the result has no interval (its table records no
+            held-out error band for the precision; ``run_search`` refuses that before any trial).
+    """
+    latency = result["latency_ms"]
+    if cfg.budget_on == "upper":
+        latency = result.get("latency_hi_ms")
+        if latency is None:
+            raise TargetError(f"--budget-on upper: no latency interval for this candidate ({NO_BAND})")
+    out = {"latency": latency - cfg.budget_ms}
     if cfg.max_size_bytes is not None:
         out["size"] = result["size_bytes"] - cfg.max_size_bytes
     return out

@@ -29,6 +29,7 @@ from autocompress.data import ImageDataset, load_dataset
 from autocompress.device import describe as describe_device
 from autocompress.device import resolve_device
 from autocompress.exceptions import ModelError, UnpricedLayersError
+from autocompress.hardware.interval import interval
 from autocompress.hardware.layer_fill import fill_layers
 from autocompress.hardware.layer_predict import layer_precisions, predict_layers, unpriced
 from autocompress.hardware.layer_table import OPS, LayerSpec, LayerTable, load_layers
@@ -383,7 +384,10 @@ class UserModelProblem(Problem, UserModelDescriber):
             self.export(net, out)
             if not priced:  # the deployed network's layers: pruned geometry, fp32, before quantization
                 layers = self.layers_of(out)
-                priced.update(prediction=self.price(layers, cand), params=onnx_params(out),
+                prediction = self.price(layers, cand)
+                precisions = layer_precisions(layers, self.prefixes(cand))
+                priced.update(prediction=prediction, params=onnx_params(out),
+                              interval=interval(self.target.device, precisions, prediction.latency_ms),
                               macs=sum(layer.key.macs() for layer in layers))  # fmt: skip
             if fp16:  # the file deployed: those parts stored and computed in half precision
                 self.export(half_parts(net, fp16), out)
@@ -414,7 +418,7 @@ class UserModelProblem(Problem, UserModelDescriber):
         return TrialResult.of_deployed(
             path, accuracy=lambda f, split: accuracy(f, *splits[split], runtime=runtime), runtime=runtime,
             prediction=prediction, params=priced["params"], macs=priced["macs"],
-            finetune_s=t1 - t0, eval_start=t1, quant=quant,
+            finetune_s=t1 - t0, eval_start=t1, quant=quant, interval=priced["interval"],
         )  # fmt: skip
 
 

@@ -1,0 +1,320 @@
+"""Price any CNN ONNX file on a target (the ``autocompress latency`` verb): latency with its
+interval, energy, the per-layer (fused kernel) breakdown and where each number came from.
+
+The file's layers are read by ``onnx_layers`` and priced by the one path (``layer_predict`` /
+``pricing``), as a user's model is in a search. Precisions:
+
+- ``fp32`` / ``fp16`` / ``int8``: every layer at that precision, whatever the file stores;
+- ``mixed`` (as stored): int8 where the file quantizes (QDQ: a layer fed by a
+  ``DequantizeLinear``, activation or weight), fp16 where it computes in half precision (float16
+  weights or input), fp32 elsewhere; a plain float file is all fp32.
+
+A QDQ file is priced from its float equivalent: each ``QuantizeLinear -> DequantizeLinear`` pair
+is bypassed and each dequantized weight stored as the float it stands for, so the layers are
+those of the float network. On a measured table whose layer family has no row, the layers are
+profiled on this machine and added to the table when asked (``profile_missing``) and the table was
+measured here (as a search does, ``layer_fill``); otherwise the command is refused, saying how.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from autocompress._io import check_regular_file
+from autocompress.exceptions import BadInputError, UnpricedLayersError
+from autocompress.hardware.interval import describe_band, network_band
+from autocompress.hardware.layer_fill import fill_layers, missing_families, same_host
+from autocompress.hardware.layer_predict import predict_layers, unpriced
+from autocompress.hardware.layer_table import OPS, LayerSpec, LayerTable, load_layers
+from autocompress.hardware.lut import ErrorBand
+from autocompress.hardware.onnx_layers import extract_layers
+from autocompress.hardware.targets import Target, get_target
+
+PRECISIONS = ("fp32", "fp16", "int8", "mixed")
+SCHEMA = 1  # of the --json output
+
+
+@dataclass(frozen=True)
+class LayerLine:
+    """One priced layer (fused kernel) of the file."""
+
+    index: int
+    label: str
+    op: str
+    precision: str
+    latency_ms: float
+    energy_mj: float | None
+    priced_by: str  # "table (measured)" / "table (estimated)" / "interpolated (family fit)" / "estimated (roofline)"
+    estimate: bool  # priced by an estimate rather than a measured or published table row
+    nodes: tuple[str, ...]
+
+
+@dataclass
+class FileLatency:
+    """The prediction for one file on one target, as the command shows it."""
+
+    model: str
+    target: str
+    source: str
+    estimated: bool
+    precision: str
+    layer_precisions: dict[str, int]
+    latency_ms: float
+    interval_ms: tuple[float, float] | None
+    band: ErrorBand | None
+    energy_mj: float | None
+    energy_interval_mj: tuple[float, float] | None
+    power_w: float | None
+    overhead_ms: float
+    transitions_ms: float
+    layers: list[LayerLine]
+    profiled: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def estimate_layers(self) -> int:
+        return sum(line.estimate for line in self.layers)
+
+    @property
+    def interval_note(self) -> str:
+        return describe_band(self.band)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``--json`` document (the same numbers as the table)."""
+        return {
+            "schema": SCHEMA,
+            "model": self.model,
+            "target": self.target,
+            "source": self.source,
+            "estimated": self.estimated,
+            "precision": self.precision,
+            "layer_precisions": self.layer_precisions,
+            "latency_ms": self.latency_ms,
+            "interval_ms": list(self.interval_ms) if self.interval_ms else None,
+            "interval": self.band.model_dump(mode="json", exclude_none=True) if self.band else None,
+            "interval_note": self.interval_note,
+            "energy_mj": self.energy_mj,
+            "energy_interval_mj": list(self.energy_interval_mj) if self.energy_interval_mj else None,
+            "energy_estimated": self.energy_mj is not None and self.estimated,
+            "power_w": self.power_w,
+            "overhead_ms": self.overhead_ms,
+            "transitions_ms": self.transitions_ms,
+            "estimate_layers": self.estimate_layers,
+            "profiled_layers": self.profiled,
+            "layers": [{**asdict(line), "nodes": list(line.nodes)} for line in self.layers],
+            "notes": self.notes,
+        }
+
+
+def read_model(path: Path) -> onnx.ModelProto:
+    """The ONNX file at ``path``, checked.
+
+    Raises:
+        BadInputError: a missing file, a folder or FIFO, or a file that is not an ONNX model.
+    """
+    check_regular_file(path, "model file", BadInputError)
+    try:
+        model = onnx.load(str(path))
+    except Exception as exc:  # noqa: BLE001 - protobuf raises DecodeError, others for garbage
+        raise BadInputError(f"{path} is not an ONNX model ({type(exc).__name__})") from None
+    if not model.graph.node:
+        raise BadInputError(f"{path} is not an ONNX model (no graph nodes)")
+    return model
+
+
+def float_equivalent(model: onnx.ModelProto) -> tuple[onnx.ModelProto, set[str]]:
+    """The float network a QDQ file stands for, and the names of the nodes that read a
+    dequantized tensor (the file's int8 layers). A file without DequantizeLinear comes back as is."""
+    g = model.graph
+    inits = {i.name: i for i in g.initializer}
+    producers = {o: n for n in g.node for o in n.output}
+    rename: dict[str, str] = {}
+    new_inits: list[onnx.TensorProto] = []
+    drop: set[int] = set()
+    for node in g.node:
+        if node.op_type != "DequantizeLinear":
+            continue
+        x = node.input[0]
+        consts = [i for i in node.input[1:] if i]
+        if x in inits and all(i in inits for i in consts):  # a quantized weight: store the float it stands for
+            w = numpy_helper.to_array(inits[x]).astype(np.float32)
+            scale = numpy_helper.to_array(inits[node.input[1]]).astype(np.float32)
+            zp = (numpy_helper.to_array(inits[node.input[2]]).astype(np.float32)
+                  if len(node.input) > 2 and node.input[2] in inits else np.zeros_like(scale))  # fmt: skip
+            axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+            if scale.ndim == 1 and w.ndim > 1:
+                shape = [1] * w.ndim
+                shape[axis % w.ndim] = -1
+                scale, zp = scale.reshape(shape), zp.reshape(shape)
+            new_inits.append(numpy_helper.from_array((w - zp) * scale, node.output[0]))
+            drop.add(id(node))
+            continue
+        q = producers.get(x)
+        if q is not None and q.op_type == "QuantizeLinear":  # fake-quantized activation: bypass the pair
+            rename[node.output[0]] = q.input[0]
+            drop.update((id(node), id(q)))
+    if not drop:
+        return model, set()
+    dequantized = set(rename) | {t.name for t in new_inits}
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    og = out.graph
+    keep = [n for n, orig in zip(og.node, g.node, strict=True) if id(orig) not in drop]
+    int8_nodes = {n.name for n in keep if any(i in dequantized for i in n.input)}
+    for n in keep:
+        for k, i in enumerate(n.input):
+            while i in rename:
+                i = rename[i]
+            n.input[k] = i
+    for o in og.output:
+        while o.name in rename:
+            o.name = rename[o.name]
+    del og.node[:]
+    og.node.extend(keep)
+    used = {i for n in keep for i in n.input}
+    kept_inits = [i for i in og.initializer if i.name in used and i.name not in dequantized]
+    del og.initializer[:]
+    og.initializer.extend([*kept_inits, *(t for t in new_inits if t.name in used)])
+    del og.value_info[:]  # stale shapes of removed tensors; shape inference redoes them
+    return out, int8_nodes
+
+
+def _half_nodes(model: onnx.ModelProto) -> set[str]:
+    """Names of the nodes that compute in float16 (their first input or weight is float16)."""
+    half = onnx.TensorProto.FLOAT16
+    types = {i.name: i.data_type for i in model.graph.initializer}
+    inferred = onnx.shape_inference.infer_shapes(model).graph
+    for vi in [*inferred.input, *inferred.value_info, *inferred.output]:
+        types[vi.name] = vi.type.tensor_type.elem_type
+    return {n.name for n in model.graph.node if any(types.get(i) == half for i in n.input[:2] if i)}
+
+
+def file_layers(path: Path) -> tuple[list[LayerSpec], list[str]]:
+    """The file's layers (of its float equivalent) and each one's stored precision."""
+    model = read_model(path)
+    try:
+        float_model, int8_nodes = float_equivalent(model)
+        half = _half_nodes(float_model)
+    except Exception as exc:  # noqa: BLE001 - a malformed graph (shape inference, tensors)
+        raise BadInputError(f"{path}: cannot read its layers ({type(exc).__name__}: {exc})") from None
+    with tempfile.TemporaryDirectory() as tmp:
+        f = Path(tmp) / "float.onnx"
+        onnx.save(float_model, str(f))
+        try:
+            layers, unknown = extract_layers(f)
+        except Exception as exc:  # noqa: BLE001 - shape inference on a malformed graph
+            raise BadInputError(f"{path}: cannot read its layers ({type(exc).__name__}: {exc})") from None
+    if unknown:
+        raise UnpricedLayersError(
+            f"{path}: {len(unknown)} node(s) no layer table can price: {'; '.join(unknown[:8])}"
+            f"{' ...' if len(unknown) > 8 else ''} (tables price: {', '.join(OPS)})"
+        )
+    if not layers:
+        raise BadInputError(f"{path} holds no layer a table can price (no conv, linear, pool, ...)")
+    stored = []
+    for layer in layers:
+        if any(n in int8_nodes for n in layer.nodes):
+            stored.append("int8")
+        elif layer.node in half:
+            stored.append("fp16")
+        else:
+            stored.append("fp32")
+    return layers, stored
+
+
+def _precisions(stored: list[str], precision: str, target: Target) -> list[str]:
+    if precision not in PRECISIONS:
+        raise BadInputError(f"--precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    runs = target.device.precisions
+    if precision != "mixed":
+        if precision not in runs:
+            raise BadInputError(f"target {target.name} has no {precision} table rows (it runs {', '.join(runs)})")
+        return [precision] * len(stored)
+    lacking = sorted({p for p in stored if p not in runs})
+    if lacking:
+        n = sum(p in lacking for p in stored)
+        raise BadInputError(
+            f"the file computes {n} layer(s) in {', '.join(lacking)}, which target {target.name} does not run "
+            f"(it runs {', '.join(runs)}); pass --precision {runs[0]} to price them in it"
+        )
+    return stored
+
+
+def _priced_by(table: LayerTable, key: Any, interpolated: bool, roofline: bool) -> tuple[str, bool]:
+    if not interpolated:
+        row = table.get(key)
+        source = row.source if row is not None else "?"
+        return f"table ({source})", source == "estimated"
+    return ("estimated (roofline)", True) if roofline else ("interpolated (family fit)", True)
+
+
+def file_latency(path: Path, target_name: str, precision: str = "mixed", *, profile_missing: bool = False,
+                 on_profile: Callable[[int, int], None] | None = None) -> FileLatency:  # fmt: skip
+    """Price ``path`` on the target (see the module docstring).
+
+    Raises:
+        BadInputError: missing or non-ONNX file, a precision the target does not run.
+        TargetError: unknown target or unreadable table.
+        UnpricedLayersError: a node no table prices, or a measured table measured elsewhere that
+            lacks a layer family.
+    """
+    target = get_target(target_name)
+    if precision not in PRECISIONS:
+        raise BadInputError(f"--precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    runs = target.device.precisions
+    if precision != "mixed" and precision not in runs:  # before the file is read
+        raise BadInputError(f"target {target.name} has no {precision} table rows (it runs {', '.join(runs)})")
+    layers, stored = file_layers(path)
+    precisions = _precisions(stored, precision, target)
+    device = target.device
+    table = load_layers(target.folder, device)
+    keys = [layer.at(p) for layer, p in zip(layers, precisions, strict=True)]
+    todo = missing_families(table, keys, device.precisions) if device.source == "measured" else []
+    if todo and not profile_missing:
+        here = ("pass --profile-missing to measure them on this machine (where the table was measured) and add "
+                "them to its layers.csv") if same_host(device) else (
+                f"the table was measured on another machine ({device.host.get('cpu', '?')}); measure them there "
+                f"with: autocompress latency {path} --target {target.name} --profile-missing")  # fmt: skip
+        raise UnpricedLayersError(
+            f"target {target.name} has no layer-table rows like {len(todo)} layer(s) of {path} "
+            f"({'; '.join(k.label() for k in todo[:4])}{' ...' if len(todo) > 4 else ''}); {here}"
+        )
+    table, profiled = fill_layers(target, table, keys, on_progress=on_profile,
+                                  command=f"autocompress latency {path} --target {target.name} (on that machine)")  # fmt: skip
+    missing = unpriced(device, table, layers, precisions)
+    if missing:
+        raise UnpricedLayersError(f"target {target.name} cannot price {len(missing)} layer(s): {'; '.join(missing[:6])}")
+    pred = predict_layers(device, table, layers, precisions)
+    band = network_band(device, precisions)
+    roofline = device.roofline is not None
+    power = device.power_w
+    lines = []
+    for i, (key, cost, layer) in enumerate(zip(keys, pred.breakdown, layers, strict=True)):
+        by, est = _priced_by(table, key, cost.interpolated, roofline)
+        lines.append(LayerLine(i, cost.label, key.op, key.precision, cost.latency_ms,
+                               None if power is None else cost.latency_ms * power, by, est, layer.nodes))  # fmt: skip
+    iv = band.interval(pred.latency_ms) if band else None
+    energy = None if power is None else pred.latency_ms * power
+    notes = []
+    if profiled:
+        notes.append(f"{len(profiled)} layer(s) had no row in the table: profiled on this machine and added to "
+                     f"{target.folder / 'layers.csv'}")  # fmt: skip
+    if power is None:
+        notes.append(f"no energy: {target.folder.name}/device.yaml records no power_w")
+    return FileLatency(
+        model=str(path), target=target.name, source=target.source_label, estimated=target.estimated,
+        precision=precision, layer_precisions=dict(Counter(precisions)), latency_ms=pred.latency_ms,
+        interval_ms=iv, band=band, energy_mj=energy,
+        energy_interval_mj=None if iv is None or power is None else (iv[0] * power, iv[1] * power),
+        power_w=power, overhead_ms=pred.overhead_ms, transitions_ms=pred.transitions_ms, layers=lines,
+        profiled=len(profiled), notes=notes,
+    )  # fmt: skip

@@ -1,0 +1,74 @@
+"""Latency intervals: the range a predicted latency stands for, from the held-out error band a
+table records (``device.yaml`` ``error_band``, per precision, ``all`` as fallback).
+
+A network run in one precision takes that precision's band; a network mixing precisions takes
+the widest range over the bands of the precisions it uses (low end of the lowest, high end of the
+highest). A table that records no band for a precision gives no interval: nothing is invented,
+and :data:`NO_BAND` says so wherever the interval would be shown.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from autocompress.hardware.lut import DeviceSpec, ErrorBand
+
+NO_BAND = "no held-out error on record for this table"
+INTERVAL_COLUMNS = ("latency_lo_ms", "latency_hi_ms")
+
+
+def network_band(device: DeviceSpec, precisions: Iterable[str]) -> ErrorBand | None:
+    """The band of a network whose entries run in ``precisions`` (None when any lacks one)."""
+    used = sorted(set(precisions))
+    bands = [device.band(p) for p in used]
+    if not bands or any(b is None for b in bands):
+        return None
+    if len(bands) == 1:
+        return bands[0]
+    known = [b for b in bands if b is not None]
+    basis = "widest of " + "; ".join(f"{p}: {b.basis}" for p, b in zip(used, known, strict=True))
+    return ErrorBand(lo_pct=min(b.lo_pct for b in known), hi_pct=max(b.hi_pct for b in known),
+                     coverage=min(b.coverage for b in known), n=min(b.n for b in known), basis=basis)  # fmt: skip
+
+
+def interval(device: DeviceSpec, precisions: Iterable[str], latency_ms: float) -> tuple[float, float] | None:
+    """(low, high) ms a prediction of ``latency_ms`` stands for, or None without a band."""
+    band = network_band(device, precisions)
+    return None if band is None else band.interval(latency_ms)
+
+
+def interval_columns(device: DeviceSpec, precisions: Iterable[str], latency_ms: float) -> dict[str, float | None]:
+    """``latency_lo_ms`` / ``latency_hi_ms`` of a trials-table row (None without a band)."""
+    iv = interval(device, precisions, latency_ms)
+    return dict(zip(INTERVAL_COLUMNS, iv if iv is not None else (None, None), strict=True))
+
+
+def describe_band(band: ErrorBand | None) -> str:
+    """One phrase: how wide the band is and what it rests on, or :data:`NO_BAND`."""
+    if band is None:
+        return NO_BAND
+    return (f"{100 * band.coverage:.0f}% of {band.n} held-out errors within {band.lo_pct:+.1f}%..{band.hi_pct:+.1f}% "
+            f"({band.basis})")  # fmt: skip
+
+
+def bands_entry(device: DeviceSpec) -> dict[str, Any]:
+    """What a run's config.yaml records of the target's bands (empty when it has none)."""
+    return {p: b.model_dump(mode="json", exclude_none=True) for p, b in device.error_band.items()}
+
+
+def row_interval(row: Any) -> tuple[float, float] | None:
+    """A trials-table row's interval (a dict or a pandas Series), None where the row has none
+    (no band, or a run written before the columns existed)."""
+    try:
+        lo, hi = row.get("latency_lo_ms"), row.get("latency_hi_ms")
+    except AttributeError:
+        return None
+    if lo is None or hi is None:
+        return None
+    try:
+        lo, hi = float(lo), float(hi)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(lo) or math.isnan(hi) else (lo, hi)

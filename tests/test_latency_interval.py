@@ -1,0 +1,155 @@
+"""Latency intervals in a search's results: the budget on the interval's upper end
+(``--budget-on upper``), ``--resume`` keeping it, and the interval in report.md, the explorer's
+chart and the model card; runs written before the columns existed still load."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+import yaml
+
+from autocompress.app import logic
+from autocompress.exceptions import RunDirError
+from autocompress.export import _interval_cell
+from autocompress.hardware.interval import NO_BAND, interval_columns
+from autocompress.hardware.layer_predict import predict_layers
+from autocompress.hardware.layer_table import load_layers
+from autocompress.hardware.onnx_layers import extract_layers
+from autocompress.hardware.targets import TABLES_DIR, get_target
+from autocompress.results import CONFIG_FILE, STUDY_FILE, plot_pareto, render_report, trials_frame
+from autocompress.search.config import DIRECTIONS, SearchConfig
+from autocompress.search.study import prepare_run_dir
+from autocompress.search.trial import constraint_values
+from tests.hardware.layer_nets import dense_net
+
+BAND = {"fp32": {"lo_pct": -10.0, "hi_pct": 25.0, "coverage": 0.8, "n": 24, "basis": "test: held-out networks"}}
+
+
+@pytest.fixture(scope="module")
+def priced(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A real network priced on a copy of an estimated table that records a band: the trial
+    result a problem writes (latency with its interval)."""
+    import torch
+
+    root = tmp_path_factory.mktemp("interval")
+    folder = root / "tables" / "raspberry-pi-5"
+    shutil.copytree(TABLES_DIR / "raspberry-pi-5", folder)
+    device = yaml.safe_load((folder / "device.yaml").read_text())
+    device["error_band"] = BAND
+    (folder / "device.yaml").write_text(yaml.safe_dump(device, sort_keys=False))
+    path = root / "net.onnx"
+    torch.onnx.export(dense_net().eval(), torch.zeros(1, 1, 28, 28), str(path), dynamo=False)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("AUTOCOMPRESS_TABLES", str(root / "tables"))
+    try:
+        target = get_target("raspberry-pi-5")
+    finally:
+        mp.undo()
+    layers, _ = extract_layers(path)
+    precisions = ["fp32"] * len(layers)
+    pred = predict_layers(target.device, load_layers(folder, target.device), layers, precisions)
+    result = {"val_accuracy": 0.9, "latency_ms": pred.latency_ms, "size_bytes": 1000,
+              **interval_columns(target.device, precisions, pred.latency_ms)}  # fmt: skip
+    return {"result": result, "device": target.device}
+
+
+def _feasible(result: dict, cfg: SearchConfig) -> bool:
+    """Whether the trial is feasible in the run's trials table (a real Optuna study)."""
+    study = optuna.create_study(directions=list(DIRECTIONS))
+    trial = study.ask()
+    trial.set_user_attr("result", result)
+    for name, value in constraint_values(result, cfg).items():
+        trial.set_constraint(name, value)
+    study.tell(trial, [result["val_accuracy"], result["latency_ms"], result["size_bytes"]])
+    frame = trials_frame(study)
+    return bool(frame.loc[0, "feasible"]) and bool(frame.loc[0, "pareto"])
+
+
+def test_budget_on_upper_bounds_the_interval_not_the_point(priced: dict) -> None:
+    r = priced["result"]
+    lat, hi = r["latency_ms"], r["latency_hi_ms"]
+    assert hi == pytest.approx(lat * 1.25) and r["latency_lo_ms"] == pytest.approx(lat * 0.9)
+    budget = (lat + hi) / 2  # the point fits, the upper end does not
+    assert _feasible(r, SearchConfig(target="raspberry-pi-5", budget_ms=budget))
+    assert not _feasible(r, SearchConfig(target="raspberry-pi-5", budget_ms=budget, budget_on="upper"))
+    assert _feasible(r, SearchConfig(target="raspberry-pi-5", budget_ms=hi * 1.01, budget_on="upper"))
+
+
+def test_resume_keeps_the_budget_rule(tmp_path: Path) -> None:
+    """A run started before --budget-on existed bounded the point: resuming it with upper is refused."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / STUDY_FILE).write_bytes(b"SQLite format 3\x00" + bytes(84))
+    from autocompress import __version__
+
+    (run / CONFIG_FILE).write_text(yaml.safe_dump({"autocompress_version": __version__, "target": "t",
+                                                   "budget_ms": 5.0, "space_fingerprint": "fp", "seed": 0}))  # fmt: skip
+    base = {"target": "t", "budget_ms": 5.0, "run_dir": run, "resume": True}
+    assert prepare_run_dir(SearchConfig(**base), "t", "fp") == run
+    with pytest.raises(RunDirError, match="budget_on='point', not 'upper'"):
+        prepare_run_dir(SearchConfig(**base, budget_on="upper"), "t", "fp")
+
+
+def _trials(with_interval: bool) -> pd.DataFrame:
+    rows = [
+        {"number": 0, "state": "COMPLETE", "val_accuracy": 0.9, "test_accuracy": 0.89, "latency_ms": 0.8,
+         "size_bytes": 120_000, "params": 30_000, "feasible": True, "pareto": True, "candidate": "a"},
+        {"number": 1, "state": "COMPLETE", "val_accuracy": 0.8, "test_accuracy": 0.79, "latency_ms": 0.5,
+         "size_bytes": 90_000, "params": 20_000, "feasible": True, "pareto": True, "candidate": "b"},
+    ]  # fmt: skip
+    if with_interval:
+        for r in rows:
+            r.update(latency_lo_ms=r["latency_ms"] * 0.9, latency_hi_ms=r["latency_ms"] * 1.25)
+    return pd.DataFrame(rows)
+
+
+def _config(with_band: bool) -> dict:
+    return {"target": "raspberry-pi-5", "target_label": "estimated (roofline)", "target_estimated": True,
+            "budget_ms": 1.0, "supernet": {}, **({"latency_error_band": BAND, "budget_on": "upper"} if with_band else {})}  # fmt: skip
+
+
+def test_report_shows_each_interval_and_what_it_rests_on(tmp_path: Path) -> None:
+    trials = _trials(True)
+    text = render_report(tmp_path, trials, trials, _config(True))
+    assert "0.800 ms* [0.720 ms – 1.00 ms]" in text
+    assert "test: held-out networks" in text and "the budget bounds the upper end of the interval" in text
+    old = _trials(False)  # a run written before intervals: no range, and says none is on record
+    text = render_report(tmp_path, old, old, _config(False))
+    assert "| 0.800 ms* |" in text and NO_BAND in text and "the budget bounds the predicted latency" in text
+
+
+def test_pareto_plot_draws_intervals_and_old_runs_still_plot(tmp_path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    drawn = []
+    real = plt.Axes.errorbar
+    try:
+        plt.Axes.errorbar = lambda self, *a, **k: drawn.append(k["xerr"]) or real(self, *a, **k)  # type: ignore[method-assign]
+        plot_pareto(_trials(True), _config(True), tmp_path / "with.png")
+        plot_pareto(_trials(False), _config(False), tmp_path / "old.png")
+    finally:
+        plt.Axes.errorbar = real  # type: ignore[method-assign]
+    assert (tmp_path / "with.png").stat().st_size > 0 and (tmp_path / "old.png").stat().st_size > 0
+    (minus, plus), = drawn  # one set of bars, for the run with intervals only
+    assert sorted(plus) == pytest.approx([0.5 * 0.25, 0.8 * 0.25]) and sorted(minus) == pytest.approx([0.05, 0.08])
+
+
+def test_explorer_draws_the_interval_as_error_bars() -> None:
+    fig = logic.pareto_figure(logic.candidates(_trials(True)), _config(True))
+    bars = [t.error_x for t in fig.data if t.mode == "markers"]
+    assert bars and all(b.visible is not False and b.array is not None for b in bars)
+    plus = sorted(v for b in bars for v in b.array)
+    assert plus == pytest.approx([0.5 * 0.25, 0.8 * 0.25])
+    old = logic.pareto_figure(logic.candidates(_trials(False)), _config(False))
+    assert all(t.error_x.array is None for t in old.data if t.mode == "markers")
+    assert logic.latency_error_bars(logic.candidates(_trials(True)), "size") is None
+
+
+def test_model_card_interval_row() -> None:
+    assert _interval_cell({"latency_interval_ms": [0.72, 1.0], "latency_interval": "latency interval: x"}) == \
+        "0.720 ms – 1.00 ms; x"
+    assert _interval_cell({}) == NO_BAND  # a card of a run written before intervals
