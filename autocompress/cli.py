@@ -431,15 +431,16 @@ def targets() -> None:
 
 @_guard
 def _targets() -> None:
+    from autocompress.hardware.families import held_out_line
     from autocompress.hardware.targets import list_targets
 
     table = Table(title="Hardware targets", title_justify="left")
-    for col in ("name", "aliases", "runtime", "precisions", "rows", "source"):
+    for col in ("name", "aliases", "runtime", "precisions", "rows", "source", "held-out error (estimated)"):
         table.add_column(col)
     for t in list_targets():
         d = t.device
         table.add_row(d.name, ", ".join(d.aliases), d.runtime, ",".join(d.precisions),
-                      str(len(t.table.rows)), t.source_label)  # fmt: skip
+                      str(len(t.table.rows)), t.source_label, held_out_line(d) or "-")  # fmt: skip
     out.print(table)
 
 
@@ -725,8 +726,9 @@ def _calibrate(names: list[str], all_: bool) -> None:
 @app.command("estimate-table")
 def estimate_table(
     target: str = typer.Argument(..., help="An estimated target (its device.yaml holds the roofline)."),
-    space: list[str] = typer.Option(["fashion_mnist", "tiny"], "--space", help="Spaces whose blocks to cover (repeatable)."),
-    channels: int = typer.Option(1, "--channels"),
+    space: list[str] = typer.Option([], "--space", help="Spaces whose blocks to cover (repeatable; default: "
+                                    "every shipped space)."),
+    channels: Optional[int] = typer.Option(None, "--channels", help="Input channels (default: both 1 and 3)."),
     classes: int = typer.Option(10, "--classes"),
 ) -> None:
     """Regenerate an estimated target's blocks.csv from its roofline model (labelled estimated)."""
@@ -734,19 +736,16 @@ def estimate_table(
 
 
 @_guard
-def _estimate_table(target: str, spaces: list[str], channels: int, classes: int) -> None:
-    from autocompress.arch import all_blocks
+def _estimate_table(target: str, spaces: list[str], channels: Optional[int], classes: int) -> None:
+    from autocompress.hardware.calibrate import DEFAULT_CHANNELS, default_blocks
     from autocompress.hardware.roofline import write_estimated_table
     from autocompress.hardware.targets import check_writable, get_target
-    from autocompress.space import load_space
 
-    _check_ints("estimate-table", {"channels": channels, "classes": classes})
+    _check_ints("estimate-table", {"channels": channels or 1, "classes": classes})
     t = get_target(target)
     check_writable(t.folder)
-    blocks = set()
-    for name in spaces:
-        blocks |= all_blocks(load_space(name), channels, classes)
-    table = write_estimated_table(t.folder, sorted(blocks, key=repr))
+    blocks = default_blocks(spaces or None, DEFAULT_CHANNELS if channels is None else (channels,), classes)
+    table = write_estimated_table(t.folder, blocks)
     out.print(f"wrote {len(table.rows)} estimated rows to {t.folder}/blocks.csv", highlight=False)
 
 
