@@ -482,6 +482,7 @@ def _space(**kw: Any) -> None:
     rows = precision_ranges(sp, table, **shape)
     refused = unsupported_precisions(sp, table)
     verdict = _budget_verdict(budget_ms, rng.min_ms, rng.max_ms, t.name, t.estimated) if budget_ms else None
+    uncovered = _uncovered_space_note(t.device, sp, kw["channels"], kw["classes"])
     if kw["as_json"]:
         doc = {
             "space": sp.name, "path": str(sp.path), "size": sp.size(), "target": t.name, "estimated": t.estimated,
@@ -490,7 +491,7 @@ def _space(**kw: Any) -> None:
                             "largest_ms": round(r.max_ms, 5)} for r in rows],
             "range": {"min_ms": round(rng.min_ms, 5), "max_ms": round(rng.max_ms, 5), "fastest": rng.fastest,
                       "slowest": rng.slowest, "binding_example_ms": binding_budget(rng.min_ms, rng.max_ms)},
-            "unsupported_precisions": refused,
+            "unsupported_precisions": refused, "uncovered_family": uncovered,
             **({"budget": {"budget_ms": budget_ms, "binds": rng.binds(budget_ms), "feasible": budget_ms >= rng.min_ms,
                            "message": verdict}} if budget_ms else {}),
         }  # fmt: skip
@@ -509,6 +510,8 @@ def _space(**kw: Any) -> None:
                 "any pruning ratio and precision per stage")  # fmt: skip
     out.print(tab)
     out.print(f"latency source: {t.source_label}", highlight=False)
+    if uncovered:
+        out.print(f"note: {uncovered}", highlight=False)
     out.print(f"fastest: {rng.fastest}\nslowest: {rng.slowest}", highlight=False)
     out.print(f"budgets between {format_ms(rng.min_ms)} and {format_ms(rng.max_ms)} bind (e.g. --budget "
               f"{binding_budget(rng.min_ms, rng.max_ms):g}ms); below "
@@ -519,6 +522,18 @@ def _space(**kw: Any) -> None:
                   "refused", highlight=False)  # fmt: skip
     if verdict:
         out.print(verdict, highlight=False)
+
+
+def _uncovered_space_note(device: Any, space: Any, channels: int, classes: int) -> str | None:
+    """``families.uncovered_note`` for the space's largest network on an estimated target."""
+    from autocompress.arch import plan
+    from autocompress.hardware.families import uncovered_note
+    from autocompress.hardware.roofline import block_layers
+
+    if device.source != "estimated" or device.roofline is None:
+        return None
+    layers = [layer for b in plan(space.largest(), space, channels, classes) for layer in block_layers(b)]
+    return uncovered_note(device, layers)
 
 
 def _budget_verdict(budget_ms: float, lo: float, hi: float, target: str, estimated: bool) -> str:

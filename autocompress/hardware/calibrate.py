@@ -610,6 +610,9 @@ def summary(device: DeviceSpec) -> str:
         lines.append(f"  rms error {roof.fit.rms_error_pct}%, leave-one-out rms {roof.fit.loo_rms_error_pct}%")
         for label, text in roof.fit.held_out.items():
             lines.append(f"  {label.replace('_', '-')}: {text}")
+    for key, band in device.error_band.items():
+        lines.append(f"  error band {key}: actual = predicted x (1 {band.lo_pct:+.1f}% .. {band.hi_pct:+.1f}%) for "
+                     f"{band.coverage:.0%} of {band.n} held-out figures ({band.basis})")  # fmt: skip
     covered = covered_families(device)
     missing = [f for f in FAMILIES if f not in covered]
     if roof.calibrated and missing:

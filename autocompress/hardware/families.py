@@ -10,7 +10,7 @@ estimate.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from autocompress.hardware.lut import DeviceSpec
 from autocompress.hardware.reference_nets import Layer, reference_net
@@ -83,11 +83,6 @@ def uncovered_note(device: DeviceSpec, layers: Sequence[Layer]) -> str | None:
     have = ", ".join(sorted(covered)) or "none"
     return (f"ESTIMATE for a {FAMILY_LABELS[fam]} on {device.name}: its calibration holds no figure of "
             f"this family (families calibrated: {have}); expect a larger error than its error band")
-
-
-def blocks_family(layer_lists: Iterable[Sequence[Layer]]) -> str:
-    """The family of a network given as the layer lists of its blocks, in order."""
-    return family_of([layer for layers in layer_lists for layer in layers])
 
 
 def held_out_line(device: DeviceSpec) -> str:

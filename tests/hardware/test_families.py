@@ -56,12 +56,12 @@ def test_uncovered_family_is_said_and_covered_one_is_not() -> None:
     assert uncovered_note(get_target("cpu").device, mnv3) is None  # measured: not an estimate
 
 
-def _device(kernel_ms: float = 0.5, mode: str = "add") -> DeviceSpec:
+def _device(kernel_ms: float = 0.5, mode: str = "add", peak: float = 1e6, bandwidth: float = 1e6) -> DeviceSpec:
     return DeviceSpec.model_validate({
         "name": "floor", "description": "launch-floor check", "source": "estimated", "runtime": "tensorrt",
         "precisions": ["fp16"], "overhead_ms": 0.0,
-        "roofline": {"peak_gops": {"fp16": 1e6}, "precision_efficiency": {"fp16": 1.0}, "layer_efficiency": {},
-                     "memory_bandwidth_gbs": 1e6, "kernel_overhead_ms": kernel_ms, "floor_mode": mode},
+        "roofline": {"peak_gops": {"fp16": peak}, "precision_efficiency": {"fp16": 1.0}, "layer_efficiency": {},
+                     "memory_bandwidth_gbs": bandwidth, "kernel_overhead_ms": kernel_ms, "floor_mode": mode},
     })  # fmt: skip
 
 
@@ -82,10 +82,10 @@ def test_fused_kernels_pay_one_launch_floor(mode: str) -> None:
 
 def test_floor_max_mode_charges_the_larger_of_work_and_floor() -> None:
     stem = BlockSpec("stem", 224, 224, 3, 64, 3, 2, 1.0, "relu", -1)
-    small, large = _device(1e-6, "max"), _device(1e-6, "add")
-    work = block_latency_ms(large, stem, "fp16")
-    assert block_latency_ms(small, stem, "fp16") == pytest.approx(work, rel=1e-3)
-    assert block_latency_ms(_device(10.0, "max"), stem, "fp16") == pytest.approx(10.0)
+    work = block_latency_ms(_device(0.0, "add", 1e3, 10.0), stem, "fp16")  # about 0.04 ms of compute
+    assert block_latency_ms(_device(0.01, "max", 1e3, 10.0), stem, "fp16") == pytest.approx(work)
+    assert block_latency_ms(_device(0.01, "add", 1e3, 10.0), stem, "fp16") == pytest.approx(work + 0.01)
+    assert block_latency_ms(_device(10.0, "max", 1e3, 10.0), stem, "fp16") == pytest.approx(10.0)
 
 
 def test_harness_overhead_is_fitted_apart_from_the_kernel_floor() -> None:
@@ -158,3 +158,16 @@ def test_targets_command_shows_held_out_errors() -> None:
     proc = cli("targets")
     assert proc.returncode == 0, proc.stderr
     assert "LOFO" in proc.stdout and "held-out error" in proc.stdout
+
+
+def test_space_command_says_when_the_spaces_family_is_not_calibrated() -> None:
+    import json
+
+    from tests.helpers import cli
+
+    nx = cli("space", "fashion_mnist", "--target", "orin-nx", "--json")
+    assert nx.returncode == 0, nx.stderr
+    note = json.loads(nx.stdout)["uncovered_family"]
+    assert "depthwise" in note and "jetson-orin-nx" in note
+    nano = cli("space", "fashion_mnist", "--target", "jetson-orin-nano", "--json")
+    assert json.loads(nano.stdout)["uncovered_family"] is None
