@@ -756,7 +756,7 @@ def _estimate_table(target: str, spaces: list[str], channels: Optional[int], cla
     from autocompress.hardware.roofline import write_estimated_table
     from autocompress.hardware.targets import check_writable, get_target
 
-    _check_ints("estimate-table", {"channels": channels or 1, "classes": classes})
+    _check_ints("estimate-table", {"channels": 1 if channels is None else channels, "classes": classes})
     t = get_target(target)
     check_writable(t.folder)
     blocks = default_blocks(spaces or None, DEFAULT_CHANNELS if channels is None else (channels,), classes)
