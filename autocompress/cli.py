@@ -539,15 +539,16 @@ def targets() -> None:
 
 @_guard
 def _targets() -> None:
+    from autocompress.hardware.families import held_out_line
     from autocompress.hardware.targets import list_targets
 
     table = Table(title="Hardware targets", title_justify="left")
-    for col in ("name", "aliases", "runtime", "precisions", "rows", "source"):
+    for col in ("name", "aliases", "runtime", "precisions", "rows", "source", "held-out error (estimated)"):
         table.add_column(col)
     for t in list_targets():
         d = t.device
         table.add_row(d.name, ", ".join(d.aliases), d.runtime, ",".join(d.precisions),
-                      str(len(t.table.rows)), t.source_label)  # fmt: skip
+                      str(len(t.table.rows)), t.source_label, held_out_line(d) or "-")  # fmt: skip
     out.print(table)
 
 
@@ -589,6 +590,7 @@ def _space(**kw: Any) -> None:
     rows = precision_ranges(sp, table, **shape)
     refused = unsupported_precisions(sp, table)
     verdict = _budget_verdict(budget_ms, rng.min_ms, rng.max_ms, t.name, t.estimated) if budget_ms else None
+    uncovered = _uncovered_space_note(t.device, sp, kw["channels"], kw["classes"])
     if kw["as_json"]:
         doc = {
             "space": sp.name, "path": str(sp.path), "size": sp.size(), "target": t.name, "estimated": t.estimated,
@@ -597,7 +599,7 @@ def _space(**kw: Any) -> None:
                             "largest_ms": round(r.max_ms, 5)} for r in rows],
             "range": {"min_ms": round(rng.min_ms, 5), "max_ms": round(rng.max_ms, 5), "fastest": rng.fastest,
                       "slowest": rng.slowest, "binding_example_ms": binding_budget(rng.min_ms, rng.max_ms)},
-            "unsupported_precisions": refused,
+            "unsupported_precisions": refused, "uncovered_family": uncovered,
             **({"budget": {"budget_ms": budget_ms, "binds": rng.binds(budget_ms), "feasible": budget_ms >= rng.min_ms,
                            "message": verdict}} if budget_ms else {}),
         }  # fmt: skip
@@ -616,6 +618,8 @@ def _space(**kw: Any) -> None:
                 "any pruning ratio and precision per stage")  # fmt: skip
     out.print(tab)
     out.print(f"latency source: {t.source_label}", highlight=False)
+    if uncovered:
+        out.print(f"note: {uncovered}", highlight=False)
     out.print(f"fastest: {rng.fastest}\nslowest: {rng.slowest}", highlight=False)
     out.print(f"budgets between {format_ms(rng.min_ms)} and {format_ms(rng.max_ms)} bind (e.g. --budget "
               f"{binding_budget(rng.min_ms, rng.max_ms):g}ms); below "
@@ -626,6 +630,18 @@ def _space(**kw: Any) -> None:
                   "refused", highlight=False)  # fmt: skip
     if verdict:
         out.print(verdict, highlight=False)
+
+
+def _uncovered_space_note(device: Any, space: Any, channels: int, classes: int) -> str | None:
+    """``families.uncovered_note`` for the space's largest network on an estimated target."""
+    from autocompress.arch import plan
+    from autocompress.hardware.families import uncovered_note
+    from autocompress.hardware.roofline import block_layers
+
+    if device.source != "estimated" or device.roofline is None:
+        return None
+    layers = [layer for b in plan(space.largest(), space, channels, classes) for layer in block_layers(b)]
+    return uncovered_note(device, layers)
 
 
 def _budget_verdict(budget_ms: float, lo: float, hi: float, target: str, estimated: bool) -> str:
@@ -839,8 +855,9 @@ def _calibrate(names: list[str], all_: bool) -> None:
 @app.command("estimate-table")
 def estimate_table(
     target: str = typer.Argument(..., help="An estimated target (its device.yaml holds the roofline)."),
-    space: list[str] = typer.Option(["fashion_mnist", "tiny"], "--space", help="Spaces whose blocks to cover (repeatable)."),
-    channels: int = typer.Option(1, "--channels"),
+    space: list[str] = typer.Option([], "--space", help="Spaces whose blocks to cover (repeatable; default: "
+                                    "every shipped space)."),
+    channels: Optional[int] = typer.Option(None, "--channels", help="Input channels (default: both 1 and 3)."),
     classes: int = typer.Option(10, "--classes"),
 ) -> None:
     """Regenerate an estimated target's blocks.csv from its roofline model (labelled estimated)."""
@@ -848,19 +865,16 @@ def estimate_table(
 
 
 @_guard
-def _estimate_table(target: str, spaces: list[str], channels: int, classes: int) -> None:
-    from autocompress.arch import all_blocks
+def _estimate_table(target: str, spaces: list[str], channels: Optional[int], classes: int) -> None:
+    from autocompress.hardware.calibrate import DEFAULT_CHANNELS, default_blocks
     from autocompress.hardware.roofline import write_estimated_table
     from autocompress.hardware.targets import check_writable, get_target
-    from autocompress.space import load_space
 
-    _check_ints("estimate-table", {"channels": channels, "classes": classes})
+    _check_ints("estimate-table", {"channels": 1 if channels is None else channels, "classes": classes})
     t = get_target(target)
     check_writable(t.folder)
-    blocks = set()
-    for name in spaces:
-        blocks |= all_blocks(load_space(name), channels, classes)
-    table = write_estimated_table(t.folder, sorted(blocks, key=repr))
+    blocks = default_blocks(spaces or None, DEFAULT_CHANNELS if channels is None else (channels,), classes)
+    table = write_estimated_table(t.folder, blocks)
     out.print(f"wrote {len(table.rows)} estimated rows to {t.folder}/blocks.csv", highlight=False)
 
 

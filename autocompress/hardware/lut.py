@@ -42,9 +42,11 @@ class Reference(BaseModel):
 class CalibrationFigure(BaseModel):
     """One published whole-network latency a roofline is calibrated against.
 
-    The input side (network .. notes) is written by hand from the source; ``predicted_ms`` and
-    ``loo_error_pct`` are written by ``autocompress.hardware.calibrate`` (the model's prediction
-    with every figure in the fit, and the error when this figure is left out of the fit).
+    The input side (network .. notes) is written by hand from the source; ``family``,
+    ``predicted_ms`` and the ``*_error_pct`` fields are written by
+    ``autocompress.hardware.calibrate`` (the network's family, the model's prediction with every
+    figure in the fit, and the error when this figure, its network family or its source is left
+    out of the fit).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -57,14 +59,26 @@ class CalibrationFigure(BaseModel):
     includes_overhead: bool = Field(
         True, description="the figure includes the per-inference runtime overhead (overhead_ms)"
     )
+    classes: int | None = Field(None, ge=1, description="classifier/detector outputs, when not the network's default")
+    harness: str = Field(
+        "", description="the measuring harness (a key of roofline.harness_overhead_ms: its fitted per-inference "
+        "overhead is added instead of overhead_ms); '' for none"
+    )
     runtime: str = ""
     source: str = Field(description="URL (and revision) the figure was read from")
     title: str = ""
     notes: str = ""
     use_in_fit: bool = True
+    family: str | None = Field(None, description="network family (autocompress.hardware.families)")
     predicted_ms: float | None = None
     loo_error_pct: float | None = Field(
         None, description="(prediction - published) / published, left out of the fit, %"
+    )
+    lofo_error_pct: float | None = Field(
+        None, description="as loo_error_pct, with every figure of this network family left out of the fit"
+    )
+    loso_error_pct: float | None = Field(
+        None, description="as loo_error_pct, with every figure of this source (URL) left out of the fit"
     )
 
 
@@ -77,8 +91,15 @@ class CalibrationFit(BaseModel):
     free: list[str] = Field([], description="parameters to fit (read by the calibration, hand-chosen)")
     assumptions: list[str] = Field([], description="why each parameter that is not fitted has its value")
     fixed: list[str] = Field([], description="parameters not fitted, with their values (written by the fit)")
+    priors: dict[str, float] = Field(
+        {}, description="free parameters pulled toward a value (weight prior_weight on log error), hand-chosen"
+    )
+    prior_weight: float = Field(0.3, ge=0)
     rms_error_pct: float | None = None
     loo_rms_error_pct: float | None = None
+    held_out: dict[str, str] = Field(
+        {}, description="held-out error summaries (leave-one-family-out, leave-one-source-out), written by the fit"
+    )
 
 
 class Roofline(BaseModel):
@@ -103,6 +124,19 @@ class Roofline(BaseModel):
     memory_bandwidth_gbs: float = Field(gt=0)
     memory_efficiency: float = Field(0.6, gt=0, le=1)
     kernel_overhead_ms: float = Field(ge=0, description="launch floor per fused kernel")
+    floor_mode: Literal["add", "max"] = Field(
+        "add", description="add: a kernel costs its roofline time plus the floor (a CPU runtime dispatching "
+        "ops one after another); max: the larger of the two (a GPU queue, where launches overlap the work "
+        "of the kernel before)"
+    )
+    harness_overhead_ms: dict[str, float] = Field(
+        {}, description="per-inference overhead of each measuring harness in the calibration figures "
+        "(e.g. a Python wrapper), fitted so that kernel_overhead_ms does not absorb it; not added to estimates"
+    )
+    harness_scale: dict[str, float] = Field(
+        {}, description="factor on the kernel time of one harness's figures (a board run at other clocks than "
+        "this file's power mode), fitted; not applied to estimates"
+    )
     calibrated: bool = False
     calibration: list[CalibrationFigure] = []
     fit: CalibrationFit | None = None

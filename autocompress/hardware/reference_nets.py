@@ -5,7 +5,10 @@ latencies of these networks can calibrate a device's roofline model.
 Every network is a flat list of :class:`Layer` s, the unit the roofline model prices: one
 fused kernel each (conv + batch-norm + activation is one layer; a residual add is folded into
 the convolution that precedes it, as TensorRT and ONNX Runtime fuse it; concatenation and
-channel split are free, as both runtimes write into / read from slices of one buffer).
+channel split are free, as both runtimes write into / read from slices of one buffer). A
+layer with ``launches=0`` is part of the kernel before it (its work is priced, its launch is
+not): a squeeze-excite's two small fully connected layers and its channel scale run in the
+kernel of its pooling, a classifier's linear layer in the kernel of its global pooling.
 
 ``published_gmacs`` gives each network's multiply-add count as its authors published it; the
 tests check that the hand-written layer lists reproduce it within a few per cent.
@@ -35,6 +38,7 @@ class Layer:
     in_elems: int
     out_elems: int
     name: str = ""
+    launches: int = 1  # kernel launches: 0 when fused into the kernel before it
 
     def __post_init__(self) -> None:
         if self.kind not in LAYER_KINDS:
@@ -82,9 +86,9 @@ def conv_layer(
     return layer, oh, ow
 
 
-def linear_layer(cin: int, cout: int, name: str = "") -> Layer:
-    """A fully connected layer with bias."""
-    return Layer("linear", cin * cout, cin * cout + cout, cin, cout, name)
+def linear_layer(cin: int, cout: int, name: str = "", launches: int = 1) -> Layer:
+    """A fully connected layer with bias (``launches=0``: fused into the kernel before it)."""
+    return Layer("linear", cin * cout, cin * cout + cout, cin, cout, name, launches)
 
 
 def global_pool_layer(h: int, w: int, c: int, name: str = "") -> Layer:
@@ -108,9 +112,20 @@ def pool_layer(
     return Layer("pool", 0, 0, h * w * c, oh * ow * c, name), oh, ow
 
 
-def eltwise_layer(in_elems: int, out_elems: int, name: str = "") -> Layer:
+def eltwise_layer(in_elems: int, out_elems: int, name: str = "", launches: int = 1) -> Layer:
     """An element-wise kernel (upsample, unfused add/multiply, softmax, box decoding)."""
-    return Layer("eltwise", 0, 0, in_elems, out_elems, name)
+    return Layer("eltwise", 0, 0, in_elems, out_elems, name, launches)
+
+
+def se_layers(h: int, w: int, c: int, squeezed: int) -> list[Layer]:
+    """Squeeze-excite on an ``h x w x c`` map as one kernel: global pool (the launch), then the
+    two fully connected layers and the channel scale fused into it."""
+    return [
+        global_pool_layer(h, w, c, "se.pool"),
+        linear_layer(c, squeezed, "se.reduce", launches=0),
+        linear_layer(squeezed, c, "se.expand", launches=0),
+        eltwise_layer(h * w * c + c, h * w * c, "se.scale", launches=0),
+    ]
 
 
 def matmul_layer(batch: int, m: int, n: int, k: int, name: str = "") -> Layer:
@@ -163,8 +178,9 @@ class _Builder:
         self.layers.append(layer)
 
     def head(self, classes: int = 1000) -> None:
+        """Global pool + classifier: one kernel (the linear layer fused into the pool's)."""
         self.layers.append(global_pool_layer(self.h, self.w, self.c, "avgpool"))
-        self.layers.append(linear_layer(self.c, classes, "fc"))
+        self.layers.append(linear_layer(self.c, classes, "fc", launches=0))
         self.h = self.w = 1
         self.c = classes
 
@@ -172,7 +188,7 @@ class _Builder:
 # --------------------------------------------------------------------------- classification
 
 
-def resnet(depth: int, size: int = 224, *, v15: bool = True) -> ReferenceNet:
+def resnet(depth: int, size: int = 224, *, v15: bool = True, classes: int = 1000) -> ReferenceNet:
     """ResNet-18/34/50 (He et al. 2016, Table 1). ``v15``: the torchvision variant that puts the
     stride of a bottleneck's downsampling on its 3x3 convolution (what torchvision ships)."""
     blocks = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3)}[depth]
@@ -195,7 +211,7 @@ def resnet(depth: int, size: int = 224, *, v15: bool = True) -> ReferenceNet:
             else:
                 b.conv(width, 3, stride)
                 b.conv(cout, 3, residual=True)
-    b.head()
+    b.head(classes)
     return ReferenceNet(f"resnet{depth}" + ("" if v15 or not bottleneck else "_v1"), size, tuple(b.layers))
 
 
@@ -229,7 +245,7 @@ def squeezenet(version: str = "1_0", size: int = 224) -> ReferenceNet:
     return ReferenceNet(f"squeezenet{version}", size, tuple(b.layers))
 
 
-def mobilenet_v1(size: int = 224) -> ReferenceNet:
+def mobilenet_v1(size: int = 224, classes: int = 1000) -> ReferenceNet:
     """MobileNetV1 1.0 (Howard et al. 2017, Table 1): depthwise-separable stack."""
     b = _Builder(size, size, 3)
     b.conv(32, 3, 2, name="conv1")
@@ -237,7 +253,7 @@ def mobilenet_v1(size: int = 224) -> ReferenceNet:
                          (1024, 2), (1024, 1)]:  # fmt: skip
         b.dw(3, stride)
         b.conv(cout, 1)
-    b.head()
+    b.head(classes)
     return ReferenceNet("mobilenet_v1", size, tuple(b.layers))
 
 
@@ -251,17 +267,11 @@ def _inverted_residual(
         b.conv(cin * expand, 1, name="expand")
     b.dw(kernel, stride, name="depthwise")
     if se:
-        hid, squeezed = b.c, max(1, int(cin * se))
-        b.layers += [
-            global_pool_layer(b.h, b.w, hid, "se.pool"),
-            linear_layer(hid, squeezed, "se.reduce"),
-            linear_layer(squeezed, hid, "se.expand"),
-            eltwise_layer(b.h * b.w * hid + hid, b.h * b.w * hid, "se.scale"),
-        ]
+        b.layers += se_layers(b.h, b.w, b.c, max(1, int(cin * se)))
     b.conv(cout, 1, residual=stride == 1 and cin == cout, name="project")
 
 
-def mobilenet_v2(size: int = 224) -> ReferenceNet:
+def mobilenet_v2(size: int = 224, classes: int = 1000) -> ReferenceNet:
     """MobileNetV2 1.0 (Sandler et al. 2018, Table 2): inverted residual bottlenecks."""
     b = _Builder(size, size, 3)
     b.conv(32, 3, 2, name="conv1")
@@ -270,11 +280,11 @@ def mobilenet_v2(size: int = 224) -> ReferenceNet:
         for i in range(n):
             _inverted_residual(b, c, t, 3, s if i == 0 else 1)
     b.conv(1280, 1, name="conv_last")
-    b.head()
+    b.head(classes)
     return ReferenceNet("mobilenet_v2", size, tuple(b.layers))
 
 
-def efficientnet_b0(size: int = 224) -> ReferenceNet:
+def efficientnet_b0(size: int = 224, classes: int = 1000) -> ReferenceNet:
     """EfficientNet-B0 (Tan & Le 2019, Table 1): MBConv with squeeze-excite (ratio 0.25)."""
     b = _Builder(size, size, 3)
     b.conv(32, 3, 2, name="stem")
@@ -283,8 +293,48 @@ def efficientnet_b0(size: int = 224) -> ReferenceNet:
         for i in range(n):
             _inverted_residual(b, c, t, k, s if i == 0 else 1, se=0.25)
     b.conv(1280, 1, name="head_conv")
-    b.head()
+    b.head(classes)
     return ReferenceNet("efficientnet_b0", size, tuple(b.layers))
+
+
+# MobileNetV3 (Howard et al., Searching for MobileNetV3, ICCV 2019, Tables 1 and 2):
+# (kernel, expanded width, out, squeeze-excite, stride); activations fuse into the convs
+_MNV3 = {
+    "large": ([(3, 16, 16, False, 1), (3, 64, 24, False, 2), (3, 72, 24, False, 1), (5, 72, 40, True, 2),
+               (5, 120, 40, True, 1), (5, 120, 40, True, 1), (3, 240, 80, False, 2), (3, 200, 80, False, 1),
+               (3, 184, 80, False, 1), (3, 184, 80, False, 1), (3, 480, 112, True, 1), (3, 672, 112, True, 1),
+               (5, 672, 160, True, 2), (5, 960, 160, True, 1), (5, 960, 160, True, 1)], 960, 1280),
+    "small": ([(3, 16, 16, True, 2), (3, 72, 24, False, 2), (3, 88, 24, False, 1), (5, 96, 40, True, 2),
+               (5, 240, 40, True, 1), (5, 240, 40, True, 1), (5, 120, 48, True, 1), (5, 144, 48, True, 1),
+               (5, 288, 96, True, 2), (5, 576, 96, True, 1), (5, 576, 96, True, 1)], 576, 1024),
+}  # fmt: skip
+
+
+def _tv_divisible(v: float, divisor: int = 8) -> int:
+    """torchvision's ``_make_divisible``: nearest multiple of ``divisor``, never 10% below ``v``."""
+    new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    return new_v + divisor if new_v < 0.9 * v else new_v
+
+
+def mobilenet_v3(variant: str, size: int = 224, classes: int = 1000) -> ReferenceNet:
+    """MobileNetV3-Large/Small 1.0 as torchvision builds them (squeeze channels
+    ``_make_divisible(expanded / 4, 8)``; the classifier's two linear layers after the pool)."""
+    blocks, last, hidden = _MNV3[variant]
+    b = _Builder(size, size, 3)
+    b.conv(16, 3, 2, name="stem")
+    for kernel, exp, out, se, stride in blocks:
+        cin = b.c
+        if exp != cin:
+            b.conv(exp, 1, name="expand")
+        b.dw(kernel, stride, name="depthwise")
+        if se:
+            b.layers += se_layers(b.h, b.w, b.c, _tv_divisible(exp / 4))
+        b.conv(out, 1, residual=stride == 1 and cin == out, name="project")
+    b.conv(last, 1, name="conv_last")
+    b.layers.append(global_pool_layer(b.h, b.w, b.c, "avgpool"))
+    b.layers.append(linear_layer(last, hidden, "classifier.0", launches=0))
+    b.layers.append(linear_layer(hidden, classes, "classifier.3"))
+    return ReferenceNet(f"mobilenet_v3_{variant}", size, tuple(b.layers))
 
 
 # --------------------------------------------------------------------------- Ultralytics YOLO
@@ -457,20 +507,87 @@ def yolo(version: str, scale: str, size: int = 640) -> ReferenceNet:
     return ReferenceNet(f"{version}{scale}", size, tuple(b.layers))
 
 
+# --------------------------------------------------------------------------- YOLOX
+
+# scale: (depth multiple, width multiple), as in Megvii-BaseDetection/YOLOX exps/default
+_YOLOX_SCALES = {"s": (0.33, 0.50), "m": (0.67, 0.75), "l": (1.0, 1.0), "x": (1.33, 1.25)}
+
+
+def yolox(scale: str, size: int = 640, classes: int = 80) -> ReferenceNet:
+    """YOLOX (Ge et al. 2021; Megvii-BaseDetection/YOLOX ``yolox/models``): Focus stem,
+    CSPDarknet with SPP, PAFPN and the decoupled head (stem, 2 cls + 2 reg 3x3 convs, cls/reg/obj
+    predictions per level), then box decoding."""
+    depth, width = _YOLOX_SCALES[scale]
+    b = _YoloBuilder(size)
+    base, bd = int(width * 64), max(round(depth * 3), 1)
+    n_fpn = round(3 * depth)
+
+    def csp(h: int, w: int, cin: int, cout: int, n: int, shortcut: bool) -> None:
+        hid = int(cout * 0.5)
+        b.conv(h, w, cin, hid, 1, name="csp.conv1")
+        b.conv(h, w, cin, hid, 1, name="csp.conv2")
+        for _ in range(n):
+            b.conv(h, w, hid, hid, 1, name="csp.m.conv1")
+            b.conv(h, w, hid, hid, 3, residual=shortcut, name="csp.m.conv2")
+        b.conv(h, w, 2 * hid, cout, 1, name="csp.conv3")
+
+    h = size // 2  # Focus: space-to-depth (a copy), then a 3x3 conv
+    b.layers.append(eltwise_layer(size * size * 3, h * h * 12, "focus"))
+    b.conv(h, h, 12, base, 3, name="stem")
+    c, outs = base, []
+    for i, n in enumerate((bd, bd * 3, bd * 3, bd)):
+        h, _ = b.conv(h, h, c, c * 2, 3, 2, name="dark.conv")
+        c *= 2
+        if i == 3:  # SPP bottleneck (max pools 5, 9, 13), then a CSP layer without shortcut
+            hid = c // 2
+            b.conv(h, h, c, hid, 1, name="spp.conv1")
+            for k in (5, 9, 13):
+                b.layers.append(pool_layer(h, h, hid, k, 1)[0])
+            b.conv(h, h, 4 * hid, c, 1, name="spp.conv2")
+        csp(h, h, c, c, n, shortcut=i < 3)
+        outs.append((h, c))
+    (h3, c3), (h4, c4), (h5, c5) = outs[1:]
+    b.conv(h5, h5, c5, c4, 1, name="lateral_conv0")
+    b.layers.append(eltwise_layer(h5 * h5 * c4, h4 * h4 * c4, "upsample"))
+    csp(h4, h4, 2 * c4, c4, n_fpn, False)
+    b.conv(h4, h4, c4, c3, 1, name="reduce_conv1")
+    b.layers.append(eltwise_layer(h4 * h4 * c3, h3 * h3 * c3, "upsample"))
+    csp(h3, h3, 2 * c3, c3, n_fpn, False)
+    b.conv(h3, h3, c3, c3, 3, 2, name="bu_conv2")
+    csp(h4, h4, 2 * c3, c4, n_fpn, False)
+    b.conv(h4, h4, c4, c4, 3, 2, name="bu_conv1")
+    csp(h5, h5, 2 * c4, c5, n_fpn, False)
+    hc, anchors = int(256 * width), 0
+    for hh, cc in ((h3, c3), (h4, c4), (h5, c5)):
+        anchors += hh * hh
+        b.conv(hh, hh, cc, hc, 1, name="head.stem")
+        for branch in ("cls", "reg"):
+            for _ in range(2):
+                b.conv(hh, hh, hc, hc, 3, name=f"head.{branch}_conv")
+        b.conv(hh, hh, hc, classes, 1, name="head.cls_pred")
+        b.conv(hh, hh, hc, 4, 1, name="head.reg_pred")
+        b.conv(hh, hh, hc, 1, 1, name="head.obj_pred")
+    b.layers.append(eltwise_layer((5 + classes) * anchors, (5 + classes) * anchors, "decode"))
+    return ReferenceNet(f"yolox_{scale}", size, tuple(b.layers))
+
+
 # --------------------------------------------------------------------------- registry
 
-BUILDERS: dict[str, Callable[[int], ReferenceNet]] = {
-    "resnet18": lambda s: resnet(18, s),
-    "resnet34": lambda s: resnet(34, s),
-    "resnet50": lambda s: resnet(50, s),
-    "resnet50_v1": lambda s: resnet(50, s, v15=False),
+BUILDERS: dict[str, Callable[..., ReferenceNet]] = {  # (input size, classes=published default)
+    "resnet18": lambda s, classes=1000: resnet(18, s, classes=classes),
+    "resnet34": lambda s, classes=1000: resnet(34, s, classes=classes),
+    "resnet50": lambda s, classes=1000: resnet(50, s, classes=classes),
+    "resnet50_v1": lambda s, classes=1000: resnet(50, s, v15=False, classes=classes),
     "squeezenet1_0": lambda s: squeezenet("1_0", s),
     "squeezenet1_1": lambda s: squeezenet("1_1", s),
     "mobilenet_v1": mobilenet_v1,
     "mobilenet_v2": mobilenet_v2,
+    "mobilenet_v3_large": lambda s, classes=1000: mobilenet_v3("large", s, classes),
+    "mobilenet_v3_small": lambda s, classes=1000: mobilenet_v3("small", s, classes),
     "efficientnet_b0": efficientnet_b0,
     **{f"yolov8{sc}": (lambda s, sc=sc: yolo("yolov8", sc, s)) for sc in "nsmlx"},
     **{f"yolo11{sc}": (lambda s, sc=sc: yolo("yolo11", sc, s)) for sc in "nsmlx"},
+    **{f"yolox_{sc}": (lambda s, classes=80, sc=sc: yolox(sc, s, classes)) for sc in "smlx"},
 }
 
 _YOLO_NOTE = "GFLOPs of the unfused model at 640 (thop: 2 x multiply-adds, batch-norm included) -> / 2"
@@ -484,6 +601,11 @@ PUBLISHED_GMACS: dict[str, tuple[float, int, str]] = {
     "squeezenet1_1": (0.35, 224, "torchvision SqueezeNet1_1_Weights documentation: 0.35 GFLOPS (multiply-adds)"),
     "mobilenet_v1": (0.569, 224, "Howard et al., MobileNets (2017), Table 8: 569 million mult-adds"),
     "mobilenet_v2": (0.300, 224, "Sandler et al., MobileNetV2 (CVPR 2018), Table 4: 300M multiply-adds"),
+    "mobilenet_v3_large": (0.219, 224, "Howard et al., Searching for MobileNetV3 (ICCV 2019), Table 3: V3-Large 1.0, 219M MAdds"),
+    "mobilenet_v3_small": (0.056, 224, "Howard et al., Searching for MobileNetV3 (ICCV 2019), Table 3: V3-Small 1.0, 56M MAdds"),
+    "yolox_s": (26.8 / 2, 640, "Megvii-BaseDetection/YOLOX README, standard models: YOLOX-s 26.8 GFLOPs at 640 (thop multiply-adds x 2) -> / 2"),
+    "yolox_m": (73.8 / 2, 640, "Megvii-BaseDetection/YOLOX README, standard models: YOLOX-m 73.8 GFLOPs at 640 (thop multiply-adds x 2) -> / 2"),
+    "yolox_l": (155.6 / 2, 640, "Megvii-BaseDetection/YOLOX README, standard models: YOLOX-l 155.6 GFLOPs at 640 (thop multiply-adds x 2) -> / 2"),
     "efficientnet_b0": (0.39, 224, "Tan & Le, EfficientNet (ICML 2019), Table 2: 0.39B FLOPs (multiply-adds)"),
     "yolov8n": (8.9 / 2, 640, f"ultralytics/cfg/models/v8/yolov8.yaml, scale n summary: 8.9 GFLOPs; {_YOLO_NOTE}"),
     "yolov8s": (28.8 / 2, 640, f"ultralytics/cfg/models/v8/yolov8.yaml, scale s summary: 28.8 GFLOPs; {_YOLO_NOTE}"),
@@ -498,8 +620,9 @@ PUBLISHED_GMACS: dict[str, tuple[float, int, str]] = {
 }  # fmt: skip
 
 
-def reference_net(name: str, input_size: int) -> ReferenceNet:
-    """The layer list of reference network ``name`` at ``input_size`` x ``input_size``.
+def reference_net(name: str, input_size: int, classes: int | None = None) -> ReferenceNet:
+    """The layer list of reference network ``name`` at ``input_size`` x ``input_size`` (with
+    ``classes`` outputs where the network takes it; None: as published).
 
     Raises:
         KeyError: unknown network name (the message lists the known ones).
@@ -508,4 +631,9 @@ def reference_net(name: str, input_size: int) -> ReferenceNet:
         builder = BUILDERS[name]
     except KeyError:
         raise KeyError(f"unknown reference network {name!r}; known: {', '.join(sorted(BUILDERS))}") from None
-    return builder(input_size)
+    if classes is None:
+        return builder(input_size)
+    try:
+        return builder(input_size, classes=classes)
+    except TypeError:
+        raise KeyError(f"reference network {name!r} has a fixed number of classes") from None

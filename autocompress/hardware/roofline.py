@@ -2,10 +2,12 @@
 (kernel), shared by our fused blocks (decomposed into their layers) and by the reference
 networks a device is calibrated on (``reference_nets``, ``calibrate``).
 
-A layer costs ``max(compute, memory) + kernel_overhead_ms``, where compute is its
+A layer costs ``max(compute, memory) + launches x kernel_overhead_ms``, where compute is its
 multiply-adds at a fraction of the precision's datasheet peak and memory its activation and
-weight bytes at a fraction of the memory bandwidth. Everything it produces is labelled
-``estimated``.
+weight bytes at a fraction of the memory bandwidth. Layers are fused as TensorRT builds them
+(conv + batch-norm + activation + residual add is one kernel; a squeeze-excite, a classifier
+head are one kernel each): a layer fused into the kernel before it has ``launches=0`` and pays
+its roofline time but no launch floor. Everything it produces is labelled ``estimated``.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ def block_layers(spec: BlockSpec) -> list[Layer]:
     """The kernels a runtime runs for one fused block (their MACs add up to ``spec.macs()``).
 
     ``stem``: one conv (+bn+relu); ``mbconv``: 1x1 expand, kxk depthwise, 1x1 project with the
-    residual add fused into it; ``head``: global average pool, linear.
+    residual add fused into it; ``head``: global average pool with the linear layer fused into
+    its kernel (one launch).
     """
     if spec.op == "stem":
         return [
@@ -35,7 +38,7 @@ def block_layers(spec: BlockSpec) -> list[Layer]:
     if spec.op == "head":
         return [
             global_pool_layer(spec.in_h, spec.in_w, spec.in_c, "pool"),
-            linear_layer(spec.in_c, spec.out_c, "fc"),
+            linear_layer(spec.in_c, spec.out_c, "fc", launches=0),
         ]
     if spec.op != "mbconv":
         raise TargetError(f"no roofline decomposition for block op {spec.op!r}")
@@ -67,14 +70,18 @@ def layer_efficiency(roof: Roofline, kind: str, precision: str, op: str = "") ->
 
 
 def layer_latency_ms(roof: Roofline, layer: Layer, precision: str, op: str = "") -> float:
-    """Roofline latency of one kernel: the slower of compute and memory, plus the launch floor."""
+    """Roofline latency of one layer: the slower of compute and memory, plus the launch floor
+    when it starts a kernel (``layer.launches``)."""
     compute_s = 0.0
     if layer.macs:
         gops = roof.peak_gops[precision] * layer_efficiency(roof, layer.kind, precision, op)
         compute_s = 2.0 * layer.macs / (gops * 1e9)
     traffic = (layer.in_elems + layer.out_elems + layer.weights) * BYTES_PER_ELEM[precision]
     memory_s = traffic / (roof.memory_bandwidth_gbs * 1e9 * roof.memory_efficiency)
-    return max(compute_s, memory_s) * 1e3 + roof.kernel_overhead_ms
+    floor = roof.kernel_overhead_ms * layer.launches
+    if roof.floor_mode == "max":
+        return max(compute_s * 1e3, memory_s * 1e3, floor)
+    return max(compute_s, memory_s) * 1e3 + floor
 
 
 def layers_latency_ms(device: DeviceSpec, layers: Sequence[Layer], precision: str, *, op: str = "",
