@@ -31,7 +31,9 @@ from onnx import numpy_helper
 
 from autocompress._io import check_regular_file
 from autocompress.exceptions import BadInputError, UnpricedLayersError
+from autocompress.hardware.families import uncovered_note
 from autocompress.hardware.interval import describe_band, network_band
+from autocompress.hardware.layer_estimate import roofline_layer
 from autocompress.hardware.layer_fill import fill_layers, missing_families, same_host
 from autocompress.hardware.layer_predict import predict_layers, unpriced
 from autocompress.hardware.layer_table import OPS, LayerSpec, LayerTable, load_layers
@@ -310,6 +312,9 @@ def file_latency(path: Path, target_name: str, precision: str = "mixed", *, prof
                      f"{target.folder / 'layers.csv'}")  # fmt: skip
     if power is None:
         notes.append(f"no energy: {target.folder.name}/device.yaml records no power_w")
+    uncovered = uncovered_note(device, [roofline_layer(key) for key in keys])
+    if uncovered:
+        notes.append(uncovered)
     return FileLatency(
         model=str(path), target=target.name, source=target.source_label, estimated=target.estimated,
         precision=precision, layer_precisions=dict(Counter(precisions)), latency_ms=pred.latency_ms,

@@ -314,3 +314,18 @@ def test_half_precision_file_is_priced_in_fp16(lab: dict[str, Any], tmp_path: Pa
     assert lo == pytest.approx(stored["latency_ms"] * 0.8) and hi == pytest.approx(stored["latency_ms"] * 1.3)
     refused = latency(lab, str(half), "--target", "raspberry-pi-5")
     assert refused.exit_code == 2 and "fp16, which target raspberry-pi-5 does not run" in " ".join(refused.output.split())
+
+
+@pytest.mark.parametrize("net", ["resnet18", "mobilenetv2"])
+def test_estimate_for_an_uncalibrated_family_says_so(lab: dict[str, Any], net: str) -> None:
+    """Orin NX is calibrated on detectors only: a classifier's estimate there says its family has
+    no figure; AGX Orin holds figures of both classifier families, so no such line."""
+    path = str(lab["files"][net])
+    nx = json.loads(latency(lab, path, "--target", "jetson-orin-nx", "--json").stdout)
+    note = [n for n in nx["notes"] if "holds no figure of this family" in n]
+    assert len(note) == 1 and "ESTIMATE" in note[0] and "detector" in note[0]
+    assert ("depthwise" in note[0]) == (net == "mobilenetv2")
+    agx = json.loads(latency(lab, path, "--target", "jetson-agx-orin", "--json").stdout)
+    assert not any("holds no figure" in n for n in agx["notes"])
+    human = latency(lab, path, "--target", "jetson-orin-nx")
+    assert "holds no figure of this family" in " ".join(human.stdout.split())
