@@ -71,7 +71,8 @@ def load_run(run_dir: str | Path) -> tuple[dict[str, Any], pd.DataFrame]:
 def trial_model(run_dir: Path, row: pd.Series) -> Path:
     """The deployed file of a completed trial (found in the run's models/ even if the run moved)."""
     number = int(row["number"])
-    local = run_dir / "models" / f"trial_{number:04d}.onnx"
+    finalized = row.get("final_state") == "finalized"  # the finalize phase's file is the deployed one
+    local = run_dir / "models" / f"{'final' if finalized else 'trial'}_{number:04d}.onnx"
     if local.is_file():
         return local
     recorded = row.get("model_path")
@@ -289,7 +290,21 @@ def model_card(
                       "problem": about["kind"], "parts": about["parts"]},  # fmt: skip
         "search": {"space": (config.get("space") or {}).get("name"), "sampler": config.get("sampler"),
                    "seed": config.get("seed")},  # fmt: skip
+        "finalize": _finalize_entry(row),
     }
+
+
+def _finalize_entry(row: pd.Series) -> dict[str, Any] | None:
+    """What the finalize phase did to this trial (None: it was not finalized)."""
+    state = row.get("final_state")
+    if not isinstance(state, str):
+        return None
+    return {"state": state, "deployed": "finalized" if state == "finalized" else "search",
+            "schedule": _py(row.get("final_schedule")), "finalized_at": _py(row.get("finalized_at")),
+            "search_val_accuracy": _py(row.get("search_val_accuracy")),
+            "search_test_accuracy": _py(row.get("search_test_accuracy")),
+            "final_val_accuracy": _py(row.get("final_val_accuracy")),
+            "final_test_accuracy": _py(row.get("final_test_accuracy"))}  # fmt: skip
 
 
 def usage_snippet(card: dict[str, Any]) -> str:
@@ -342,6 +357,7 @@ def render_card(card: dict[str, Any]) -> str:
         f"| parameters / MACs | {card['params']:,} / {card['macs']:,} |",
         f"| distillation | alpha {kd['alpha']:g}, temperature {kd['temperature']:g}, "
         f"{kd['finetune_steps']} fine-tune steps |",
+        *_finalize_rows(card.get("finalize")),
         "",
         "## Input and output",
         "",
@@ -366,6 +382,26 @@ def render_card(card: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _finalize_rows(fin: dict[str, Any] | None) -> list[str]:
+    """The model card's row about the finalize phase (none when the trial was not finalized)."""
+    if not fin:
+        return []
+
+    def pct(v: Any) -> str:
+        return "n/a" if v is None else f"{100 * float(v):.2f}%"
+
+    if fin["state"] == "finalized":
+        what = (f"**finalized**: this file is the long fine-tune's ({fin['schedule']}), deployed because it beat "
+                f"the search's on validation ({pct(fin['search_val_accuracy'])} -> {pct(fin['final_val_accuracy'])}; "
+                f"test {pct(fin['search_test_accuracy'])} -> {pct(fin['final_test_accuracy'])})")  # fmt: skip
+    elif fin["state"] == "kept":
+        what = (f"finalize tried ({fin['schedule']}) but scored {pct(fin['final_val_accuracy'])} on validation, "
+                f"not better than the search's {pct(fin['search_val_accuracy'])}: this file is the search's")  # fmt: skip
+    else:
+        what = f"finalize was interrupted ({fin['schedule']}): this file is the search's"
+    return [f"| finalize | {what} |"]
 
 
 def _cpu_name() -> str:

@@ -6,13 +6,16 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 import pandas as pd
 
 from autocompress.exceptions import BadInputError, RunDirError
 from autocompress.search.fidelity import FIDELITIES
+
+if TYPE_CHECKING:
+    from autocompress.search.finalize import FinalizeHooks
 
 DIRECTIONS = ("maximize", "minimize", "minimize")
 METRICS = ("val_accuracy", "latency_ms", "size_bytes")
@@ -52,6 +55,8 @@ class SearchConfig:
     # Pareto points more than this many pp of validation accuracy below the best are listed apart
     # in the report and the CLI (None: the resumed run's recorded window, else results' default)
     accuracy_window_pp: float | None = None
+    # the finalize phase after the search: how many candidates (None: the space's finalize.top; 0: off)
+    finalize: int | None = None
 
 
 @dataclass
@@ -75,6 +80,7 @@ class Hooks:
     trial_done: Callable[[int, int, float | None, dict[str, Any]], None] | None = None
     search_start: Callable[[int, int], None] | None = None
     layers_profile: Callable[[int, int], None] | None = None  # (done, total): layers profiled at search start
+    finalize: FinalizeHooks | None = None  # the finalize phase after the search
 
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
@@ -117,6 +123,8 @@ def check_options(cfg: SearchConfig) -> None:
     w = cfg.accuracy_window_pp
     if w is not None and not (math.isfinite(w) and 0 <= w <= 100):
         raise BadInputError(f"--accuracy-window must be between 0 and 100 percentage points; got {w:g}")
+    if cfg.finalize is not None and cfg.finalize < 0:
+        raise BadInputError(f"--finalize must be 0 (off) or more candidates; got {cfg.finalize}")
     if cfg.eta < 2:
         raise BadInputError(f"--eta must be at least 2; got {cfg.eta}")
     if cfg.backend not in BACKENDS:
