@@ -88,7 +88,7 @@ class FinalizeOutcome:
 def search_view(trials: pd.DataFrame, window_pp: float) -> pd.DataFrame:
     """The trials table with the search's numbers and flags (as before any finalize)."""
     if "search_val_accuracy" not in trials:
-        return trials
+        return mark_fronts(trials, window_pp)
     out = trials.copy()
     for col in DEPLOYED_COLUMNS:
         if f"search_{col}" in out:
