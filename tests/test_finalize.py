@@ -92,7 +92,7 @@ def unfinalized(tmp_path_factory, fashion_dir) -> Path:
     run_dir = tmp_path_factory.mktemp("fin") / "tiny"
     proc = cli("search", "--space", "tiny", "--target", "cpu", "--budget", f"{tiny_mid_budget_us():.1f}us",
                "--subset", "1500", "--trials", "6", "--sampler", "random", "--run-dir", str(run_dir),
-               "--finalize", "0")  # fmt: skip
+               "--finalize", "0", timeout=1800)  # fmt: skip  (a shared 2-core machine is slow)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return run_dir
 
@@ -135,7 +135,7 @@ def test_finalize_survives_kill_9_and_never_deploys_worse(unfinalized: Path, tmp
         json.loads(path.read_text())
     pd.read_parquet(run_dir / "trials.parquet")
 
-    again = cli("finalize", str(run_dir))
+    again = cli("finalize", str(run_dir), timeout=1800)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "already finished, skipped" in again.stdout
     assert "resumed at epoch 1" in again.stdout

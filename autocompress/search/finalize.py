@@ -279,8 +279,9 @@ def finalize_run(run_dir: Path, *, top: int | None = None, numbers: list[int] | 
     trials = load_trials(run_dir)
     if "number" not in trials or "state" not in trials:
         raise RunDirError(f"{run_dir / 'trials.parquet'} is not a trials table (no number/state columns)")
-    if numbers is not None:  # cheap: refuse unknown numbers before any data or network is loaded
-        plan_for(trials, top=0, numbers=numbers, window_pp=accuracy_window(config))
+    if not plan_for(trials, top=top or 1, numbers=numbers, window_pp=accuracy_window(config)):
+        raise RunDirError(f"nothing to finalize in {run_dir}: no completed teacher (trial of the largest network) "
+                          "and no feasible candidate on the accuracy-latency front")  # fmt: skip
     problem = problem_of(config)
     problem.check()
     problem.prepare(run_dir / "models", ProblemHooks(train_start=hooks.train_start, train_step=hooks.train_step))
