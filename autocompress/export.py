@@ -345,7 +345,7 @@ def render_card(card: dict[str, Any]) -> str:
         f"{', subset ' + str(d['subset']) if d.get('subset') else ''}) |",
         f"| test accuracy | **{100 * a['test']:.2f}%** — {a['measured_with']} |",
         f"| test accuracy in the trials table | {100 * a['test_in_trials_table']:.2f}% ({a['scored_with']} on the "
-        f"search's file; allowed difference {100 * a['allowed_difference']:.1f} points) |",
+        f"file the run deployed; allowed difference {100 * a['allowed_difference']:.1f} points) |",
         f"| validation accuracy (search) | {100 * a['val_in_trials_table']:.2f}% |",
         f"| predicted latency on {p['target']} | {format_ms(p['latency_ms'])}{tag} |",
         f"| predicted energy on {p['target']} | {energy}{' (ESTIMATED)' if est else ''} |",
