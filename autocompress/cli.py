@@ -122,7 +122,8 @@ MAX_CHANNELS, MAX_CLASSES = 4096, 100_000  # beyond these a network does not fit
 # sure no integer flag is missing): parameter -> (flag, lowest, highest or None[, why]).
 INT_RANGES: dict[str, dict[str, tuple[Any, ...]]] = {
     "search": {"subset": ("--subset", 1, None), "trials": ("--trials", 1, None), "seed": ("--seed", 0, SEED_MAX),
-               "eta": ("--eta", 2, None), "workers": ("--workers", 1, None)},
+               "eta": ("--eta", 2, None), "workers": ("--workers", 1, None), "finalize": ("--finalize", 0, None)},
+    "finalize": {"top": ("--top", 1, None)},
     "profile": {"threads": ("--threads", 1, None), "reps": ("--reps", 5, None), "passes": ("--passes", 1, None),
                 "networks": ("--networks", 0, None), "channels": ("--channels", 1, MAX_CHANNELS),
                 "classes": ("--classes", 2, MAX_CLASSES)},
@@ -204,6 +205,11 @@ def search(
     budget_on: str = typer.Option("point", "--budget-on", help="point: the budget bounds the predicted latency; "
                                   "upper: it bounds the upper end of the prediction's interval (the table's "
                                   "held-out error band; refused where the table records none)."),
+    finalize: Optional[int] = typer.Option(None, "--finalize", metavar="K",
+                                           help="After the search, give K candidates spread along the front, and "
+                                           "the teacher, a long distillation fine-tune (schedule: the space's "
+                                           "finalize section; default K: its top, 3 for the shipped spaces); "
+                                           "0: off."),
 ) -> None:
     """Search architecture + compression for the most accurate models within a latency budget,
     or (with --model/--weights) the compression of your own trained network."""
@@ -244,6 +250,7 @@ def _search(**kw: Any) -> None:
         accuracy_window_pp=kw["accuracy_window"],
         device=kw["device"],
         budget_on=kw["budget_on"],
+        finalize=kw["finalize"],
     )
     tasks: dict[str, Any] = {}
     progress: Progress  # set below, before run_search calls the hooks
@@ -287,11 +294,51 @@ def _search(**kw: Any) -> None:
     hooks = Hooks(supernet_step=supernet_step, trial_done=trial_done, search_start=search_start,
                   layers_profile=layers_profile)
     with _progress(TextColumn("{task.fields[info]}")) as progress:
+        hooks.finalize = _finalize_hooks(progress, estimated)
         outcome = run_search(cfg, hooks)
     if outcome.config.get("kind") == "model":
         _print_model_outcome(outcome)
     else:
         _print_outcome(outcome)
+
+
+def _finalize_hooks(progress: Progress, estimated: bool) -> Any:
+    """Progress of the finalize phase: a bar over the candidates, a bar over the current one's
+    training steps (both with ETA), a line per finished candidate (search-time -> finalized)."""
+    from autocompress.search.finalize import FinalizeHooks
+
+    tasks: dict[str, Any] = {}
+
+    def start(plan: list[tuple[int, str]], done: int) -> None:
+        tasks["all"] = progress.add_task("finalize", total=len(plan), completed=done, info="")
+        if done:
+            progress.console.print(f"finalize: {done} of {len(plan)} already finished, skipped", highlight=False)
+
+    def candidate(number: int, role: str) -> None:
+        what = f"  training trial {number} ({role})"
+        if "steps" in tasks:  # one bar, reset for each candidate (its ETA is the candidate's)
+            progress.reset(tasks["steps"], total=None, description=what)
+        else:
+            tasks["steps"] = progress.add_task(what, total=None, info="")
+
+    def step(number: int, done: int, total: int) -> None:
+        progress.update(tasks["steps"], completed=done, total=total)
+        if not out.is_terminal and (done == total or done % max(1, total // 5) == 0):
+            task = next(t for t in progress.tasks if t.id == tasks["steps"])
+            eta = f", ETA {task.time_remaining:.0f} s" if task.time_remaining else ""
+            out.print(f"finalize trial {number}: step {done}/{total}{eta}", highlight=False)
+
+    def finished(st: dict[str, Any]) -> None:
+        progress.advance(tasks["all"])
+        r, s = st["result"], st["search"]
+        resumed = f", resumed at epoch {st['resumed_from_epoch']}" if st.get("resumed_from_epoch") else ""
+        verdict = "deployed" if st["state"] == "finalized" else "not better on val: search's model kept"
+        progress.console.print(
+            f"finalized trial {st['number']:>3} ({st['role']}): val {100 * s['val_accuracy']:.2f}% -> "
+            f"{100 * r['val_accuracy']:.2f}%, test {100 * s['test_accuracy']:.2f}% -> {100 * r['test_accuracy']:.2f}% "
+            f"({verdict}; {st['seconds']:.0f} s{resumed})", highlight=False)  # fmt: skip
+
+    return FinalizeHooks(start=start, candidate=candidate, step=step, done=finished)
 
 
 def _print_model_outcome(outcome: Any) -> None:
@@ -440,6 +487,65 @@ def _print_outcome(outcome: Any) -> None:
         + (" --budget-on upper" if cfg.get("budget_on") == "upper" else "") + "   # 30 more trials",
         highlight=False,
     )
+
+
+# --------------------------------------------------------------------------- finalize
+
+
+@app.command()
+def finalize(
+    run_dir: Path = typer.Argument(..., help="A finished run directory (runs/<name>)."),
+    trials: Optional[str] = typer.Option(None, "--trials", metavar="N,N,...",
+                                         help="Finalize these trial numbers (default: --top K spread along the front)."),
+    top: Optional[int] = typer.Option(None, "--top", metavar="K",
+                                      help="Candidates spread along the accuracy-latency front (default: the "
+                                      "space's finalize.top)."),
+) -> None:
+    """Give a finished run's best candidates, and its teacher, a long distillation fine-tune, then
+    deploy and measure them as the search did (resumable: a rerun continues where it stopped)."""
+    _finalize(run_dir=run_dir, trials=trials, top=top)
+
+
+@_guard
+def _finalize(**kw: Any) -> None:
+    _check_ints("finalize", kw)
+    numbers = _trial_numbers(kw["trials"]) if kw["trials"] is not None else None
+    _check_run_dir(kw["run_dir"])
+    if path_kind(kw["run_dir"]) is None:
+        raise RunDirError(f"run directory {kw['run_dir']} does not exist")
+    from autocompress.results import read_config
+    from autocompress.search.finalize import finalize_run
+
+    estimated = bool(read_config(kw["run_dir"]).get("target_estimated"))
+    with _progress(TextColumn("{task.fields[info]}")) as progress:
+        hooks = _finalize_hooks(progress, estimated)
+        outcome = finalize_run(kw["run_dir"], top=kw["top"], numbers=numbers, hooks=hooks)
+    star = "*" if estimated else ""
+    table = Table(title=f"Finalized ({outcome.config['finalize']['schedule_text']})", title_justify="left")
+    for col in ("trial", "role", "state", "val: search", "val: final", "test: search", "test: final",
+                "latency" + (" (est.)" if estimated else ""), "size"):  # fmt: skip
+        table.add_column(col, justify="right")
+    rows = outcome.trials.set_index("number")
+    for number, role in outcome.plan:
+        r = rows.loc[number]
+        table.add_row(str(number), role, str(r["final_state"]), f"{100 * r['search_val_accuracy']:.2f}%",
+                      f"{100 * r['final_val_accuracy']:.2f}%", f"{100 * r['search_test_accuracy']:.2f}%",
+                      f"{100 * r['final_test_accuracy']:.2f}%", f"{format_ms(r['latency_ms'])}{star}",
+                      format_bytes(r["size_bytes"]))  # fmt: skip
+    out.print(table)
+    out.print(f"results rewritten with the deployed models: {outcome.run_dir}/ (report.md, pareto.csv, "
+              "trials.parquet, models/final_NNNN.onnx)", highlight=False)  # fmt: skip
+
+
+def _trial_numbers(text: str) -> list[int]:
+    """``--trials 3,7`` as [3, 7]; anything else is one line."""
+    try:
+        numbers = [int(p) for p in text.replace(" ", "").split(",") if p != ""]
+    except ValueError:
+        numbers = []
+    if not numbers or any(n < 0 for n in numbers):
+        raise BadInputError(f"--trials takes trial numbers separated by commas, e.g. 3,7; got {text!r}")
+    return numbers
 
 
 # --------------------------------------------------------------------------- targets / profile

@@ -72,7 +72,8 @@ def load_run(run_dir: str | Path) -> tuple[dict[str, Any], pd.DataFrame]:
 def trial_model(run_dir: Path, row: pd.Series) -> Path:
     """The deployed file of a completed trial (found in the run's models/ even if the run moved)."""
     number = int(row["number"])
-    local = run_dir / "models" / f"trial_{number:04d}.onnx"
+    finalized = row.get("final_state") == "finalized"  # the finalize phase's file is the deployed one
+    local = run_dir / "models" / f"{'final' if finalized else 'trial'}_{number:04d}.onnx"
     if local.is_file():
         return local
     recorded = row.get("model_path")
@@ -295,6 +296,7 @@ def model_card(
         "search": {"space": (config.get("space") or {}).get("name"), "sampler": config.get("sampler"),
                    "seed": config.get("seed")},  # fmt: skip
         **({"tensorrt": tensorrt_card(files[0])} if fmt == "onnx" else {}),
+        "finalize": _finalize_entry(row),
     }
 
 
@@ -309,6 +311,19 @@ def tensorrt_card(path: Path) -> dict[str, Any]:
             "note": (f"{asym} quantize/dequantize nodes of this file have non-zero zero points, which TensorRT's "
                      "ONNX parser rejects: search with a TensorRT target (e.g. --target jetson), whose int8 "
                      "files use zero-point-0 activations, to deploy this int8 network there") if asym else None}  # fmt: skip
+
+
+def _finalize_entry(row: pd.Series) -> dict[str, Any] | None:
+    """What the finalize phase did to this trial (None: it was not finalized)."""
+    state = row.get("final_state")
+    if not isinstance(state, str):
+        return None
+    return {"state": state, "deployed": "finalized" if state == "finalized" else "search",
+            "schedule": _py(row.get("final_schedule")), "finalized_at": _py(row.get("finalized_at")),
+            "search_val_accuracy": _py(row.get("search_val_accuracy")),
+            "search_test_accuracy": _py(row.get("search_test_accuracy")),
+            "final_val_accuracy": _py(row.get("final_val_accuracy")),
+            "final_test_accuracy": _py(row.get("final_test_accuracy"))}  # fmt: skip
 
 
 def usage_snippet(card: dict[str, Any]) -> str:
@@ -349,7 +364,7 @@ def render_card(card: dict[str, Any]) -> str:
         f"{', subset ' + str(d['subset']) if d.get('subset') else ''}) |",
         f"| test accuracy | **{100 * a['test']:.2f}%** — {a['measured_with']} |",
         f"| test accuracy in the trials table | {100 * a['test_in_trials_table']:.2f}% ({a['scored_with']} on the "
-        f"search's file; allowed difference {100 * a['allowed_difference']:.1f} points) |",
+        f"file the run deployed; allowed difference {100 * a['allowed_difference']:.1f} points) |",
         f"| validation accuracy (search) | {100 * a['val_in_trials_table']:.2f}% |",
         f"| predicted latency on {p['target']} | {format_ms(p['latency_ms'])}{tag} |",
         f"| predicted energy on {p['target']} | {energy}{' (ESTIMATED)' if est else ''} |",
@@ -362,6 +377,7 @@ def render_card(card: dict[str, Any]) -> str:
         f"| parameters / MACs | {card['params']:,} / {card['macs']:,} |",
         f"| distillation | alpha {kd['alpha']:g}, temperature {kd['temperature']:g}, "
         f"{kd['finetune_steps']} fine-tune steps |",
+        *_finalize_rows(card.get("finalize")),
         "",
         "## Input and output",
         "",
@@ -399,6 +415,26 @@ def _interval_cell(p: dict[str, Any]) -> str:
     iv = p.get("latency_interval_ms")
     rng = f"{format_ms(iv[0])} – {format_ms(iv[1])}; " if iv else ""
     return f"{rng}{p.get('latency_interval', NO_BAND).removeprefix('latency interval: ')}"
+
+
+def _finalize_rows(fin: dict[str, Any] | None) -> list[str]:
+    """The model card's row about the finalize phase (none when the trial was not finalized)."""
+    if not fin:
+        return []
+
+    def pct(v: Any) -> str:
+        return "n/a" if v is None else f"{100 * float(v):.2f}%"
+
+    if fin["state"] == "finalized":
+        what = (f"**finalized**: this file is the long fine-tune's ({fin['schedule']}), deployed because it beat "
+                f"the search's on validation ({pct(fin['search_val_accuracy'])} -> {pct(fin['final_val_accuracy'])}; "
+                f"test {pct(fin['search_test_accuracy'])} -> {pct(fin['final_test_accuracy'])})")  # fmt: skip
+    elif fin["state"] == "kept":
+        what = (f"finalize tried ({fin['schedule']}) but scored {pct(fin['final_val_accuracy'])} on validation, "
+                f"not better than the search's {pct(fin['search_val_accuracy'])}: this file is the search's")  # fmt: skip
+    else:
+        what = f"finalize was interrupted ({fin['schedule']}): this file is the search's"
+    return [f"| finalize | {what} |"]
 
 
 def _cpu_name() -> str:

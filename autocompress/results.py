@@ -6,8 +6,15 @@
       trials.parquet   one row per trial, one column per choice and per result
       pareto.csv       the feasible, non-dominated trials: the accuracy-latency front first
       pareto.png       accuracy vs predicted latency, the front and the budget drawn
-      models/          the exported file of every completed trial
+      models/          the exported file of every completed trial (final_NNNN.onnx: finalized)
+      finalize/        the finalize phase: per-candidate state (trial_NNNN.json) and checkpoints
       report.md        a short summary with the next commands to run
+
+After the finalize phase (``search/finalize.py``) the trials table holds the search-time and the
+finalized numbers side by side: ``search_*`` (what the search measured), ``final_*`` (what the
+long fine-tune's deployed file measured) and ``final_state``; the plain columns
+(``val_accuracy``, ``model_path``, ...) are the deployed model's (the finalized one where
+``final_state`` is ``finalized``), and the Pareto set, report, plot, explorer and export read them.
 
 Every file is written to a temporary name and renamed, so a reader never sees half a file.
 """
@@ -204,8 +211,106 @@ def pareto_frame(trials: pd.DataFrame, window_pp: float = DEFAULT_ACCURACY_WINDO
 
 def write_results(run_dir: Path, study: Any, config: dict[str, Any]) -> pd.DataFrame:
     """Rewrite the trials table, Pareto set, plot and report from the study (atomically)."""
+    return write_trials(run_dir, trials_frame(study, accuracy_window(config)), config)
+
+
+# the deployed model's columns, which the finalized model's replace where it is better on validation
+DEPLOYED_COLUMNS = ("val_accuracy", "test_accuracy", "latency_ms", "energy_mj", "size_bytes", "params", "macs",
+                    "model_path", "accuracy_runtime", "float_val_accuracy", "ptq_drop_pp", "qat_val_accuracy",
+                    "qat_applied")  # fmt: skip
+FINAL_COLUMNS = ("val_accuracy", "test_accuracy", "latency_ms", "energy_mj", "size_bytes", "model_path",
+                 "qat_applied", "finetune_s")  # fmt: skip
+FINALIZE_DIR = "finalize"
+
+
+def finalize_states(run_dir: Path) -> dict[int, dict[str, Any]]:
+    """The finalize phase's per-candidate states (``finalize/trial_NNNN.json``), by trial number."""
+    import json
+
+    out: dict[int, dict[str, Any]] = {}
+    for path in sorted((run_dir / FINALIZE_DIR).glob("trial_*.json")):
+        try:
+            state = json.loads(path.read_text())
+            out[int(state["number"])] = state
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # never half-written (atomic), but a hand-edited one is not worth a crash
+    return out
+
+
+def merge_finalized(trials: pd.DataFrame, run_dir: Path, window_pp: float = DEFAULT_ACCURACY_WINDOW_PP) -> pd.DataFrame:
+    """The trials table with the finalize phase's numbers beside the search's (a table without
+    any finalized candidate comes back as it is). Idempotent: a table merged before is first set
+    back to its search-time numbers.
+
+    Adds ``search_*`` (the search's numbers), ``final_*`` (the finalized file's, also when it
+    was worse on validation and not deployed), ``final_state`` (``finalized``: the finalized
+    file is deployed; ``kept``: it was not better on validation, the search's file stays;
+    ``running``: interrupted), ``final_role`` (``teacher`` or ``candidate``), ``finalized_at``
+    and ``final_schedule``. The plain columns become the deployed model's, and ``pareto``,
+    ``front`` and ``far_below`` are computed again over them (``search_pareto`` keeps the search's).
+    """
+    states = finalize_states(run_dir)
+    if trials.empty or (not states and "search_val_accuracy" not in trials):
+        return trials
+    out = trials.copy()
+    if "search_val_accuracy" in out:  # merged before: back to the search's numbers
+        for col in DEPLOYED_COLUMNS:
+            if f"search_{col}" in out:
+                out[col] = out[f"search_{col}"]
+        out["pareto"] = out["search_pareto"]
+    for col in DEPLOYED_COLUMNS:
+        if col in out:
+            out[f"search_{col}"] = out[col]
+    out["search_pareto"] = out["pareto"]
+    for col in ("final_state", "final_role", "finalized_at", "final_schedule", *(f"final_{c}" for c in FINAL_COLUMNS)):
+        out[col] = pd.Series([None] * len(out), dtype="object")
+    for number, st in states.items():
+        idx = out.index[out["number"] == number]
+        if idx.empty:
+            continue
+        i = idx[0]
+        out.at[i, "final_state"] = st.get("state")
+        out.at[i, "final_role"] = st.get("role")
+        out.at[i, "finalized_at"] = st.get("finalized_at")
+        out.at[i, "final_schedule"] = st.get("schedule_text")
+        result = st.get("result") or {}
+        for col in FINAL_COLUMNS:
+            if col in result:
+                out.at[i, f"final_{col}"] = result[col]
+        if st.get("state") == "finalized":
+            for col in DEPLOYED_COLUMNS:
+                if col in result and col in out:
+                    out.at[i, col] = result[col]
+    for col in ("final_val_accuracy", "final_test_accuracy", "final_latency_ms", "final_energy_mj",
+                "final_size_bytes", "final_finetune_s"):  # fmt: skip
+        out[col] = pd.to_numeric(out[col], errors="coerce")
+    for col in ("val_accuracy", "test_accuracy", "latency_ms", "size_bytes"):
+        out[col] = pd.to_numeric(out[col], errors="coerce")
+    if (out["final_state"] == "finalized").any():
+        out["pareto"] = _pareto_of(out)
+    return mark_fronts(out, window_pp)
+
+
+def _pareto_of(trials: pd.DataFrame) -> pd.Series:
+    """``pareto`` over the table's (deployed) numbers: what ``pareto_numbers`` computes over the
+    study's, among the same rows (complete, feasible, full fidelity, not a duplicate)."""
+    done = trials["state"] == "COMPLETE"
+    feasible = trials["feasible"].fillna(False).astype(bool) if "feasible" in trials else done
+    full = trials["fidelity"].fillna("full") == "full" if "fidelity" in trials else done
+    numbers = set(trials.loc[done, "number"])
+    dup = trials["duplicate_of"].isin(numbers) if "duplicate_of" in trials else pd.Series(False, index=trials.index)
+    pool = trials[done & feasible & full & ~dup]
+    pts = [(i, (-float(r["val_accuracy"]), float(r["latency_ms"]), float(r["size_bytes"]))) for i, r in pool.iterrows()]
+    keep = {i for i, p in pts
+            if not any(all(a <= b for a, b in zip(q, p)) and any(a < b for a, b in zip(q, p)) for _, q in pts)}  # fmt: skip
+    return pd.Series([i in keep for i in trials.index], index=trials.index)
+
+
+def write_trials(run_dir: Path, trials: pd.DataFrame, config: dict[str, Any]) -> pd.DataFrame:
+    """Write the trials table (with the finalize phase's numbers merged in), Pareto set, plot and
+    report (atomically); returns the table written."""
     window = accuracy_window(config)
-    trials = trials_frame(study, window)
+    trials = merge_finalized(trials, run_dir, window)
     with atomic_path(run_dir / "trials.parquet") as tmp:
         trials.to_parquet(tmp, index=False)
     front = pareto_frame(trials, window)
@@ -264,6 +369,15 @@ def plot_pareto(trials: pd.DataFrame, config: dict[str, Any], out: Path) -> None
         err = [[m - iv[0] for m, iv in zip(lat, spans["iv"])], [iv[1] - m for m, iv in zip(lat, spans["iv"])]]
         ax.errorbar(lat, 100 * spans["val_accuracy"].astype(float), xerr=err, fmt="none", ecolor="#bbbbbb",
                     elinewidth=0.8, capsize=1.5, zorder=0, label="latency interval")  # fmt: skip
+    if "final_state" in done:
+        moved = done[done["final_state"] == "finalized"]
+        for _, r in moved.iterrows():
+            ax.annotate("", xy=(r["latency_ms"], 100 * r["val_accuracy"]),
+                        xytext=(r["latency_ms"], 100 * r["search_val_accuracy"]),
+                        arrowprops={"arrowstyle": "->", "color": "#2e7d32", "lw": 1})  # fmt: skip
+        if not moved.empty:
+            ax.scatter(moved["latency_ms"], 100 * moved["search_val_accuracy"], s=14, c="#bbbbbb",
+                       label="before finalize (search)")  # fmt: skip
     budget = config.get("budget_ms")
     if budget:
         ax.axvline(budget, ls="--", c="#c0392b", lw=1)
@@ -329,6 +443,7 @@ def render_report(run_dir: Path, trials: pd.DataFrame, pareto: pd.DataFrame, con
             lines += ["", f"{far_line[0].upper()}{far_line[1:]}; not listed above (`--accuracy-window` widens it)."]
         if est:
             lines += ["", "\\* estimated latency (roofline model), not measured on the device."]
+    lines += _finalize_section(trials, config)
     lines += [
         "",
         "Accuracies are ONNX Runtime's on each exported file (`models/trial_NNNN.onnx`); the",
@@ -347,6 +462,32 @@ def render_report(run_dir: Path, trials: pd.DataFrame, pareto: pd.DataFrame, con
         "",
     ]
     return "\n".join(lines)
+
+
+def _finalize_section(trials: pd.DataFrame, config: dict[str, Any]) -> list[str]:
+    """The report's finalize section: search-time and finalized numbers of each finalized
+    candidate and of the teacher (none when the run was not finalized)."""
+    if "final_state" not in trials or not trials["final_state"].notna().any():
+        return []
+    fin = config.get("finalize") or {}
+    rows = trials[trials["final_state"].notna()].sort_values("search_latency_ms")
+    lines = ["", "## Finalized: a long distillation fine-tune after the search", "",
+             f"Schedule: {fin.get('schedule_text', '?')}. The teacher gets the same training. A finalized file "
+             "is deployed only when it scores better on validation than the search's (`finalized`); else the "
+             "search's stays (`kept`). The tables above use the deployed numbers.", "",
+             "| trial | role | state | search val | final val | search test | final test | latency | size |",
+             "|---:|---|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    star = "*" if config.get("target_estimated") else ""
+
+    def pct(v: Any) -> str:
+        return "–" if v is None or v != v else f"{100 * float(v):.2f}%"
+
+    for _, r in rows.iterrows():
+        lines.append(f"| {r['number']} | {r['final_role']} | {r['final_state']} | {pct(r['search_val_accuracy'])} "
+                     f"| {pct(r['final_val_accuracy'])} | {pct(r['search_test_accuracy'])} "
+                     f"| {pct(r['final_test_accuracy'])} | {format_ms(r['latency_ms'])}{star} "
+                     f"| {format_bytes(r['size_bytes'])} |")  # fmt: skip
+    return lines
 
 
 def _report_table(rows: pd.DataFrame, est: bool) -> list[str]:

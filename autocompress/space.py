@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from autocompress._io import path_kind
 from autocompress._resources import spaces_dir
 from autocompress.exceptions import SpaceError
+from autocompress.schedule import FinalizeSpec
 
 Precision = Literal["fp32", "fp16", "int8"]
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
@@ -192,6 +193,7 @@ class SpaceModel(_Strict):
     stages: list[StageSpec] = Field(min_length=1, max_length=8)
     compression: CompressionSpec = CompressionSpec()
     training: TrainingSpec = TrainingSpec()
+    finalize: FinalizeSpec = FinalizeSpec()  # the long fine-tune after the search (schedule.py)
 
     @model_validator(mode="after")
     def _shape(self) -> SpaceModel:

@@ -214,6 +214,17 @@ def _images(extra: dict[str, bytes] | None = None) -> dict[str, str | bytes]:
 # ----------------------------------------------------------------------------- the table
 
 
+def _trials_parquet() -> bytes:
+    """A run's trials table: trials 0 and 1 completed, trial 2 failed."""
+    import io
+
+    import pandas as pd
+
+    buf = io.BytesIO()
+    pd.DataFrame({"number": [0, 1, 2], "state": ["COMPLETE", "COMPLETE", "FAIL"]}).to_parquet(buf, index=False)
+    return buf.getvalue()
+
+
 @dataclass(frozen=True)
 class Case:
     id: str
@@ -465,6 +476,20 @@ CASES: list[Case] = [
     C("explore-run-fifo", ("explore", "{tmp}/run"), ("run directory {tmp}/run is a FIFO, not a folder",), setup=_fifo("run")),
     C("explore-trials-fifo", ("explore", "{tmp}/run"), ("{tmp}/run/trials.parquet is a FIFO, not a regular file",),
       files={"run/config.yaml": run_config()}, setup=_fifo("run/trials.parquet")),
+    # --- finalize (issue 19; the phase itself: tests/test_finalize.py)
+    C("finalize-missing-run", ("finalize", "{tmp}/nope"), ("run directory {tmp}/nope does not exist",)),
+    C("finalize-not-a-run", ("finalize", "{tmp}/d"), ("{tmp}/d is not an autocompress run (no config.yaml)",),
+      files={"d/notes.txt": "x"}),
+    C("finalize-unknown-trial", ("finalize", "{tmp}/run", "--trials", "1,7"),
+      ("the run has no completed trial 7 (it has trials 0-2, 2 completed); nothing was finalized",),
+      files={"run/config.yaml": run_config(), "run/trials.parquet": _trials_parquet()}),
+    C("finalize-failed-trial", ("finalize", "{tmp}/run", "--trials", "2"), ("the run has no completed trial 2",),
+      files={"run/config.yaml": run_config(), "run/trials.parquet": _trials_parquet()}),
+    C("finalize-trials-words", ("finalize", "{tmp}/run", "--trials", "best"),
+      ("--trials takes trial numbers separated by commas, e.g. 3,7; got 'best'",)),
+    C("finalize-top-zero", ("finalize", "{tmp}/nope", "--top", "0"), ("--top must be at least 1; got 0",)),
+    C("finalize-run-fifo", ("finalize", "{tmp}/run"), ("run directory {tmp}/run is a FIFO, not a folder",), setup=_fifo("run")),
+    C("search-finalize-negative", (*SEARCH, "--finalize", "-1"), ("--finalize must be at least 0; got -1",)),
     C("data-download-dest-fifo", ("data", "download", "--url", "http://127.0.0.1:9/", "--dest", "{tmp}/dl"),
       ("--dest {tmp}/dl is a FIFO, not a folder",), setup=_fifo("dl")),
     C("data-check-fifo", ("data", "check", "--data-dir", "{tmp}/d"), ("--data-dir {tmp}/d is a FIFO, not a folder",), setup=_fifo("d")),

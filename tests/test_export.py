@@ -49,7 +49,7 @@ def test_onnx_export_predicts_as_the_trial_and_card_matches_the_run(small_run, t
     row = trials.loc[number]
     x = _batch(small_run, int(row["resolution"]))
     ours = runner(model)(x)
-    theirs = runner(small_run / "models" / "trial_0000.onnx")(x)
+    theirs = runner(Path(row["model_path"]))(x)  # the deployed file (final_0000.onnx once finalized)
     np.testing.assert_array_equal(ours, theirs)
 
     card = json.loads((out / "model_card.json").read_text())

@@ -66,6 +66,8 @@ def show_summary(view: logic.RunView) -> dict:
     )
     if (budget := logic.budget_note(view.config)) is not None:
         st.warning(budget[0].upper() + budget[1:])
+    if s.get("finalize_note"):
+        st.info(s["finalize_note"][0].upper() + s["finalize_note"][1:])
     return s
 
 

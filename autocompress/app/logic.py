@@ -136,7 +136,19 @@ def summary(config: dict[str, Any], trials: pd.DataFrame) -> dict[str, Any]:
         "latency_source": "estimated" if estimated else "measured",
         "latency_label": config.get("target_label") or "",
         "estimated": estimated,
+        "finalize_note": finalize_note(config, trials),
     }
+
+
+def finalize_note(config: dict[str, Any], trials: pd.DataFrame) -> str | None:
+    """One line on the finalize phase (None when the run was not finalized)."""
+    if "final_state" not in trials or not trials["final_state"].notna().any():
+        return None
+    states = trials["final_state"].value_counts().to_dict()
+    fin = config.get("finalize") or {}
+    return (f"finalized after the search ({fin.get('schedule_text', 'long distillation fine-tune')}): "
+            f"{states.get('finalized', 0)} deployed better on validation, {states.get('kept', 0)} kept the "
+            f"search's model; accuracies shown are the deployed models' ('val acc % (search)' beside them)")  # fmt: skip
 
 
 def budget_note(config: dict[str, Any]) -> str | None:
@@ -190,6 +202,9 @@ def candidates(trials: pd.DataFrame, window_pp: float | None = None) -> pd.DataF
     df["test_acc_pct"] = 100 * df["test_accuracy"].astype(float)
     df["size_kb"] = df["size_bytes"].astype(float) / 1000
     df["status"] = [candidate_status(p, fr, f) for p, fr, f in zip(df["pareto"], df["front"], df["feasible"])]
+    if "final_state" in df:  # a finalized run: the plain columns are the deployed model's
+        df["finalized"] = df["final_state"].fillna("")
+        df["search_val_acc_pct"] = 100 * df["search_val_accuracy"].astype(float)
     if "seeded" in df:
         df["role"] = df["seeded"].map({"largest": "fp32 teacher (largest)", "smallest": "smallest"}).fillna("")
     else:
@@ -232,6 +247,8 @@ TABLE_COLUMNS = {
     "number": "trial",
     "status": "status",
     "val_acc_pct": "val acc %",
+    "search_val_acc_pct": "val acc % (search)",
+    "finalized": "finalize",
     "test_acc_pct": "test acc %",
     "latency_ms": "latency ms",
     "energy_mj": "energy mJ",
@@ -250,7 +267,7 @@ def table(df: pd.DataFrame, *, estimated: bool = False) -> pd.DataFrame:
     cols = [c for c in TABLE_COLUMNS if c in df and not (c == "energy_mj" and df[c].isna().all())]
     out = df.sort_values(["front", "pareto", "val_accuracy", "latency_ms"],
                          ascending=[False, False, False, True])[cols].copy()  # fmt: skip
-    for col, digits in (("val_acc_pct", 2), ("test_acc_pct", 2), ("latency_ms", 4), ("energy_mj", 4),
+    for col, digits in (("val_acc_pct", 2), ("search_val_acc_pct", 2), ("test_acc_pct", 2), ("latency_ms", 4), ("energy_mj", 4),
                         ("size_kb", 1), ("prune_mean", 2)):  # fmt: skip
         if col in out:
             out[col] = out[col].astype(float).round(digits)

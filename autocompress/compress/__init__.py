@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from autocompress.compress.deploy import Quantization, deploy, float_nodes_outside, ptq
 from autocompress.compress.distill import finetune, kd_loss
+from autocompress.compress.longtrain import distill_epochs
 from autocompress.compress.pipeline import (
     check_supported,
     finalize,
@@ -42,6 +43,7 @@ __all__ = [
     "ptq",
     "Quantization",
     "deploy",
+    "distill_epochs",
     "quantization",
     "qat_finetune",
 ]

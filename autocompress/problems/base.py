@@ -27,6 +27,7 @@ from autocompress.runtime import model_size
 
 if TYPE_CHECKING:
     from autocompress.budget import LatencyRange
+    from autocompress.schedule import FinalizeSpec
 
 
 @dataclass(frozen=True)
@@ -192,6 +193,19 @@ class Problem(RunDescriber):
     @abstractmethod
     def evaluate(self, cand: Any, number: int) -> TrialResult:
         """Score ``cand`` for real; writes ``models/trial_NNNN.onnx``."""
+
+    @abstractmethod
+    def finalize_spec(self) -> FinalizeSpec:
+        """The space's finalize schedule (its ``finalize:`` section, defaults where absent)."""
+
+    @abstractmethod
+    def finalize(self, cand: Any, number: int, *, checkpoint: Path,
+                 on_step: Callable[[int, int], None] | None = None) -> tuple[TrialResult, int]:  # fmt: skip
+        """The finalize phase for one candidate: rebuild its network as ``evaluate`` does, train it
+        by ``finalize_spec()`` with distillation from the largest network (starting from
+        ``checkpoint`` when it holds one; a checkpoint per epoch), then the same deploy step and
+        measurement as ``evaluate``; writes ``models/final_NNNN.onnx``. Returns the result and
+        the epoch the training resumed from (0: a fresh start)."""
 
     @abstractmethod
     def recipe(self) -> dict[str, Any]:

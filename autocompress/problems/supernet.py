@@ -9,6 +9,7 @@ energy on the target from its block table.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from autocompress.hardware.pricing import Prediction
 from autocompress.hardware.targets import Target, get_target
 from autocompress.problems.base import Problem, ProblemHooks, RunDescriber, TrialResult
 from autocompress.runtime import accuracy, accuracy_runtime, export_onnx
+from autocompress.schedule import FinalizeSpec
 from autocompress.space import Candidate, SearchSpace, load_space, resolve_space_path, space_from_dict
 from autocompress.supernet import Supernet, extract_calibrated, load_or_train, teacher_logits
 
@@ -212,17 +214,10 @@ class SupernetProblem(Problem, SupernetDescriber):
         the target's runtime.
         """
         cfg = self.space.model.training
-        comp = self.space.model.compression
         prediction = self.predict(cand)  # fails fast on a target that cannot price it
         t0 = time.perf_counter()
-        model = extract_calibrated(self._net(), unpruned(cand), self.data, device=self.device)
+        model = self._pruned(cand)
         x_train, y_train = self.data.split("train", cand.resolution)
-        x_cal, _ = self.data.split("calib", cand.resolution)
-        model = compress.prepare(
-            model, cand, self.space,
-            images=x_train[:TAYLOR_SAMPLES], labels=y_train[:TAYLOR_SAMPLES],
-            calibration=torch.cat([x_cal, x_train[:4096]]) if any(cand.prune) else None, device=self.device,
-        )  # fmt: skip
         use_kd = cand.kd_alpha > 0
         model = compress.finetune(
             model, x_train, y_train,
@@ -232,11 +227,56 @@ class SupernetProblem(Problem, SupernetDescriber):
             lr=cfg.finetune_lr, batch_size=cfg.finetune_batch_size, seed=self.seed + number, device=self.device,
         )  # fmt: skip
         t1 = time.perf_counter()
+        path = self.models_dir / f"trial_{number:04d}.onnx"
+        return self._deploy(model, cand, number, path, prediction, finetune_s=t1 - t0)
+
+    def finalize_spec(self) -> FinalizeSpec:
+        return self.space.model.finalize
+
+    def finalize(self, cand: Candidate, number: int, *, checkpoint: Path,
+                 on_step: Callable[[int, int], None] | None = None) -> tuple[TrialResult, int]:  # fmt: skip
+        """The search's network of ``cand`` (sliced, pruned), trained by the space's finalize
+        schedule with distillation from the largest subnet, then deployed as ``evaluate``
+        deploys; writes ``models/final_NNNN.onnx``."""
+        spec = self.finalize_spec()
+        prediction = self.predict(cand)
+        t0 = time.perf_counter()
+        model = self._pruned(cand)
+        x_train, y_train = self.data.split("train", cand.resolution)
+        model, resumed = compress.distill_epochs(
+            model, x_train, y_train, spec=spec, teacher_logits=self.teacher_logits() if spec.kd_alpha > 0 else None,
+            seed=self.seed + number, checkpoint=checkpoint, on_step=on_step, device=self.device,
+        )  # fmt: skip
+        t1 = time.perf_counter()
+        path = self.models_dir / f"final_{number:04d}.onnx"
+        return self._deploy(model, cand, number, path, prediction, finetune_s=t1 - t0), resumed
+
+    def _pruned(self, cand: Candidate) -> torch.nn.Module:
+        """The candidate's subnet sliced from the supernet, pruned by its ratios (BatchNorm
+        statistics re-estimated)."""
+        model = extract_calibrated(self._net(), unpruned(cand), self.data, device=self.device)
+        x_train, y_train = self.data.split("train", cand.resolution)
+        x_cal, _ = self.data.split("calib", cand.resolution)
+        return compress.prepare(
+            model, cand, self.space,
+            images=x_train[:TAYLOR_SAMPLES], labels=y_train[:TAYLOR_SAMPLES],
+            calibration=torch.cat([x_cal, x_train[:4096]]) if any(cand.prune) else None, device=self.device,
+        )  # fmt: skip
+
+    def _deploy(self, model: torch.nn.Module, cand: Candidate, number: int, path: Path, prediction: Prediction,
+                *, finetune_s: float) -> TrialResult:  # fmt: skip
+        """The one deploy step (PTQ, QAT if PTQ lost too much, keep the better) into ``path``,
+        and the deployed file's accuracy by the target's runtime."""
+        cfg = self.space.model.training
+        comp = self.space.model.compression
+        t1 = time.perf_counter()
+        x_train, y_train = self.data.split("train", cand.resolution)
+        x_cal, _ = self.data.split("calib", cand.resolution)
+        use_kd = cand.kd_alpha > 0
         device_runtime = self.target.table.device.runtime
         runtime = accuracy_runtime(device_runtime)
         x_val, y_val = self.data.split("val", cand.resolution)
         x_test, y_test = self.data.split("test", cand.resolution)
-        path = self.models_dir / f"trial_{number:04d}.onnx"
         int8 = compress.int8_modules(cand, self.space)
 
         def qat(net: torch.nn.Module) -> torch.nn.Module:
@@ -263,6 +303,6 @@ class SupernetProblem(Problem, SupernetDescriber):
         return TrialResult.of_deployed(
             path, accuracy=lambda f, split: accuracy(f, *splits[split], runtime=runtime), runtime=runtime,
             prediction=prediction, params=sum(b.params() for b in blocks), macs=sum(b.macs() for b in blocks),
-            finetune_s=t1 - t0, eval_start=t1, quant=quant,
+            finetune_s=finetune_s, eval_start=t1, quant=quant,
             interval=interval(self.target.table.device, block_precisions(cand, self.space, blocks), prediction.latency_ms),
         )  # fmt: skip

@@ -6,7 +6,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 import pandas as pd
@@ -14,6 +14,9 @@ import pandas as pd
 from autocompress.device import resolve_device
 from autocompress.exceptions import BadInputError, RunDirError
 from autocompress.search.fidelity import FIDELITIES
+
+if TYPE_CHECKING:
+    from autocompress.search.finalize import FinalizeHooks
 
 DIRECTIONS = ("maximize", "minimize", "minimize")
 METRICS = ("val_accuracy", "latency_ms", "size_bytes")
@@ -60,6 +63,8 @@ class SearchConfig:
     # the hard latency constraint on the point prediction, or on the upper end of its interval
     # (the table's held-out error band: hardware/interval.py)
     budget_on: str = "point"
+    # the finalize phase after the search: how many candidates (None: the space's finalize.top; 0: off)
+    finalize: int | None = None
 
 
 @dataclass
@@ -83,6 +88,7 @@ class Hooks:
     trial_done: Callable[[int, int, float | None, dict[str, Any]], None] | None = None
     search_start: Callable[[int, int], None] | None = None
     layers_profile: Callable[[int, int], None] | None = None  # (done, total): layers profiled at search start
+    finalize: FinalizeHooks | None = None  # the finalize phase after the search
 
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
@@ -127,6 +133,8 @@ def check_options(cfg: SearchConfig) -> None:
         raise BadInputError(f"--accuracy-window must be between 0 and 100 percentage points; got {w:g}")
     if cfg.budget_on not in BUDGET_ON:
         raise BadInputError(f"--budget-on must be point or upper; got {cfg.budget_on!r}")
+    if cfg.finalize is not None and cfg.finalize < 0:
+        raise BadInputError(f"--finalize must be 0 (off) or more candidates; got {cfg.finalize}")
     if cfg.eta < 2:
         raise BadInputError(f"--eta must be at least 2; got {cfg.eta}")
     if cfg.backend not in BACKENDS:

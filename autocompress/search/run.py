@@ -76,6 +76,8 @@ def run_search(cfg: SearchConfig, hooks: Hooks | None = None) -> SearchOutcome:
     config = _config(cfg, problem, target, storage_spec, warm, prepared)
     if cfg.accuracy_window_pp is None and old_config.get("accuracy_window_pp") is not None:
         config["accuracy_window_pp"] = old_config["accuracy_window_pp"]
+    if cfg.resume and old_config.get("finalize"):
+        config["finalize"] = old_config["finalize"]  # what a finalize phase of this run did so far
     if cfg.resume and old_config:
         config["created"] = old_config.get("created", config["created"])
         config["resumed"] = [*old_config.get("resumed", []), datetime.now(UTC).isoformat(timespec="seconds")]
@@ -100,6 +102,13 @@ def run_search(cfg: SearchConfig, hooks: Hooks | None = None) -> SearchOutcome:
             "then continue with --resume"
         ) from exc
     front = pareto_frame(trials, accuracy_window(config))
+    if cfg.finalize != 0 and not front.empty:
+        # the finalize phase, in this process after the search (whatever the backend): the chosen
+        # candidates and the teacher trained longer, deployed only where better on validation
+        from autocompress.search.finalize import finalize_candidates
+
+        fin = finalize_candidates(problem, run_dir, config, top=cfg.finalize, hooks=hooks.finalize)
+        config, trials, front = fin.config, fin.trials, fin.pareto
     supernet = prepared.get("supernet") or {}
     outcome = SearchOutcome(run_dir, config, trials, front, new, bool(supernet.get("cached")),
                             float(supernet.get("seconds", 0.0)))  # fmt: skip

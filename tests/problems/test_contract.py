@@ -76,3 +76,22 @@ def test_the_latency_range_holds_the_largest_and_smallest_candidates(problem) ->
     assert rng.target == problem.target.name and rng.estimated == problem.target.estimated
     for cand in (problem.largest(), problem.smallest()):
         assert rng.min_ms - 1e-9 <= problem.predict(cand).latency_ms <= rng.max_ms + 1e-9
+
+
+def test_finalize_trains_deploys_and_resumes_from_its_checkpoint(problem, tmp_path) -> None:
+    """Both problems finalize the same way: the long fine-tune by the space's schedule, then the
+    deploy step into models/final_NNNN.onnx; a second call finds the last epoch's checkpoint,
+    trains nothing more and deploys the same network (same accuracy)."""
+    models = tmp_path / "models"
+    models.mkdir()
+    problem.prepare(models)
+    spec = problem.finalize_spec()
+    ckpt = tmp_path / "trial_0003.pt"
+    steps: list[tuple[int, int]] = []
+    result, resumed = problem.finalize(problem.smallest(), 3, checkpoint=ckpt, on_step=lambda d, t: steps.append((d, t)))
+    assert resumed == 0 and steps and steps[-1][0] == steps[-1][1]  # every step of the schedule ran
+    assert result.model_path == str(models / "final_0003.onnx") and (models / "final_0003.onnx").is_file()
+    assert 0 < result.val_accuracy <= 1 and result.size_bytes == (models / "final_0003.onnx").stat().st_size
+    assert torch.load(ckpt, weights_only=True)["epoch"] == spec.epochs
+    again, resumed = problem.finalize(problem.smallest(), 3, checkpoint=ckpt)
+    assert resumed == spec.epochs and again.val_accuracy == result.val_accuracy

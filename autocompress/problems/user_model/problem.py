@@ -17,6 +17,7 @@ import dataclasses
 import logging
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,7 @@ from autocompress.problems.user_model.space import (
     prune_model,
 )
 from autocompress.runtime import accuracy, accuracy_runtime, export_onnx, model_size, onnx_params
+from autocompress.schedule import FinalizeSpec
 from autocompress.supernet import recalibrate_bn
 
 log = logging.getLogger(__name__)
@@ -369,8 +371,34 @@ class UserModelProblem(Problem, UserModelDescriber):
             seed=self.seed + number, channels_last=False, device=self.device,
         )  # fmt: skip
         t1 = time.perf_counter()
+        return self._deploy(model, cand, number, self.models_dir / f"trial_{number:04d}.onnx", finetune_s=t1 - t0)
+
+    def finalize_spec(self) -> FinalizeSpec:
+        return self.space.spec.finalize
+
+    def finalize(self, cand: ModelCandidate, number: int, *, checkpoint: Path,
+                 on_step: Callable[[int, int], None] | None = None) -> tuple[TrialResult, int]:  # fmt: skip
+        """The candidate's pruned network trained by the finalize schedule, distilled from the
+        user's model, then deployed as ``evaluate`` deploys; writes ``models/final_NNNN.onnx``."""
+        fin = self.finalize_spec()
+        t0 = time.perf_counter()
+        model = self.prune(cand)
+        x_train, y_train = self.data.split("train", self.resolution)
+        model, resumed = compress.distill_epochs(
+            model, x_train, y_train, spec=fin, teacher_logits=self.teacher_logits() if fin.kd_alpha > 0 else None,
+            seed=self.seed + number, checkpoint=checkpoint, on_step=on_step, device=self.device, channels_last=False,
+        )  # fmt: skip
+        t1 = time.perf_counter()
+        path = self.models_dir / f"final_{number:04d}.onnx"
+        return self._deploy(model, cand, number, path, finetune_s=t1 - t0), resumed
+
+    def _deploy(self, model: nn.Module, cand: ModelCandidate, number: int, path: Path, *,
+                finetune_s: float) -> TrialResult:  # fmt: skip
+        """The one deploy step into ``path``, priced and measured (the search's and finalize's)."""
+        spec = self.space.spec
+        t1 = time.perf_counter()
+        x_train, y_train = self.data.split("train", self.resolution)
         runtime = self.runtime
-        path = self.models_dir / f"trial_{number:04d}.onnx"
         x_val, y_val = self.data.split("val", self.resolution)
         x_test, y_test = self.data.split("test", self.resolution)
         calib, _ = self.data.split("calib", self.resolution)
@@ -418,7 +446,7 @@ class UserModelProblem(Problem, UserModelDescriber):
         return TrialResult.of_deployed(
             path, accuracy=lambda f, split: accuracy(f, *splits[split], runtime=runtime), runtime=runtime,
             prediction=prediction, params=priced["params"], macs=priced["macs"],
-            finetune_s=t1 - t0, eval_start=t1, quant=quant, interval=priced["interval"],
+            finetune_s=finetune_s, eval_start=t1, quant=quant, interval=priced["interval"],
         )  # fmt: skip
 
 

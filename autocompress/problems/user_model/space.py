@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from autocompress.arch import pruned_channels
 from autocompress.compress.prune import _accumulate_gradients, importance
 from autocompress.exceptions import ModelError, SpaceError
+from autocompress.schedule import FinalizeSpec
 
 PruneImportance = Literal["l1", "l2", "taylor", "bn_scale"]
 Precision = Literal["fp32", "fp16", "int8"]
@@ -69,6 +70,7 @@ class ModelSpaceSpec(BaseModel):
     qat: list[bool] = Field([False, True], description="searched when some part may be int8")
     qat_threshold_pp: float = Field(0.5, description="QAT runs when int8 PTQ loses more val accuracy than this")
     qat_steps: int = Field(200, ge=1)
+    finalize: FinalizeSpec = FinalizeSpec()  # the long fine-tune after the search (schedule.py)
 
     @field_validator("prune_ratio", "kd_alpha", "kd_temperature", "finetune_steps", "qat")
     @classmethod
@@ -396,7 +398,9 @@ class ModelSpace:
         return n
 
     def fingerprint(self, weights_sha256: str) -> str:
-        blob = json.dumps({"dims": self._dims, "spec": self.spec.model_dump(mode="json"), "w": weights_sha256},
+        # the finalize schedule runs after the search: changing it must not refuse --resume
+        spec = self.spec.model_dump(mode="json", exclude={"finalize"})
+        blob = json.dumps({"dims": self._dims, "spec": spec, "w": weights_sha256},
                           sort_keys=True).encode()  # fmt: skip
         return hashlib.sha256(blob).hexdigest()[:16]
 
