@@ -136,6 +136,20 @@ class ErrorBand(BaseModel):
         return (predicted_ms * max(0.0, 1 + self.lo_pct / 100), predicted_ms * (1 + self.hi_pct / 100))
 
 
+class EdgeCost(BaseModel):
+    """What a QuantizeLinear (entering int8 from float) or a DequantizeLinear (leaving it) costs on
+    one activation tensor of ``e`` elements: ``fixed_ms + per_kelem_ms * e / 1000``, fitted by
+    least squares to the op timed alone on the table's activation shapes (``hardware/qdq.py``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    fixed_ms: float = Field(ge=0)
+    per_kelem_ms: float = Field(ge=0)
+    shapes: int = Field(0, ge=0, description="activation shapes it was fitted on")
+
+    def ms(self, elems: float) -> float:
+        return self.fixed_ms + self.per_kelem_ms * elems / 1000.0
+
+
 class DeviceSpec(BaseModel):
     """``device.yaml``: the target and the provenance of every number in its table."""
 
@@ -150,7 +164,16 @@ class DeviceSpec(BaseModel):
     precisions: list[Literal["fp32", "fp16", "int8"]] = Field(min_length=1)
     batch: int = Field(1, ge=1)
     overhead_ms: float = Field(ge=0, description="per inference: runtime call, input/output copies")
-    transition_ms: float = Field(0.0, ge=0, description="per entry into a reduced precision (int8/fp16)")
+    transition_ms: float = Field(
+        0.0, ge=0, description="per entry into a reduced precision (fp16; int8 too where int8_entry is not fitted)"
+    )
+    int8_entry: EdgeCost | None = Field(
+        None, description="quantizing the activation that enters an int8 region (once per region)"
+    )
+    int8_exit: EdgeCost | None = Field(
+        None, description="dequantizing the activation that leaves an int8 region (once per region); "
+        "an int8 row was timed with its own output DequantizeLinear, which inside a region is fused away",
+    )
     block_scale: float | dict[str, float] = Field(
         1.0, description="factor on block rows (one, or per precision), fitted to end-to-end timings of networks"
     )
@@ -215,6 +238,11 @@ class BlockKey:
     def size(self) -> tuple[float, float]:
         spec = self.spec()
         return float(spec.macs()), float(spec.activation_elems())
+
+    def edges(self) -> tuple[float, float]:
+        """(input, output) activation elements: what entering int8 quantizes and leaving it dequantizes."""
+        spec = self.spec()
+        return float(self.in_h * self.in_w * self.in_c), float(spec.out_h * spec.out_w * self.out_c)
 
     def label(self) -> str:
         if self.op == "mbconv":

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import random
 import tempfile
 import zlib
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch.nn as nn
@@ -27,9 +29,13 @@ from autocompress._io import atomic_path, atomic_write_text
 from autocompress.arch import block_precisions, plan
 from autocompress.exceptions import BadInputError, TargetError
 from autocompress.hardware.host import cpu_model
+from autocompress.hardware.lut import ErrorBand, load_device, save_device
 from autocompress.hardware.predict import predict
 from autocompress.hardware.scale import Timed, fit_scales, unit_scale
 from autocompress.hardware.targets import Target
+
+if TYPE_CHECKING:
+    from autocompress.hardware.host_fit import HostFit
 from autocompress.runtime import export_onnx, measure_passes, pinned_cpus
 from autocompress.space import Candidate, SearchSpace
 
@@ -74,6 +80,7 @@ class Validation:
     passes: int = 1
     points: list[Point] = field(default_factory=list)
     date: str = ""
+    host_fit: dict[str, object] = field(default_factory=dict)  # what on_this_host did before timing
 
     @property
     def errors(self) -> np.ndarray:
@@ -118,7 +125,26 @@ class Validation:
             "threads": self.threads,
             "cpu": self.cpu,
             "table_cpu": self.table_cpu,
+            "host_fit": self.host_fit.get("status", "measured here"),
         }
+
+    def band(self) -> ErrorBand:
+        """The error band of these predictions (``lut.ErrorBand``): 10th/90th percentile of
+        (measured / predicted - 1) in %, share within ±5/10/20%, on this machine."""
+        ratio = np.array([p.measured_ms / p.predicted_ms - 1 for p in self.points])
+        how = "after re-calibration to this host" if str(self.host_fit.get("status", "")).startswith("re-cal") else ""
+        return ErrorBand(
+            lo_pct=round(float(np.percentile(100 * ratio, 10)), 2),
+            hi_pct=round(float(np.percentile(100 * ratio, 90)), 2),
+            n=len(self.points),
+            basis=(f"validate-latency: {len(self.points)} random {self.space} candidates ({self.precision}, seed "
+                   f"{self.seed}) timed end to end with {self.runtime} {self.runtime_version}, {self.threads} "
+                   f"thread(s), 10th percentile of {self.reps} runs x {self.passes} passes"
+                   + (f", {how}" if how else "")),
+            host={"cpu": self.cpu, "logical_cpus": os.cpu_count(), "threads": self.threads, "date": self.date},
+            within={str(k): round(float(np.mean(np.abs(ratio) <= k / 100 + 1e-12)), 4) for k in (5, 10, 20)},
+            median_abs_pct=round(float(np.median(np.abs(100 * ratio))), 2),
+        )  # fmt: skip
 
 
 def candidates(space: SearchSpace, n: int, mode: str, precisions: list[str], seed: int) -> list[Candidate]:
@@ -273,6 +299,24 @@ def fit_block_scale(
     return fit_scales(groups), sum(len(g) for g in groups.values())
 
 
+def record_band(report: Validation, target: Target, fit: HostFit | None) -> str:
+    """Store the report's error band under its precision mode (fp32, int8, mixed) where the
+    table's predictions on this machine are kept: the host fit (a table re-calibrated here), else
+    the table's own ``device.yaml`` (measured here); returns one line saying where (or why not)."""
+    band = report.band()
+    if fit is not None:
+        fit.error_band[report.precision] = band.model_dump()
+        where = fit.save()
+        return (f"error band {report.precision} recorded in {where}" if where
+                else f"error band not recorded: {fit.path().parent} is not writable")  # fmt: skip
+    path = target.folder / "device.yaml"
+    if not (os.access(target.folder, os.W_OK) and os.access(path, os.W_OK)):
+        return f"error band not recorded: {target.folder} is read-only (see {report.precision} in validation.json)"
+    device = load_device(path)
+    save_device(target.folder, device.model_copy(update={"error_band": {**device.error_band, report.precision: band}}))
+    return f"error band {report.precision} recorded in {path}"
+
+
 def write_validation(report: Validation, out: Path) -> dict[str, Path]:
     """Write ``validation.json``, ``validation.csv`` and ``validation.png`` into ``out``."""
     import pandas as pd
@@ -282,6 +326,8 @@ def write_validation(report: Validation, out: Path) -> dict[str, Path]:
     paths = {"json": out / "validation.json", "csv": out / "validation.csv", "png": out / "validation.png"}
     payload = {
         "summary": report.summary(),
+        "error_band": report.band().model_dump(),
+        "host_fit": report.host_fit,
         "space": report.space,
         "seed": report.seed,
         "reps": report.reps,

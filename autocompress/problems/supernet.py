@@ -19,6 +19,7 @@ from autocompress.arch import block_precisions, plan, unpruned
 from autocompress.budget import LatencyRange, space_latency_range
 from autocompress.data import ImageDataset, load_dataset
 from autocompress.exceptions import AutoCompressError, TargetError
+from autocompress.hardware.host_fit import HostCheck, apply_cached, on_this_host
 from autocompress.hardware.predict import predict
 from autocompress.hardware.pricing import Prediction
 from autocompress.hardware.targets import Target, get_target
@@ -73,10 +74,12 @@ class SupernetProblem(Problem, SupernetDescriber):
 
     def __init__(self, *, space: str | Path | None, target: str, dataset: str | None = None,
                  data_dir: Path | None = None, subset: int | None = None, seed: int = 0,
-                 retrain: bool = False, batch: int = 1) -> None:  # fmt: skip
+                 retrain: bool = False, batch: int = 1, recalibrate: bool = True) -> None:  # fmt: skip
         self.space_spec = space
         self.space = load_space(space)
-        self.target: Target = get_target(target)
+        self.target: Target = apply_cached(get_target(target))  # a Ray worker: the fit its driver made
+        self.recalibrate = recalibrate
+        self._host: HostCheck | None = None
         self.dataset_spec = dataset or self.space.model.dataset
         self.data_dir = data_dir
         self.subset = subset
@@ -119,6 +122,12 @@ class SupernetProblem(Problem, SupernetDescriber):
                 f"space {self.space.name} uses {', '.join(missing)} but target {self.target.name} runs "
                 f"{', '.join(table.device.precisions)}"
             )
+        hooks = hooks or ProblemHooks()
+        self._host = on_this_host(self.target, self.space, channels=self.data.channels, classes=self.data.num_classes,
+                                  recalibrate=getattr(self, "recalibrate", True), on_progress=hooks.host_fit_step)  # fmt: skip
+        self.target = self._host.target
+        if self._host.line and hooks.note:
+            hooks.note(self._host.line)
 
     def prepare(self, models_dir: Path, hooks: ProblemHooks | None = None) -> dict[str, Any]:
         hooks = hooks or ProblemHooks()
@@ -149,6 +158,7 @@ class SupernetProblem(Problem, SupernetDescriber):
             "space_fingerprint": self.fingerprint(),
             "space": self.space.to_dict(),
             "dataset": {**self.data.describe(), "spec": self.dataset_spec, "subset": self.subset},
+            **({"latency_host": self._host.to_config()} if getattr(self, "_host", None) is not None else {}),
         }
 
     def recipe(self) -> dict[str, Any]:

@@ -52,6 +52,8 @@ class SearchConfig:
     # Pareto points more than this many pp of validation accuracy below the best are listed apart
     # in the report and the CLI (None: the resumed run's recorded window, else results' default)
     accuracy_window_pp: float | None = None
+    # a measured table from another machine: re-calibrate it here before the first trial
+    recalibrate: bool = True
 
 
 @dataclass
@@ -75,6 +77,8 @@ class Hooks:
     trial_done: Callable[[int, int, float | None, dict[str, Any]], None] | None = None
     search_start: Callable[[int, int], None] | None = None
     layers_profile: Callable[[int, int], None] | None = None  # (done, total): layers profiled at search start
+    host_fit: Callable[[int, int], None] | None = None  # (done, total): table re-calibrated to this machine
+    note: Callable[[str], None] | None = None  # one line the user should see before the trials
 
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:

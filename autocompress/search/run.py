@@ -51,9 +51,9 @@ def run_search(cfg: SearchConfig, hooks: Hooks | None = None) -> SearchOutcome:
     problem = build_problem(
         target=cfg.target, space=cfg.space, dataset=cfg.dataset, data_dir=cfg.data_dir, subset=cfg.subset,
         seed=cfg.seed, model=cfg.model, weights=cfg.weights, input_shape=cfg.input_shape,
-        retrain=cfg.retrain_supernet,
+        retrain=cfg.retrain_supernet, recalibrate=cfg.recalibrate,
     )  # fmt: skip
-    problem.check(ProblemHooks(profile_step=hooks.layers_profile))
+    problem.check(ProblemHooks(profile_step=hooks.layers_profile, host_fit_step=hooks.host_fit, note=hooks.note))
     target = problem.target
     warm = warm_start_params(cfg.warm_start, problem) if cfg.warm_start else []
     run_dir = prepare_run_dir(cfg, target.name, problem.fingerprint())
