@@ -1,7 +1,9 @@
 """Re-calibrate a measured block table to this machine when it was measured on another one.
 
 A measured table's rows are only as good as the machine they were timed on (``device.yaml:
-host``). When this machine differs (CPU model or logical CPU count), before the first trial the
+host``). When this machine differs (CPU model, logical CPU count, or machine id: a VM of the
+same CPU model elsewhere is another machine, and a table that does not record its machine is
+treated as another's; see ``host.machine_id``), before the first trial the
 search (and ``validate-latency``) times a few reference networks of the space end to end here
 (fp32, all-int8 and mixed, ≤ ``BUDGET_S`` s with their export), measures the int8 entry/exit
 costs here (``hardware/qdq.py``), and fits the table's ``block_scale`` per precision to those
@@ -29,12 +31,12 @@ import numpy as np
 
 from autocompress._io import atomic_write_text
 from autocompress.arch import block_precisions, plan
-from autocompress.hardware.host import cpu_model
+from autocompress.hardware.host import cpu_model, machine_id
 from autocompress.hardware.layer_fill import same_host
-from autocompress.hardware.lut import DeviceSpec, EdgeCost, ErrorBand, LatencyTable
+from autocompress.hardware.lut import BlockKey, DeviceSpec, EdgeCost, ErrorBand, LatencyTable
 from autocompress.hardware.predict import predict
 from autocompress.hardware.qdq import measure_edges
-from autocompress.hardware.scale import Timed, fit_scales, unit_scale
+from autocompress.hardware.scale import Timed, fit_int8, fit_scales, unit_scale
 from autocompress.hardware.targets import Target, default_user_tables
 from autocompress.runtime import measure_passes, pinned_cpus, runtime_version
 from autocompress.space import SearchSpace
@@ -52,7 +54,15 @@ def host_fits_dir() -> Path:
 
 
 def this_host(runtime: str) -> dict[str, Any]:
-    return {"cpu": cpu_model(), "logical_cpus": os.cpu_count(), runtime: runtime_version(runtime)}
+    return {"cpu": cpu_model(), "logical_cpus": os.cpu_count(), "machine": machine_id(),
+            runtime: runtime_version(runtime)}  # fmt: skip
+
+
+def measured_here(device: DeviceSpec) -> bool:
+    """Whether ``device`` (a measured table) was profiled on this very machine: same CPU model and
+    logical CPU count, and the same :func:`~autocompress.hardware.host.machine_id` (a table that
+    does not record one, or another VM of the same CPU model, is another machine)."""
+    return same_host(device) and str(device.host.get("machine", "")) == machine_id()
 
 
 def table_digest(target: Target) -> str:
@@ -82,6 +92,7 @@ class HostFit:
     seconds: float
     space: str
     date: str
+    int8_terms: dict[str, dict[str, float]] = field(default_factory=dict)  # int8_link_ms, ... as in device.yaml
     error_band: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def apply(self, device: DeviceSpec) -> DeviceSpec:
@@ -89,6 +100,7 @@ class HostFit:
         update: dict[str, Any] = {"block_scale": dict(self.block_scale)}
         if self.int8_entry is not None and self.int8_exit is not None:
             update |= {"int8_entry": EdgeCost(**self.int8_entry), "int8_exit": EdgeCost(**self.int8_exit)}
+        update |= self.int8_terms
         if self.error_band:
             update["error_band"] = {k: ErrorBand(**v) for k, v in self.error_band.items()}
         return device.model_copy(update=update)
@@ -99,8 +111,9 @@ class HostFit:
         err = ", ".join(f"{p} {self.before_mape_pct[p]:.0f}% -> {self.after_mape_pct[p]:.0f}%"
                         for p in self.after_mape_pct)  # fmt: skip
         scales = ", ".join(f"{p} x{s:.3f}" for p, s in self.block_scale.items())
-        return (f"{self.target} was measured on {self.table_host.get('cpu')!r} ({self.table_host.get('logical_cpus')} "
-                f"logical CPUs); re-calibrated to this machine ({self.host['cpu']!r}, {self.host['logical_cpus']}) "
+        return (f"{self.target} was measured on another machine ({self.table_host.get('cpu')!r}, "
+                f"{self.table_host.get('logical_cpus')} logical CPUs, machine {self.table_host.get('machine') or 'unrecorded'}); "
+                f"re-calibrated to this one ({self.host['cpu']!r}, {self.host['logical_cpus']}, machine {self.host['machine']}) "
                 f"on {nets} reference networks timed here in {self.seconds:.0f} s: block_scale {scales}; "
                 f"error on them {err} (MAPE)")  # fmt: skip
 
@@ -141,7 +154,8 @@ def profile_command(device: DeviceSpec, space: SearchSpace) -> str:
 def other_machine_line(device: DeviceSpec, space: SearchSpace, why: str) -> str:
     """The one line shown when a table from another machine is used as it is."""
     return (f"latency figures of {device.name} come from another machine ({device.host.get('cpu', 'unknown')!r}, "
-            f"{device.host.get('logical_cpus', '?')} logical CPUs), not re-calibrated ({why}); measure this one "
+            f"{device.host.get('logical_cpus', '?')} logical CPUs, machine {device.host.get('machine') or 'unrecorded'}), "
+            f"not re-calibrated ({why}); measure this one "
             f"with '{profile_command(device, space)}'")  # fmt: skip
 
 
@@ -202,11 +216,16 @@ def fit_host(
             timings = measure_passes(paths, shapes_in, passes=PASSES, group=len(paths), threads=threads, reps=REPS,
                                      runtime=dev.runtime, seed=SEED)  # fmt: skip
     groups: dict[str, list[Timed]] = {}
-    for (mode, _, prec, pred, _), t in zip(built, timings, strict=True):
-        if mode != "mixed":  # mixed networks check the fit; fp32 and int8 ones make it
-            groups.setdefault(mode, []).append(Timed(pred, prec, t.p10_ms))
+    for (mode, blocks, prec, pred, _), t in zip(built, timings, strict=True):
+        groups.setdefault(mode, []).append(Timed(pred, prec, t.p10_ms, [BlockKey.of(b, q) for b, q in zip(blocks, prec)]))
+    mixed = groups.pop("mixed", [])
     scales = fit_scales(groups)
-    after = with_device(target, fitted.model_copy(update={"block_scale": scales})).table
+    int8 = fit_int8([*groups.get("int8", []), *mixed], scales) if entry is not None else None
+    terms: dict[str, Any] = {"block_scale": scales}
+    if int8 is not None:
+        scales["int8"] = int8.scale
+        terms |= int8.terms(dev)
+    after = with_device(target, fitted.model_copy(update=terms)).table
     before_err: dict[str, list[float]] = {}
     after_err: dict[str, list[float]] = {}
     for (mode, blocks, prec, _, old), t in zip(built, timings, strict=True):
@@ -215,8 +234,9 @@ def fit_host(
     tick()
     return HostFit(
         target=dev.name, digest=table_digest(target), host=this_host(dev.runtime),
-        table_host={k: dev.host.get(k) for k in ("cpu", "logical_cpus", "threads", dev.runtime, "date")},
+        table_host={k: dev.host.get(k) for k in ("cpu", "logical_cpus", "machine", "threads", dev.runtime, "date")},
         block_scale=scales, int8_entry=entry.model_dump() if entry else None,
+        int8_terms=int8.terms(dev) if int8 else {},
         int8_exit=exit_.model_dump() if exit_ else None,
         networks={m: sum(1 for b in built if b[0] == m) for m in modes},
         before_mape_pct={m: round(100 * float(np.mean(v)), 1) for m, v in before_err.items()},
@@ -251,7 +271,7 @@ def on_this_host(
     (or is not measured at all); else re-calibrated (from the cache when this host already fitted
     this table), or unchanged with the one line that says so."""
     dev = target.device
-    if dev.source != "measured" or same_host(dev):
+    if dev.source != "measured" or measured_here(dev):
         return HostCheck(target, None, None)
     if not recalibrate:
         return HostCheck(target, other_machine_line(dev, space, "--no-recalibrate"), None)
@@ -271,7 +291,7 @@ def on_this_host(
 
 def apply_cached(target: Target) -> Target:
     """``target`` with this host's cached fit applied, if there is one (Ray workers, reports)."""
-    if target.device.source != "measured" or same_host(target.device):
+    if target.device.source != "measured" or measured_here(target.device):
         return target
     fit = HostFit.load(target)
     return with_device(target, fit.apply(target.device)) if fit else target

@@ -174,6 +174,17 @@ class DeviceSpec(BaseModel):
         None, description="dequantizing the activation that leaves an int8 region (once per region); "
         "an int8 row was timed with its own output DequantizeLinear, which inside a region is fused away",
     )
+    int8_link_ms: dict[str, float] = Field(
+        {}, description="per table kind (blocks, layers): per boundary between two consecutive int8 entries, "
+        "fitted on networks timed end to end (what a row timed alone misses inside an int8 chain; may be < 0)",
+    )
+    int8_residual_ms: dict[str, float] = Field(
+        {}, description="per table kind: per int8 entry with a residual add (an mbconv block keeping its shape), "
+        "fitted end to end (what timing the block alone misses of its skip connection inside a network)",
+    )
+    int8_region_ms: dict[str, float] = Field(
+        {}, description="per table kind: per int8 region on top of int8_entry/int8_exit, fitted end to end (may be < 0)"
+    )
     block_scale: float | dict[str, float] = Field(
         1.0, description="factor on block rows (one, or per precision), fitted to end-to-end timings of networks"
     )
@@ -238,6 +249,10 @@ class BlockKey:
     def size(self) -> tuple[float, float]:
         spec = self.spec()
         return float(spec.macs()), float(spec.activation_elems())
+
+    def residual(self) -> bool:
+        """Whether the block adds its input to its output (an mbconv that keeps its shape)."""
+        return self.op == "mbconv" and self.stride == 1 and self.in_c == self.out_c
 
     def edges(self) -> tuple[float, float]:
         """(input, output) activation elements: what entering int8 quantizes and leaving it dequantizes."""

@@ -149,19 +149,29 @@ def fused_int8(device: DeviceSpec) -> bool:
     return device.int8_entry is not None and device.int8_exit is not None
 
 
-def transition_cost(device: DeviceSpec, keys: Sequence[Key]) -> float:
+def transition_cost(device: DeviceSpec, keys: Sequence[Key], table: TableKind = "blocks") -> float:
     """What switching precisions costs a network (ms): the fitted entry and exit cost of each int8
-    region, plus ``transition_ms`` per entry into any other reduced precision (or into int8 when
-    no entry/exit cost is fitted)."""
+    region (with the table kind's ``int8_region_ms``), ``int8_link_ms`` per boundary between two
+    int8 entries, ``int8_residual_ms`` per int8 entry with a residual add, plus ``transition_ms`` per entry into any other reduced precision (or into int8
+    when no entry/exit cost is fitted)."""
     precisions = [k.precision for k in keys]
     if not fused_int8(device):
         return precision_entries(precisions) * device.transition_ms
     others = precision_entries(["fp32" if p == "int8" else p for p in precisions])
     total = others * device.transition_ms
     assert device.int8_entry is not None and device.int8_exit is not None
+    region, link = device.int8_region_ms.get(table, 0.0), device.int8_link_ms.get(table, 0.0)
+    residual = device.int8_residual_ms.get(table, 0.0)
     for first, last in int8_regions(precisions):
         total += device.int8_entry.ms(keys[first].edges()[0]) + device.int8_exit.ms(keys[last].edges()[1])
+        total += region + link * (last - first) + residual * residuals(keys[first : last + 1])
     return total
+
+
+def residuals(keys: Sequence[Key]) -> int:
+    """How many of ``keys`` add their input to their output (blocks only: a layer table prices the
+    add as a layer of its own)."""
+    return sum(bool(getattr(k, "residual", lambda: False)()) for k in keys)
 
 
 def int8_core(device: DeviceSpec, key: Key, row_ms: float) -> float:
@@ -256,7 +266,7 @@ def price(device: DeviceSpec, table: Table[K], keys: Sequence[K], *,
         log.warning("%s: %d %s not in the table, interpolated: %s", device.name, len(guessed), table.kind,
                     "; ".join(f"{c.label} {c.latency_ms:.4f} ms" for c in guessed[:8])
                     + (f"; ... ({len(guessed) - 8} more)" if len(guessed) > 8 else ""))  # fmt: skip
-    transitions = transition_cost(device, keys)
+    transitions = transition_cost(device, keys, table.kind)
     fixed = device.overhead_ms + transitions
     latency = fixed + sum(c.latency_ms for c in costs)
     energy_total: float | None

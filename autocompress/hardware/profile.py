@@ -23,7 +23,15 @@ from autocompress.arch import BlockSpec, all_blocks
 from autocompress.compress.quantize import quantize_int8
 from autocompress.exceptions import BadInputError, TargetError
 from autocompress.hardware.host import host_info
-from autocompress.hardware.lut import BlockKey, DeviceSpec, EdgeCost, LatencyTable, Row, load_table
+from autocompress.hardware.lut import (
+    BlockKey,
+    DeviceSpec,
+    EdgeCost,
+    LatencyTable,
+    Row,
+    load_table,
+    save_device,
+)
 from autocompress.hardware.qdq import measure_edges
 from autocompress.hardware.scale import store_scale
 from autocompress.hardware.targets import Target
@@ -347,9 +355,12 @@ def fit_table_scale(
     """Time ``networks`` random networks of ``space`` end to end and store the fitted per-precision
     ``block_scale`` in the measured table in ``folder`` (see ``validate.fit_block_scale``)."""
     table = load_table(folder)
-    scales, fitted = fit_block_scale(Target(folder=folder, device=table.device), space, n=networks,
-                                     passes=passes, channels=channels, classes=classes)  # fmt: skip
+    scales, fitted, int8 = fit_block_scale(Target(folder=folder, device=table.device), space, n=networks,
+                                           passes=passes, channels=channels, classes=classes)  # fmt: skip
     note = (f"block_scale fitted on {fitted} random {space.model.name} networks timed end to end "
             f"(seed 1000003, disjoint from validate-latency's)")  # fmt: skip
     device = store_scale(folder, "blocks", scales, note)
+    if int8 is not None:
+        device = device.model_copy(update=int8.terms(device))
+        save_device(folder, device)
     return LatencyTable(device=device, rows=table.rows, folder=folder)

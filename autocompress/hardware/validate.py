@@ -29,9 +29,10 @@ from autocompress._io import atomic_path, atomic_write_text
 from autocompress.arch import block_precisions, plan
 from autocompress.exceptions import BadInputError, TargetError
 from autocompress.hardware.host import cpu_model
-from autocompress.hardware.lut import ErrorBand, load_device, save_device
+from autocompress.hardware.lut import BlockKey, ErrorBand, load_device, save_device
 from autocompress.hardware.predict import predict
-from autocompress.hardware.scale import Timed, fit_scales, unit_scale
+from autocompress.hardware.pricing import fused_int8
+from autocompress.hardware.scale import Int8Fit, Timed, fit_int8, fit_scales, unit_scale
 from autocompress.hardware.targets import Target
 
 if TYPE_CHECKING:
@@ -268,35 +269,46 @@ def validate_latency(
 def fit_block_scale(
     target: Target, space: SearchSpace, *, n: int = 24, seed: int = 1_000_003, reps: int = 50, passes: int = 3,
     channels: int = 1, classes: int = 10,
-) -> tuple[dict[str, float], int]:  # fmt: skip
+) -> tuple[dict[str, float], int, Int8Fit | None]:  # fmt: skip
     """Fit a measured table's ``block_scale`` per precision from ``n`` random networks per
     precision, timed end to end (the fit: :func:`autocompress.hardware.scale.fit_scales`).
 
     fp32 on all-fp32 networks, then each reduced precision on networks whose stages all run
-    in it (their fp32 stem and head priced with the fp32 factor). The networks come from a
-    seed far from validate-latency's default, so a validation never scores them.
+    in it (their fp32 stem and head priced with the fp32 factor). Where the table has fitted
+    int8 entry/exit costs, int8 is fitted with its link and region terms
+    (:func:`autocompress.hardware.scale.fit_int8`) on the all-int8 networks and ``n`` mixed
+    ones. The networks come from a seed far from validate-latency's default, so a validation
+    never scores them.
 
     Returns:
-        (factor per precision, networks timed)
+        (factor per precision, networks timed, the int8 fit or None)
     """
     dev = target.device
     table = type(target.table)(device=unit_scale(dev, "blocks"), rows=target.table.rows, folder=target.folder)
     threads = int(dev.host.get("threads") or 1)
     groups: dict[str, list[Timed]] = {}
-    for prec in sorted(dev.precisions, key=lambda p: p != "fp32"):
+    modes = sorted(dev.precisions, key=lambda p: p != "fp32")
+    if "int8" in modes and fused_int8(dev):
+        modes.append("mixed")
+    for prec in modes:
         cands = candidates(space, n, prec, list(dev.precisions), seed)
         with tempfile.TemporaryDirectory() as tmp:
             paths, shapes, preds = [], [], []
             for i, cand in enumerate(cands):
                 blocks = plan(cand, space, channels, classes)
                 bprec = block_precisions(cand, space, blocks)
-                preds.append((predict(table, blocks, bprec), bprec))
+                preds.append((predict(table, blocks, bprec), bprec, [BlockKey.of(b, q) for b, q in zip(blocks, bprec)]))
                 paths.append(build_model(cand, space, channels, classes, Path(tmp), f"s{i}"))
                 shapes.append((1, channels, cand.resolution, cand.resolution))
             timings = measure_passes(paths, shapes, passes=passes, group=GROUP, threads=threads, reps=reps,
                                      runtime=dev.runtime, seed=seed)  # fmt: skip
-        groups[prec] = [Timed(pred, bprec, t.p10_ms) for (pred, bprec), t in zip(preds, timings)]
-    return fit_scales(groups), sum(len(g) for g in groups.values())
+        groups[prec] = [Timed(pred, bprec, t.p10_ms, keys) for (pred, bprec, keys), t in zip(preds, timings)]
+    mixed = groups.pop("mixed", [])
+    scales = fit_scales(groups)
+    int8 = fit_int8([*groups.get("int8", []), *mixed], scales) if mixed else None
+    if int8 is not None:
+        scales["int8"] = int8.scale
+    return scales, sum(len(g) for g in groups.values()) + len(mixed), int8
 
 
 def record_band(report: Validation, target: Target, fit: HostFit | None) -> str:

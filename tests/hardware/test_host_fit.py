@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from autocompress.hardware.host_fit import HostFit, apply_cached, on_this_host
+from autocompress.hardware.host_fit import HostFit, apply_cached, measured_here, on_this_host
 from autocompress.hardware.lut import load_device
 from autocompress.hardware.profile import profile_space
 from autocompress.hardware.targets import Target
@@ -50,7 +50,7 @@ def test_a_table_from_another_host_is_recalibrated_once_and_the_fit_reused(other
     space = load_space(small_space(other_table.parent))
     first = on_this_host(_target(other_table), space, networks=2)
     assert first.fit is not None and not first.cached
-    assert "re-calibrated to this machine" in (first.line or "") and "Some Other CPU" in (first.line or "")
+    assert "re-calibrated to this one" in (first.line or "") and "Some Other CPU" in (first.line or "")
     fitted = first.target.device
     assert fitted.block_scale == first.fit.block_scale and set(first.fit.block_scale) == {"fp32", "int8"}
     assert fitted.int8_entry is not None and fitted.int8_exit is not None  # measured here, not the table's
@@ -83,6 +83,10 @@ def test_a_table_measured_here_is_used_as_it_is(here_table: Path) -> None:
     target = _target(here_table)
     check = on_this_host(target, load_space(small_space(here_table.parent)))
     assert check.line is None and check.fit is None and check.target is target
+    assert measured_here(target.device)
+    # the same CPU model on a machine the table does not name (another VM of the same type) is another machine
+    other = target.device.model_copy(update={"host": {**target.device.host, "machine": "0123456789ab"}})
+    assert not measured_here(other)
 
 
 def test_validate_latency_writes_the_error_band(here_table: Path, other_table: Path, tmp_path: Path) -> None:
@@ -106,7 +110,7 @@ def test_validate_latency_writes_the_error_band(here_table: Path, other_table: P
     env = {"AUTOCOMPRESS_TABLES": str(other_table.parent), "AUTOCOMPRESS_CACHE": os.environ["AUTOCOMPRESS_CACHE"]}
     proc = cli(*args, "--out", str(tmp_path / "v2"), env=env)
     assert proc.returncode == 0, proc.stderr
-    assert "re-calibrated to this machine" in proc.stdout and "cached" in proc.stdout
+    assert "re-calibrated to this one" in proc.stdout and "cached" in proc.stdout
     fit = HostFit.load(_target(other_table))
     assert fit is not None and fit.error_band["int8"]["n"] == 4
     assert "after re-calibration" in fit.error_band["int8"]["basis"]
