@@ -116,4 +116,4 @@ def test_validate_latency_writes_the_error_band(here_table: Path, other_table: P
     assert "after re-calibration" in fit.error_band["int8"]["basis"]
     assert load_device(other_table / "device.yaml").error_band == {}
     saved = json.loads((tmp_path / "v2" / "validation.json").read_text())
-    assert saved["summary"]["host_fit"] == "re-calibrated" and saved["error_band"]["n"] == 4
+    assert saved["summary"]["host_fit"] == "re-calibrated (cached)" and saved["error_band"]["n"] == 4
