@@ -29,6 +29,7 @@ OPS = ("stem", "mbconv", "head")
 SOURCES = ("measured", "published", "estimated")
 TableKind = Literal["blocks", "layers"]
 SCALE_FIELDS: dict[str, str] = {"blocks": "block_scale", "layers": "layer_scale"}
+INT8_TERMS = ("int8_link_ms", "int8_residual_ms", "int8_region_ms")  # DeviceSpec fields fitted by scale.fit_int8
 
 
 class Reference(BaseModel):
@@ -329,6 +330,9 @@ def _sort_key(k: BlockKey) -> tuple[Any, ...]:
 def save_device(folder: Path, device: DeviceSpec) -> None:
     """Write ``folder/device.yaml`` atomically (fields in model order; comments are not kept)."""
     data = device.model_dump(mode="json", exclude_none=True)
+    for name in INT8_TERMS:  # fitted on measured tables only: other files stay as they were written
+        if not data.get(name):
+            data.pop(name, None)
     atomic_write_text(folder / "device.yaml", yaml.safe_dump(data, sort_keys=False, width=100))
 
 
