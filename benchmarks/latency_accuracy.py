@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--other", type=Path, default=ROOT / "hw_latency_tables" / "x86-cpu-onnxruntime",
                     help="a table profiled on another machine")
     ap.add_argument("--skip-other", action="store_true")
+    ap.add_argument("--skip-here", action="store_true", help="only the other machine's table")
     args = ap.parse_args(argv)
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -73,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
             before, t0 = load(), time.time()
             report = validate_latency(target, space, n=args.n, precision=mode,
                                       on_progress=lambda s, d, t, task=task: progress.update(task, completed=d * args.n // max(t, 1)))  # fmt: skip
-            write_validation(report, out / f"{scenario}-{mode}")
+            slug = "here" if scenario.startswith("after") else "other-recalibrated"
+            write_validation(report, out / f"{slug}-{mode}")
             s = report.summary()
             rows.append({"scenario": scenario, **s, "load_before": before, "load_after": load(),
                          "seconds": round(time.time() - t0)})  # fmt: skip
@@ -91,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             folder = args.table.resolve()
         here = Target(folder=folder, device=load_device(folder / "device.yaml"))
-        validate("after profile here", here, progress)
+        if not args.skip_here:
+            validate("after profile here", here, progress)
         if not args.skip_other:
             other_folder = out / "other" / args.other.name
             shutil.rmtree(other_folder, ignore_errors=True)

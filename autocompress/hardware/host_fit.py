@@ -38,13 +38,14 @@ from autocompress.hardware.predict import predict
 from autocompress.hardware.qdq import measure_edges
 from autocompress.hardware.scale import Timed, fit_int8, fit_scales, unit_scale
 from autocompress.hardware.targets import Target, default_user_tables
+from autocompress.hardware.validate import GROUP
 from autocompress.runtime import measure_passes, pinned_cpus, runtime_version
 from autocompress.space import SearchSpace
 
 BUDGET_S = 30.0  # the whole re-calibration, export included
 SEED = 2_000_003  # reference networks: disjoint from validate-latency's (0) and profile's fit (1_000_003)
 NETWORKS = 8  # per precision mode, at most (fewer when the budget runs out)
-REPS, PASSES = 40, 2
+REPS, PASSES = 50, 3  # as validate-latency and profile's fit time networks: fewer runs read slower under load
 MODES = ("fp32", "int8", "mixed")
 
 
@@ -213,7 +214,7 @@ def fit_host(
                     paths.append(build_model(cand, space, channels, classes, Path(tmp), f"h{len(paths)}"))
                     shapes_in.append((1, channels, cand.resolution, cand.resolution))
                     tick()
-            timings = measure_passes(paths, shapes_in, passes=PASSES, group=len(paths), threads=threads, reps=REPS,
+            timings = measure_passes(paths, shapes_in, passes=PASSES, group=GROUP, threads=threads, reps=REPS,
                                      runtime=dev.runtime, seed=SEED)  # fmt: skip
     groups: dict[str, list[Timed]] = {}
     for (mode, blocks, prec, pred, _), t in zip(built, timings, strict=True):
