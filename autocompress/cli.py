@@ -210,6 +210,9 @@ def search(
                                            "the teacher, a long distillation fine-tune (schedule: the space's "
                                            "finalize section; default K: its top, 3 for the shipped spaces); "
                                            "0: off."),
+    recalibrate: bool = typer.Option(True, "--recalibrate/--no-recalibrate", help="A table measured on another "
+                                     "machine: fit it to this one before the first trial (reference networks timed "
+                                     "here, <= 30 s, cached per host)."),
 ) -> None:
     """Search architecture + compression for the most accurate models within a latency budget,
     or (with --model/--weights) the compression of your own trained network."""
@@ -251,6 +254,7 @@ def _search(**kw: Any) -> None:
         device=kw["device"],
         budget_on=kw["budget_on"],
         finalize=kw["finalize"],
+        recalibrate=kw["recalibrate"],
     )
     tasks: dict[str, Any] = {}
     progress: Progress  # set below, before run_search calls the hooks
@@ -269,6 +273,14 @@ def _search(**kw: Any) -> None:
         if "layers" not in tasks:
             tasks["layers"] = progress.add_task("profiling missing layers on this machine", total=total, info="")
         progress.update(tasks["layers"], completed=done, total=total)
+
+    def host_fit(done: int, total: int) -> None:
+        if "host" not in tasks:
+            tasks["host"] = progress.add_task("re-calibrating the table to this machine", total=total, info="")
+        progress.update(tasks["host"], completed=done, total=total)
+
+    def note(line: str) -> None:
+        progress.console.print(line, highlight=False)
 
     def search_start(done: int, total: int) -> None:
         tasks["trials"] = progress.add_task("trials", total=total, completed=done, info="")
@@ -292,7 +304,7 @@ def _search(**kw: Any) -> None:
 
     estimated = get_target(cfg.target).estimated
     hooks = Hooks(supernet_step=supernet_step, trial_done=trial_done, search_start=search_start,
-                  layers_profile=layers_profile)
+                  layers_profile=layers_profile, host_fit=host_fit, note=note)
     with _progress(TextColumn("{task.fields[info]}")) as progress:
         hooks.finalize = _finalize_hooks(progress, estimated)
         outcome = run_search(cfg, hooks)
@@ -890,6 +902,9 @@ def validate_latency(
     classes: int = typer.Option(10, "--classes"),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Folder for validation.json/.csv/.png "
                                            "(default: runs/validate-latency/<target>-<precision>)."),
+    recalibrate: bool = typer.Option(True, "--recalibrate/--no-recalibrate", help="A table measured on another "
+                                     "machine: fit it to this one first (reference networks timed here, <= 30 s, "
+                                     "cached per host)."),
 ) -> None:
     """Time N random candidates end to end on this machine and compare with the table's prediction."""
     _validate_latency(**locals())
@@ -897,9 +912,10 @@ def validate_latency(
 
 @_guard
 def _validate_latency(**kw: Any) -> None:
+    from autocompress.hardware.host_fit import on_this_host
     from autocompress.hardware.targets import get_target
+    from autocompress.hardware.validate import record_band, write_validation
     from autocompress.hardware.validate import validate_latency as run_validation
-    from autocompress.hardware.validate import write_validation
     from autocompress.space import load_space
 
     _check_ints("validate-latency", kw)
@@ -908,16 +924,30 @@ def _validate_latency(**kw: Any) -> None:
     folder = kw["out_dir"] or Path("runs") / "validate-latency" / f"{t.name}-{kw['precision']}"
     ensure_writable_dir(folder)  # before minutes of timing, not after
     with _progress() as progress:
+        fit_task = None
+
+        def fit_tick(done: int, total: int) -> None:
+            nonlocal fit_task
+            if fit_task is None:
+                fit_task = progress.add_task("re-calibrating the table to this machine", total=total)
+            progress.update(fit_task, completed=done, total=total)
+
+        check = on_this_host(t, sp, channels=kw["channels"], classes=kw["classes"], recalibrate=kw["recalibrate"],
+                             on_progress=fit_tick)  # fmt: skip
+        if check.line:
+            progress.console.print(check.line, highlight=False)
         task = progress.add_task("building and timing candidates", total=kw["n"])
 
         def tick(stage: str, done: int, total: int) -> None:
             progress.update(task, description=f"{stage} candidates", completed=done, total=total)
 
         report = run_validation(
-            t, sp, n=kw["n"], precision=kw["precision"], seed=kw["seed"], reps=kw["reps"], passes=kw["passes"],
-            channels=kw["channels"], classes=kw["classes"], on_progress=tick,
+            check.target, sp, n=kw["n"], precision=kw["precision"], seed=kw["seed"], reps=kw["reps"],
+            passes=kw["passes"], channels=kw["channels"], classes=kw["classes"], on_progress=tick,
         )  # fmt: skip
+    report.host_fit = check.to_config()
     paths = write_validation(report, folder)
+    band_line = record_band(report, check.target, check.fit)
     s = report.summary()
     table = Table(title=f"Latency table {t.name} vs this machine", title_justify="left")
     for col in ("candidates", "within ±10%", "MAPE", "median error", "Spearman", "runtime", "threads"):
@@ -932,6 +962,7 @@ def _validate_latency(**kw: Any) -> None:
     if report.table_cpu != report.cpu:
         out.print(f"note: the table was measured on {report.table_cpu!r}; this machine is {report.cpu!r}",
                   highlight=False)  # fmt: skip
+    out.print(band_line, highlight=False)
     out.print(f"wrote {paths['json']}, {paths['csv'].name}, {paths['png'].name}", highlight=False)
 
 

@@ -26,6 +26,23 @@ def cpu_model() -> str:
     return cpu
 
 
+def machine_id() -> str:
+    """This machine since its last boot, as 12 hex digits (a hash of ``/etc/machine-id``, the host
+    name and the kernel's boot id; nothing identifying is stored). Virtual machines cloned from one
+    image share a CPU model string and often a machine-id, yet time differently (another physical
+    host, other neighbours): only the boot id tells them apart."""
+    import hashlib
+    import socket
+
+    parts = [socket.gethostname()]
+    for path in ("/etc/machine-id", "/proc/sys/kernel/random/boot_id"):
+        try:
+            parts.append(Path(path).read_text().strip())
+        except OSError:
+            parts.append("")
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]
+
+
 def host_info(threads: int, runtime: str = "onnxruntime", cpus: list[int] | None = None) -> dict[str, object]:
     """The ``host`` section of a table measured here now."""
     return {
@@ -33,6 +50,7 @@ def host_info(threads: int, runtime: str = "onnxruntime", cpus: list[int] | None
         "logical_cpus": os.cpu_count(),
         "threads": threads,
         "pinned_cpus": cpus or [],
+        "machine": machine_id(),
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
         runtime: runtime_version(runtime),

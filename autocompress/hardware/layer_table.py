@@ -120,6 +120,10 @@ class LayerKey:
     def size(self) -> tuple[float, float]:
         return float(self.macs()), float(self.elems())
 
+    def edges(self) -> tuple[float, float]:
+        """(input, output) activation elements: what entering int8 quantizes and leaving it dequantizes."""
+        return float(self.in_h * self.in_w * self.in_c), float(self.out_h * self.out_w * self.out_c)
+
     @property
     def padding(self) -> int:
         return self.kernel // 2 if self.pad < 0 else self.pad

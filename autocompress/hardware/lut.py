@@ -29,6 +29,7 @@ OPS = ("stem", "mbconv", "head")
 SOURCES = ("measured", "published", "estimated")
 TableKind = Literal["blocks", "layers"]
 SCALE_FIELDS: dict[str, str] = {"blocks": "block_scale", "layers": "layer_scale"}
+INT8_TERMS = ("int8_link_ms", "int8_residual_ms", "int8_region_ms")  # DeviceSpec fields fitted by scale.fit_int8
 
 
 class Reference(BaseModel):
@@ -170,6 +171,20 @@ class ErrorBand(BaseModel):
         return (predicted_ms * max(0.0, 1 + self.lo_pct / 100), predicted_ms * (1 + self.hi_pct / 100))
 
 
+class EdgeCost(BaseModel):
+    """What a QuantizeLinear (entering int8 from float) or a DequantizeLinear (leaving it) costs on
+    one activation tensor of ``e`` elements: ``fixed_ms + per_kelem_ms * e / 1000``, fitted by
+    least squares to the op timed alone on the table's activation shapes (``hardware/qdq.py``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    fixed_ms: float = Field(ge=0)
+    per_kelem_ms: float = Field(ge=0)
+    shapes: int = Field(0, ge=0, description="activation shapes it was fitted on")
+
+    def ms(self, elems: float) -> float:
+        return self.fixed_ms + self.per_kelem_ms * elems / 1000.0
+
+
 class DeviceSpec(BaseModel):
     """``device.yaml``: the target and the provenance of every number in its table."""
 
@@ -184,7 +199,27 @@ class DeviceSpec(BaseModel):
     precisions: list[Literal["fp32", "fp16", "int8"]] = Field(min_length=1)
     batch: int = Field(1, ge=1)
     overhead_ms: float = Field(ge=0, description="per inference: runtime call, input/output copies")
-    transition_ms: float = Field(0.0, ge=0, description="per entry into a reduced precision (int8/fp16)")
+    transition_ms: float = Field(
+        0.0, ge=0, description="per entry into a reduced precision (fp16; int8 too where int8_entry is not fitted)"
+    )
+    int8_entry: EdgeCost | None = Field(
+        None, description="quantizing the activation that enters an int8 region (once per region)"
+    )
+    int8_exit: EdgeCost | None = Field(
+        None, description="dequantizing the activation that leaves an int8 region (once per region); "
+        "an int8 row was timed with its own output DequantizeLinear, which inside a region is fused away",
+    )
+    int8_link_ms: dict[str, float] = Field(
+        {}, description="per table kind (blocks, layers): per boundary between two consecutive int8 entries, "
+        "fitted on networks timed end to end (what a row timed alone misses inside an int8 chain; may be < 0)",
+    )
+    int8_residual_ms: dict[str, float] = Field(
+        {}, description="per table kind: per int8 entry with a residual add (an mbconv block keeping its shape), "
+        "fitted end to end (what timing the block alone misses of its skip connection inside a network)",
+    )
+    int8_region_ms: dict[str, float] = Field(
+        {}, description="per table kind: per int8 region on top of int8_entry/int8_exit, fitted end to end (may be < 0)"
+    )
     block_scale: float | dict[str, float] = Field(
         1.0, description="factor on block rows (one, or per precision), fitted to end-to-end timings of networks"
     )
@@ -249,6 +284,15 @@ class BlockKey:
     def size(self) -> tuple[float, float]:
         spec = self.spec()
         return float(spec.macs()), float(spec.activation_elems())
+
+    def residual(self) -> bool:
+        """Whether the block adds its input to its output (an mbconv that keeps its shape)."""
+        return self.op == "mbconv" and self.stride == 1 and self.in_c == self.out_c
+
+    def edges(self) -> tuple[float, float]:
+        """(input, output) activation elements: what entering int8 quantizes and leaving it dequantizes."""
+        spec = self.spec()
+        return float(self.in_h * self.in_w * self.in_c), float(spec.out_h * spec.out_w * self.out_c)
 
     def label(self) -> str:
         if self.op == "mbconv":
@@ -320,6 +364,9 @@ def _sort_key(k: BlockKey) -> tuple[Any, ...]:
 def save_device(folder: Path, device: DeviceSpec) -> None:
     """Write ``folder/device.yaml`` atomically (fields in model order; comments are not kept)."""
     data = device.model_dump(mode="json", exclude_none=True)
+    for name in INT8_TERMS:  # fitted on measured tables only: other files stay as they were written
+        if not data.get(name):
+            data.pop(name, None)
     atomic_write_text(folder / "device.yaml", yaml.safe_dump(data, sort_keys=False, width=100))
 
 

@@ -3,7 +3,7 @@
 
 A network is a sequence of table entries (a key with its precision). Its latency is
 
-    overhead_ms + transition_ms x (entries into a reduced precision) + sum(scale[p] x entry)
+    overhead_ms + transitions + sum(scale[p] x entry)
 
 where each entry is its table row, or, when the table lacks the key, an interpolation (never
 zero; one warning per network lists them): the device's roofline when it has one (estimated targets), else a least
@@ -13,6 +13,14 @@ never under half the family's smallest row. The roofline wins where there is one
 table's rows were computed from it, so it is exact rather than fitted. ``scale[p]`` is the
 table's factor per precision fitted against networks timed end to end (``scale.py``;
 ``block_scale`` / ``layer_scale`` in ``device.yaml``, 1 where never fitted).
+
+int8 regions (runs of consecutive int8 entries): where the table has fitted QuantizeLinear and
+DequantizeLinear costs (``int8_entry`` / ``int8_exit``, measured by ``hardware/qdq.py``), a
+region pays the quantize of the activation entering it and the dequantize of the one leaving it
+once (``transitions``), and each int8 row is counted without the output dequantize it was timed
+with (inside a region the runtime fuses the Q/DQ pair between two int8 entries away). Without
+them (older tables, estimated targets) every entry into int8 costs ``transition_ms``, as does
+every entry into fp16.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from autocompress.hardware.lut import DeviceSpec, TableKind
 log = logging.getLogger(__name__)
 
 NARROW_MIN_ROWS = 4  # a narrower family is used for interpolation when it has this many rows
+CORE_FLOOR = 0.25  # an int8 row less its output dequantize is never priced under this share of the row
 
 
 class Key(Protocol):
@@ -51,6 +60,10 @@ class Key(Protocol):
 
     def size(self) -> tuple[float, float]:
         """(MACs, activation elements): what interpolation regresses latency on."""
+        ...
+
+    def edges(self) -> tuple[float, float]:
+        """(input, output) activation elements: what entering and leaving int8 (de)quantizes."""
         ...
 
 
@@ -116,6 +129,58 @@ def precision_entries(precisions: Sequence[str]) -> int:
     """
     seq = ["fp32", *precisions]
     return sum(b != "fp32" and b != a for a, b in zip(seq, seq[1:]))
+
+
+def int8_regions(precisions: Sequence[str]) -> list[tuple[int, int]]:
+    """(first, last) index of each run of consecutive int8 entries."""
+    out: list[tuple[int, int]] = []
+    for i, p in enumerate(precisions):
+        if p != "int8":
+            continue
+        if out and out[-1][1] == i - 1:
+            out[-1] = (out[-1][0], i)
+        else:
+            out.append((i, i))
+    return out
+
+
+def fused_int8(device: DeviceSpec) -> bool:
+    """Whether ``device`` prices int8 regions with fitted entry/exit costs (see the module doc)."""
+    return device.int8_entry is not None and device.int8_exit is not None
+
+
+def transition_cost(device: DeviceSpec, keys: Sequence[Key], table: TableKind = "blocks") -> float:
+    """What switching precisions costs a network (ms): the fitted entry and exit cost of each int8
+    region (with the table kind's ``int8_region_ms``), ``int8_link_ms`` per boundary between two
+    int8 entries, ``int8_residual_ms`` per int8 entry with a residual add, plus ``transition_ms`` per entry into any other reduced precision (or into int8
+    when no entry/exit cost is fitted)."""
+    precisions = [k.precision for k in keys]
+    if not fused_int8(device):
+        return precision_entries(precisions) * device.transition_ms
+    others = precision_entries(["fp32" if p == "int8" else p for p in precisions])
+    total = others * device.transition_ms
+    assert device.int8_entry is not None and device.int8_exit is not None
+    region, link = device.int8_region_ms.get(table, 0.0), device.int8_link_ms.get(table, 0.0)
+    residual = device.int8_residual_ms.get(table, 0.0)
+    for first, last in int8_regions(precisions):
+        total += device.int8_entry.ms(keys[first].edges()[0]) + device.int8_exit.ms(keys[last].edges()[1])
+        total += region + link * (last - first) + residual * residuals(keys[first : last + 1])
+    return total
+
+
+def residuals(keys: Sequence[Key]) -> int:
+    """How many of ``keys`` add their input to their output (blocks only: a layer table prices the
+    add as a layer of its own)."""
+    return sum(bool(getattr(k, "residual", lambda: False)()) for k in keys)
+
+
+def int8_core(device: DeviceSpec, key: Key, row_ms: float) -> float:
+    """An int8 row without the output dequantize it was timed with (where the device has a fitted
+    exit cost; the row as it is otherwise), never under ``CORE_FLOOR`` of the row."""
+    if key.precision != "int8" or not fused_int8(device):
+        return row_ms
+    assert device.int8_exit is not None
+    return max(CORE_FLOOR * row_ms, row_ms - device.int8_exit.ms(key.edges()[1]))
 
 
 def interpolate(table: Table[K], key: K, estimate: Callable[[K], float] | None = None) -> float | None:
@@ -187,7 +252,7 @@ def price(device: DeviceSpec, table: Table[K], keys: Sequence[K], *,
         row = table.get(key)
         if row is not None:
             energy = None if row.energy_mj is None else row.energy_mj * scale
-            costs.append(EntryCost(key.label(), row.latency_ms * scale, energy, False))
+            costs.append(EntryCost(key.label(), int8_core(device, key, row.latency_ms) * scale, energy, False))
             continue
         ms = interpolate(table, key, estimate)
         if ms is None:
@@ -195,13 +260,13 @@ def price(device: DeviceSpec, table: Table[K], keys: Sequence[K], *,
                 f"target {device.name} has no {table.kind} rows like {key.label()} to interpolate from; "
                 f"profile them with 'autocompress profile'"
             )
-        costs.append(EntryCost(key.label(), ms * scale, None, True))
+        costs.append(EntryCost(key.label(), int8_core(device, key, ms) * scale, None, True))
     guessed = [c for c in costs if c.interpolated]
     if guessed:  # one line per network: a search prices thousands of them
         log.warning("%s: %d %s not in the table, interpolated: %s", device.name, len(guessed), table.kind,
                     "; ".join(f"{c.label} {c.latency_ms:.4f} ms" for c in guessed[:8])
                     + (f"; ... ({len(guessed) - 8} more)" if len(guessed) > 8 else ""))  # fmt: skip
-    transitions = precision_entries([k.precision for k in keys]) * device.transition_ms
+    transitions = transition_cost(device, keys, table.kind)
     fixed = device.overhead_ms + transitions
     latency = fixed + sum(c.latency_ms for c in costs)
     energy_total: float | None

@@ -23,7 +23,16 @@ from autocompress.arch import BlockSpec, all_blocks
 from autocompress.compress.quantize import quantize_int8
 from autocompress.exceptions import BadInputError, TargetError
 from autocompress.hardware.host import host_info
-from autocompress.hardware.lut import BlockKey, DeviceSpec, LatencyTable, Row, load_table
+from autocompress.hardware.lut import (
+    BlockKey,
+    DeviceSpec,
+    EdgeCost,
+    LatencyTable,
+    Row,
+    load_table,
+    save_device,
+)
+from autocompress.hardware.qdq import measure_edges
 from autocompress.hardware.scale import store_scale
 from autocompress.hardware.targets import Target
 from autocompress.hardware.validate import fit_block_scale
@@ -238,6 +247,15 @@ def profile_blocks(
     return max(0.0, overhead), transition, rows
 
 
+def block_edges(blocks: list[BlockSpec], *, threads: int, reps: int, passes: int,
+                runtime: str) -> tuple[EdgeCost, EdgeCost]:  # fmt: skip
+    """The int8 entry and exit costs on this machine, fitted on the blocks' activation shapes
+    (inputs and outputs; see :mod:`autocompress.hardware.qdq`)."""
+    shapes = [(b.in_c, b.in_h, b.in_w) for b in blocks] + [(b.out_c, b.out_h, b.out_w) for b in blocks]
+    entry, exit_, _ = measure_edges(shapes, threads=threads, reps=reps, passes=passes, runtime=runtime)
+    return entry, exit_
+
+
 DEFAULT_NAMES = {"onnxruntime": "x86-cpu-onnxruntime", "openvino": "x86-cpu-openvino",
                  "tensorrt": "nvidia-gpu-tensorrt"}  # fmt: skip
 DEFAULT_ALIASES = {
@@ -283,6 +301,8 @@ def profile_space(
     with tempfile.TemporaryDirectory() as tmp, pinned_cpus(threads if pin else 0) as cpus:
         overhead, transition, rows = profile_blocks(blocks, precisions, threads=threads, reps=reps, runtime=runtime,
                                                     passes=passes, workdir=Path(tmp), on_block=on_block)  # fmt: skip
+        edges = block_edges(blocks, threads=threads, reps=reps, passes=passes, runtime=runtime) \
+            if "int8" in precisions else None  # fmt: skip
     merged: dict[BlockKey, Row] = {}
     old_precisions: list[str] = []
     block_scale: float | dict[str, float] = 1.0
@@ -302,6 +322,8 @@ def profile_space(
             old_precisions = list(old.device.precisions)
             block_scale = old.device.block_scale
             scale_note = str(old.device.host.get("block_scale_fit", scale_note))
+            if edges is None and old.device.int8_entry is not None and old.device.int8_exit is not None:
+                edges = (old.device.int8_entry, old.device.int8_exit)
     merged.update({r.key: r for r in rows})
     version = runtime_version(runtime)
     label = {"onnxruntime": f"ONNX Runtime {version} (CPUExecutionProvider)",
@@ -326,15 +348,21 @@ def profile_space(
         runtime_version=version,
         precisions=sorted(set(precisions) | set(old_precisions), key=["fp32", "fp16", "int8"].index),
         overhead_ms=round(overhead, 6),
-        transition_ms=round(transition, 6),
+        transition_ms=0.0 if edges else round(transition, 6),
+        int8_entry=edges[0] if edges else None,
+        int8_exit=edges[1] if edges else None,
         power_w=None,
         power_note="no power meter on this machine: energy is not reported for this target",
         host=host,
         notes=(
             f"Each row: the block timed as a graph of 1 copy and of {COPIES} independent copies (10th percentile of "
             f"{reps} interleaved runs, fastest of {passes} passes, int8 = {int8}); row = (T_{COPIES} - T_1) / {COPIES - 1}, so the "
-            "per-call overhead cancels. overhead_ms = median fp32 intercept (T_1 - row); transition_ms = "
-            "median extra intercept of int8 blocks (quantizing the input when entering int8)."
+            "per-call overhead cancels. overhead_ms = median fp32 intercept (T_1 - row). "
+            + ("int8_entry / int8_exit: QuantizeLinear / DequantizeLinear timed alone on the blocks' activation "
+               "shapes (same slope method), fitted as fixed + per-element cost; charged once per int8 region, "
+               "each int8 row counted without its own output dequantize."
+               if edges else "transition_ms = median extra intercept of int8 blocks (quantizing the input when "
+               "entering int8).")
         ),
     )
     device = device.model_copy(
@@ -356,9 +384,12 @@ def fit_table_scale(
     """Time ``networks`` random networks of ``space`` end to end and store the fitted per-precision
     ``block_scale`` in the measured table in ``folder`` (see ``validate.fit_block_scale``)."""
     table = load_table(folder)
-    scales, fitted = fit_block_scale(Target(folder=folder, device=table.device), space, n=networks,
-                                     passes=passes, channels=channels, classes=classes)  # fmt: skip
+    scales, fitted, int8 = fit_block_scale(Target(folder=folder, device=table.device), space, n=networks,
+                                           passes=passes, channels=channels, classes=classes)  # fmt: skip
     note = (f"block_scale fitted on {fitted} random {space.model.name} networks timed end to end "
             f"(seed 1000003, disjoint from validate-latency's)")  # fmt: skip
     device = store_scale(folder, "blocks", scales, note)
+    if int8 is not None:
+        device = device.model_copy(update=int8.terms(device))
+        save_device(folder, device)
     return LatencyTable(device=device, rows=table.rows, folder=folder)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,11 +29,71 @@ class Timed:
     prediction: Prediction
     precisions: Sequence[str]  # of each entry of ``prediction.breakdown``
     measured_ms: float
+    keys: Sequence[Any] | None = None  # the table keys priced (for the int8 fit's residual count)
 
 
 def unit_scale(device: DeviceSpec, table: TableKind) -> DeviceSpec:
-    """``device`` with the ``table``'s scale at 1 (what the fit's predictions are made with)."""
-    return device.model_copy(update={SCALE_FIELDS[table]: 1.0})
+    """``device`` with the ``table``'s scale at 1 and no int8 link/region terms for it (what the
+    fit's predictions are made with)."""
+    return device.model_copy(update={
+        SCALE_FIELDS[table]: 1.0,
+        "int8_link_ms": {k: v for k, v in device.int8_link_ms.items() if k != table},
+        "int8_region_ms": {k: v for k, v in device.int8_region_ms.items() if k != table},
+    })  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Int8Fit:
+    """int8 priced from networks timed end to end: the factor on int8 rows (less their output
+    dequantize), and what each boundary between two int8 entries and each int8 region cost
+    beyond that (see ``pricing.transition_cost``)."""
+
+    scale: float
+    link_ms: float
+    residual_ms: float
+    region_ms: float
+    networks: int
+
+    def terms(self, device: DeviceSpec, table: TableKind = "blocks") -> dict[str, dict[str, float]]:
+        """The ``device.yaml`` fields this fit sets (for ``table``)."""
+        return {"int8_link_ms": {**device.int8_link_ms, table: self.link_ms},
+                "int8_residual_ms": {**device.int8_residual_ms, table: self.residual_ms},
+                "int8_region_ms": {**device.int8_region_ms, table: self.region_ms}}  # fmt: skip
+
+
+def fit_int8(networks: Sequence[Timed], scales: Mapping[str, float]) -> Int8Fit | None:
+    """Least squares on the relative error of ``measured = known + s x int8 rows + link x links +
+    residual x int8 residual blocks + region x regions`` over networks with int8 entries (all-int8 and mixed; their other entries at
+    the ``scales`` already fitted), predicted with fused int8 edges and no link/region terms;
+    None with fewer than 6 such networks (then :func:`fit_precision` alone fits int8).
+    ``s`` is clamped to ``SCALE_BOUNDS`` (the other two refitted with it fixed)."""
+    from autocompress.hardware.pricing import int8_regions, residuals
+
+    rows, known, meas = [], [], []
+    for net in networks:
+        pairs = list(zip(net.prediction.breakdown, net.precisions, strict=True))
+        regions = int8_regions(list(net.precisions))
+        if not regions:
+            continue
+        core = sum(c.latency_ms for c, q in pairs if q == "int8")
+        keys = net.keys or ()
+        res = sum(residuals(keys[a : b + 1]) for a, b in regions) if keys else 0
+        rows.append((core, sum(b - a for a, b in regions), res, len(regions)))
+        others = sum(c.latency_ms * scales.get(q, 1.0) for c, q in pairs if q != "int8")
+        known.append(net.prediction.overhead_ms + net.prediction.transitions_ms + others)
+        meas.append(net.measured_ms)
+    if len(rows) < 6:
+        return None
+    x, k, m = np.array(rows, float), np.array(known), np.array(meas)
+    w = 1 / m
+    coef, *_ = np.linalg.lstsq(x * w[:, None], (m - k) * w, rcond=None)
+    s = float(coef[0])
+    if not SCALE_BOUNDS[0] <= s <= SCALE_BOUNDS[1]:
+        s = min(SCALE_BOUNDS[1], max(SCALE_BOUNDS[0], s))
+        rest, *_ = np.linalg.lstsq(x[:, 1:] * w[:, None], (m - k - s * x[:, 0]) * w, rcond=None)
+        coef = np.array([s, *rest])
+    return Int8Fit(round(s, 4), round(float(coef[1]), 6), round(float(coef[2]), 6), round(float(coef[3]), 6),
+                   len(rows))
 
 
 def fit_precision(networks: Sequence[Timed], precision: str, scales: Mapping[str, float]) -> float | None:

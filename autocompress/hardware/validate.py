@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import random
 import tempfile
 import zlib
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch.nn as nn
@@ -27,9 +29,14 @@ from autocompress._io import atomic_path, atomic_write_text
 from autocompress.arch import block_precisions, plan
 from autocompress.exceptions import BadInputError, TargetError
 from autocompress.hardware.host import cpu_model
+from autocompress.hardware.lut import BlockKey, ErrorBand, load_device, save_device
 from autocompress.hardware.predict import predict
-from autocompress.hardware.scale import Timed, fit_scales, unit_scale
+from autocompress.hardware.pricing import fused_int8
+from autocompress.hardware.scale import Int8Fit, Timed, fit_int8, fit_scales, unit_scale
 from autocompress.hardware.targets import Target
+
+if TYPE_CHECKING:
+    from autocompress.hardware.host_fit import HostFit
 from autocompress.runtime import export_onnx, measure_passes, pinned_cpus
 from autocompress.space import Candidate, SearchSpace
 
@@ -74,6 +81,7 @@ class Validation:
     passes: int = 1
     points: list[Point] = field(default_factory=list)
     date: str = ""
+    host_fit: dict[str, object] = field(default_factory=dict)  # what on_this_host did before timing
 
     @property
     def errors(self) -> np.ndarray:
@@ -118,7 +126,26 @@ class Validation:
             "threads": self.threads,
             "cpu": self.cpu,
             "table_cpu": self.table_cpu,
+            "host_fit": self.host_fit.get("status", "measured here"),
         }
+
+    def band(self) -> ErrorBand:
+        """The error band of these predictions (``lut.ErrorBand``): 10th/90th percentile of
+        (measured / predicted - 1) in %, share within ±5/10/20%, on this machine."""
+        ratio = np.array([p.measured_ms / p.predicted_ms - 1 for p in self.points])
+        how = "after re-calibration to this host" if str(self.host_fit.get("status", "")).startswith("re-cal") else ""
+        return ErrorBand(
+            lo_pct=round(float(np.percentile(100 * ratio, 10)), 2),
+            hi_pct=round(float(np.percentile(100 * ratio, 90)), 2),
+            n=len(self.points),
+            basis=(f"validate-latency: {len(self.points)} random {self.space} candidates ({self.precision}, seed "
+                   f"{self.seed}) timed end to end with {self.runtime} {self.runtime_version}, {self.threads} "
+                   f"thread(s), 10th percentile of {self.reps} runs x {self.passes} passes"
+                   + (f", {how}" if how else "")),
+            host={"cpu": self.cpu, "logical_cpus": os.cpu_count(), "threads": self.threads, "date": self.date},
+            within={str(k): round(float(np.mean(np.abs(ratio) <= k / 100 + 1e-12)), 4) for k in (5, 10, 20)},
+            median_abs_pct=round(float(np.median(np.abs(100 * ratio))), 2),
+        )  # fmt: skip
 
 
 def candidates(space: SearchSpace, n: int, mode: str, precisions: list[str], seed: int) -> list[Candidate]:
@@ -251,35 +278,64 @@ def validate_latency(
 def fit_block_scale(
     target: Target, space: SearchSpace, *, n: int = 24, seed: int = 1_000_003, reps: int = 50, passes: int = 3,
     channels: int = 1, classes: int = 10,
-) -> tuple[dict[str, float], int]:  # fmt: skip
+) -> tuple[dict[str, float], int, Int8Fit | None]:  # fmt: skip
     """Fit a measured table's ``block_scale`` per precision from ``n`` random networks per
     precision, timed end to end (the fit: :func:`autocompress.hardware.scale.fit_scales`).
 
     fp32 on all-fp32 networks, then each reduced precision on networks whose stages all run
-    in it (their fp32 stem and head priced with the fp32 factor). The networks come from a
-    seed far from validate-latency's default, so a validation never scores them.
+    in it (their fp32 stem and head priced with the fp32 factor). Where the table has fitted
+    int8 entry/exit costs, int8 is fitted with its link and region terms
+    (:func:`autocompress.hardware.scale.fit_int8`) on the all-int8 networks and ``n`` mixed
+    ones. The networks come from a seed far from validate-latency's default, so a validation
+    never scores them.
 
     Returns:
-        (factor per precision, networks timed)
+        (factor per precision, networks timed, the int8 fit or None)
     """
     dev = target.device
     table = type(target.table)(device=unit_scale(dev, "blocks"), rows=target.table.rows, folder=target.folder)
     threads = int(dev.host.get("threads") or 1)
     groups: dict[str, list[Timed]] = {}
-    for prec in sorted(dev.precisions, key=lambda p: p != "fp32"):
+    modes = sorted(dev.precisions, key=lambda p: p != "fp32")
+    if "int8" in modes and fused_int8(dev):
+        modes.append("mixed")
+    for prec in modes:
         cands = candidates(space, n, prec, list(dev.precisions), seed)
         with tempfile.TemporaryDirectory() as tmp:
             paths, shapes, preds = [], [], []
             for i, cand in enumerate(cands):
                 blocks = plan(cand, space, channels, classes)
                 bprec = block_precisions(cand, space, blocks)
-                preds.append((predict(table, blocks, bprec), bprec))
+                preds.append((predict(table, blocks, bprec), bprec, [BlockKey.of(b, q) for b, q in zip(blocks, bprec)]))
                 paths.append(build_model(cand, space, channels, classes, Path(tmp), f"s{i}", dev.runtime))
                 shapes.append((1, channels, cand.resolution, cand.resolution))
             timings = measure_passes(paths, shapes, passes=passes, group=GROUP, threads=threads, reps=reps,
                                      runtime=dev.runtime, seed=seed)  # fmt: skip
-        groups[prec] = [Timed(pred, bprec, t.p10_ms) for (pred, bprec), t in zip(preds, timings)]
-    return fit_scales(groups), sum(len(g) for g in groups.values())
+        groups[prec] = [Timed(pred, bprec, t.p10_ms, keys) for (pred, bprec, keys), t in zip(preds, timings)]
+    mixed = groups.pop("mixed", [])
+    scales = fit_scales(groups)
+    int8 = fit_int8([*groups.get("int8", []), *mixed], scales) if mixed else None
+    if int8 is not None:
+        scales["int8"] = int8.scale
+    return scales, sum(len(g) for g in groups.values()) + len(mixed), int8
+
+
+def record_band(report: Validation, target: Target, fit: HostFit | None) -> str:
+    """Store the report's error band under its precision mode (fp32, int8, mixed) where the
+    table's predictions on this machine are kept: the host fit (a table re-calibrated here), else
+    the table's own ``device.yaml`` (measured here); returns one line saying where (or why not)."""
+    band = report.band()
+    if fit is not None:
+        fit.error_band[report.precision] = band.model_dump()
+        where = fit.save()
+        return (f"error band {report.precision} recorded in {where}" if where
+                else f"error band not recorded: {fit.path().parent} is not writable")  # fmt: skip
+    path = target.folder / "device.yaml"
+    if not (os.access(target.folder, os.W_OK) and os.access(path, os.W_OK)):
+        return f"error band not recorded: {target.folder} is read-only (see {report.precision} in validation.json)"
+    device = load_device(path)
+    save_device(target.folder, device.model_copy(update={"error_band": {**device.error_band, report.precision: band}}))
+    return f"error band {report.precision} recorded in {path}"
 
 
 def write_validation(report: Validation, out: Path) -> dict[str, Path]:
@@ -291,6 +347,8 @@ def write_validation(report: Validation, out: Path) -> dict[str, Path]:
     paths = {"json": out / "validation.json", "csv": out / "validation.csv", "png": out / "validation.png"}
     payload = {
         "summary": report.summary(),
+        "error_band": report.band().model_dump(),
+        "host_fit": report.host_fit,
         "space": report.space,
         "seed": report.seed,
         "reps": report.reps,

@@ -20,7 +20,8 @@ KINDS = ("supernet", "model")
 def build_problem(*, target: str, space: str | Path | None = None, dataset: str | None = None,
                   data_dir: Path | None = None, subset: int | None = None, seed: int = 0,
                   model: str | None = None, weights: Path | None = None, input_shape: str | None = None,
-                  retrain: bool = False, batch: int = 1, device: str = "auto") -> Problem:  # fmt: skip
+                  retrain: bool = False, batch: int = 1, device: str = "auto",
+                  recalibrate: bool = True) -> Problem:  # fmt: skip
     """The user-model problem when ``model`` is given, else the supernet problem.
 
     Raises:
@@ -34,7 +35,7 @@ def build_problem(*, target: str, space: str | Path | None = None, dataset: str 
         return UserModelProblem(model=model, weights=weights, input_shape=input_shape, **common)
     from autocompress.problems.supernet import SupernetProblem
 
-    return SupernetProblem(retrain=retrain, **common)
+    return SupernetProblem(retrain=retrain, recalibrate=recalibrate, **common)
 
 
 def from_recipe(recipe: dict[str, Any]) -> Problem:

@@ -95,6 +95,8 @@ class ProblemHooks:
     train_start: Callable[[bool], None] | None = None
     train_step: Callable[[int, int, float], None] | None = None
     profile_step: Callable[[int, int], None] | None = None  # (done, total) while layers are profiled at check
+    host_fit_step: Callable[[int, int], None] | None = None  # (done, total) while the table is fitted to this host
+    note: Callable[[str], None] | None = None  # one line for the user (e.g. the table comes from another machine)
 
 
 class RunDescriber(ABC):

@@ -22,6 +22,7 @@ from autocompress.data import ImageDataset, load_dataset
 from autocompress.device import describe as describe_device
 from autocompress.device import resolve_device
 from autocompress.exceptions import AutoCompressError, TargetError
+from autocompress.hardware.host_fit import HostCheck, apply_cached, on_this_host
 from autocompress.hardware.interval import interval
 from autocompress.hardware.predict import predict
 from autocompress.hardware.pricing import Prediction
@@ -68,7 +69,7 @@ class SupernetDescriber(RunDescriber):
         ds = self.config.get("dataset") or {}
         blocks = plan(cand, self.space, int(ds.get("channels", 1)), len(ds.get("classes") or []) or 10)
         precisions = block_precisions(cand, self.space, blocks)
-        target = get_target(str(self.config.get("target")))
+        target = apply_cached(get_target(str(self.config.get("target"))))  # as the search priced it
         labels = [b.op + (f" s{b.stage}.{b.index}" if b.op == "mbconv" else "") for b in blocks]
         return predict(target.table, blocks, precisions), list(zip(labels, precisions))
 
@@ -78,12 +79,15 @@ class SupernetProblem(Problem, SupernetDescriber):
 
     def __init__(self, *, space: str | Path | None, target: str, dataset: str | None = None,
                  data_dir: Path | None = None, subset: int | None = None, seed: int = 0,
-                 retrain: bool = False, batch: int = 1, device: str = "auto") -> None:  # fmt: skip
+                 retrain: bool = False, batch: int = 1, device: str = "auto",
+                 recalibrate: bool = True) -> None:  # fmt: skip
         self.device_spec = device  # where training runs (--device); workers resolve it on their machine
         self.device = resolve_device(device)
         self.space_spec = space
         self.space = load_space(space)
-        self.target: Target = get_target(target)
+        self.target: Target = apply_cached(get_target(target))  # a Ray worker: the fit its driver made
+        self.recalibrate = recalibrate
+        self._host: HostCheck | None = None
         self.dataset_spec = dataset or self.space.model.dataset
         self.data_dir = data_dir
         self.subset = subset
@@ -127,6 +131,12 @@ class SupernetProblem(Problem, SupernetDescriber):
                 f"space {self.space.name} uses {', '.join(missing)} but target {self.target.name} runs "
                 f"{', '.join(table.device.precisions)}"
             )
+        hooks = hooks or ProblemHooks()
+        self._host = on_this_host(self.target, self.space, channels=self.data.channels, classes=self.data.num_classes,
+                                  recalibrate=getattr(self, "recalibrate", True), on_progress=hooks.host_fit_step)  # fmt: skip
+        self.target = self._host.target
+        if self._host.line and hooks.note:
+            hooks.note(self._host.line)
 
     def prepare(self, models_dir: Path, hooks: ProblemHooks | None = None) -> dict[str, Any]:
         hooks = hooks or ProblemHooks()
@@ -159,6 +169,7 @@ class SupernetProblem(Problem, SupernetDescriber):
             "space": self.space.to_dict(),
             "dataset": {**self.data.describe(), "spec": self.dataset_spec, "subset": self.subset},
             "device": describe_device(self.device_spec, self.device),
+            **({"latency_host": self._host.to_config()} if getattr(self, "_host", None) is not None else {}),
         }
 
     def recipe(self) -> dict[str, Any]:

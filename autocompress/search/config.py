@@ -65,6 +65,8 @@ class SearchConfig:
     budget_on: str = "point"
     # the finalize phase after the search: how many candidates (None: the space's finalize.top; 0: off)
     finalize: int | None = None
+    # a measured table from another machine: re-calibrate it here before the first trial
+    recalibrate: bool = True
 
 
 @dataclass
@@ -89,6 +91,8 @@ class Hooks:
     search_start: Callable[[int, int], None] | None = None
     layers_profile: Callable[[int, int], None] | None = None  # (done, total): layers profiled at search start
     finalize: FinalizeHooks | None = None  # the finalize phase after the search
+    host_fit: Callable[[int, int], None] | None = None  # (done, total): table re-calibrated to this machine
+    note: Callable[[str], None] | None = None  # one line the user should see before the trials
 
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:

@@ -52,9 +52,9 @@ def run_search(cfg: SearchConfig, hooks: Hooks | None = None) -> SearchOutcome:
     problem = build_problem(
         target=cfg.target, space=cfg.space, dataset=cfg.dataset, data_dir=cfg.data_dir, subset=cfg.subset,
         seed=cfg.seed, model=cfg.model, weights=cfg.weights, input_shape=cfg.input_shape,
-        retrain=cfg.retrain_supernet, device=cfg.device,
+        retrain=cfg.retrain_supernet, device=cfg.device, recalibrate=cfg.recalibrate,
     )  # fmt: skip
-    problem.check(ProblemHooks(profile_step=hooks.layers_profile))
+    problem.check(ProblemHooks(profile_step=hooks.layers_profile, host_fit_step=hooks.host_fit, note=hooks.note))
     target = problem.target
     if cfg.budget_on == "upper":
         lacking = [p for p in target.device.precisions if target.device.band(p) is None]

@@ -1,0 +1,298 @@
+"""Re-calibrate a measured block table to this machine when it was measured on another one.
+
+A measured table's rows are only as good as the machine they were timed on (``device.yaml:
+host``). When this machine differs (CPU model, logical CPU count, or machine id: a VM of the
+same CPU model elsewhere is another machine, and a table that does not record its machine is
+treated as another's; see ``host.machine_id``), before the first trial the
+search (and ``validate-latency``) times a few reference networks of the space end to end here
+(fp32, all-int8 and mixed, ≤ ``BUDGET_S`` s with their export), measures the int8 entry/exit
+costs here (``hardware/qdq.py``), and fits the table's ``block_scale`` per precision to those
+timings (``scale.fit_scales``). The fit is cached per table and host in ``<cache>/host_fits``
+(written atomically; the installed tables are never written), so it runs once per host and
+table, not per search. Where it cannot run (``--no-recalibrate``, a runtime not installed) one
+line says the figures come from another machine and how to profile this one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from autocompress._io import atomic_write_text
+from autocompress.arch import block_precisions, plan
+from autocompress.hardware.host import cpu_model, machine_id
+from autocompress.hardware.layer_fill import same_host
+from autocompress.hardware.lut import BlockKey, DeviceSpec, EdgeCost, ErrorBand, LatencyTable
+from autocompress.hardware.predict import predict
+from autocompress.hardware.qdq import measure_edges
+from autocompress.hardware.scale import Timed, fit_int8, fit_scales, unit_scale
+from autocompress.hardware.targets import Target, default_user_tables
+from autocompress.hardware.validate import GROUP
+from autocompress.runtime import measure_passes, pinned_cpus, runtime_version
+from autocompress.space import SearchSpace
+
+BUDGET_S = 30.0  # the whole re-calibration, export included
+SEED = 2_000_003  # reference networks: disjoint from validate-latency's (0) and profile's fit (1_000_003)
+NETWORKS = 8  # per precision mode, at most (fewer when the budget runs out)
+REPS, PASSES = 50, 3  # as validate-latency and profile's fit time networks: fewer runs read slower under load
+MODES = ("fp32", "int8", "mixed")
+
+
+def host_fits_dir() -> Path:
+    """``<cache>/host_fits``: beside the user tables folder, always the user's own."""
+    return default_user_tables().parent / "host_fits"
+
+
+def this_host(runtime: str) -> dict[str, Any]:
+    return {"cpu": cpu_model(), "logical_cpus": os.cpu_count(), "machine": machine_id(),
+            runtime: runtime_version(runtime)}  # fmt: skip
+
+
+def measured_here(device: DeviceSpec) -> bool:
+    """Whether ``device`` (a measured table) was profiled on this very machine: same CPU model and
+    logical CPU count, and the same :func:`~autocompress.hardware.host.machine_id` (a table that
+    does not record one, or another VM of the same CPU model, is another machine)."""
+    return same_host(device) and str(device.host.get("machine", "")) == machine_id()
+
+
+def table_digest(target: Target) -> str:
+    """What a fit is valid for: the table's files and this machine."""
+    h = hashlib.sha256()
+    for name in ("device.yaml", "blocks.csv"):
+        path = target.folder / name
+        h.update(path.read_bytes() if path.is_file() else b"")
+    h.update(json.dumps(this_host(target.device.runtime), sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class HostFit:
+    """A table re-calibrated to this machine: what was fitted, on what, and how well."""
+
+    target: str
+    digest: str
+    host: dict[str, Any]
+    table_host: dict[str, Any]
+    block_scale: dict[str, float]
+    int8_entry: dict[str, float] | None
+    int8_exit: dict[str, float] | None
+    networks: dict[str, int]
+    before_mape_pct: dict[str, float]
+    after_mape_pct: dict[str, float]
+    seconds: float
+    space: str
+    date: str
+    int8_terms: dict[str, dict[str, float]] = field(default_factory=dict)  # int8_link_ms, ... as in device.yaml
+    error_band: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def apply(self, device: DeviceSpec) -> DeviceSpec:
+        """``device`` with this machine's factors, int8 entry/exit costs and (once validated here) band."""
+        update: dict[str, Any] = {"block_scale": dict(self.block_scale)}
+        if self.int8_entry is not None and self.int8_exit is not None:
+            update |= {"int8_entry": EdgeCost(**self.int8_entry), "int8_exit": EdgeCost(**self.int8_exit)}
+        update |= self.int8_terms
+        if self.error_band:
+            update["error_band"] = {k: ErrorBand(**v) for k, v in self.error_band.items()}
+        return device.model_copy(update=update)
+
+    def line(self) -> str:
+        """One line for the run's output."""
+        nets = sum(self.networks.values())
+        err = ", ".join(f"{p} {self.before_mape_pct[p]:.0f}% -> {self.after_mape_pct[p]:.0f}%"
+                        for p in self.after_mape_pct)  # fmt: skip
+        scales = ", ".join(f"{p} x{s:.3f}" for p, s in self.block_scale.items())
+        return (f"{self.target} was measured on another machine ({self.table_host.get('cpu')!r}, "
+                f"{self.table_host.get('logical_cpus')} logical CPUs, machine {self.table_host.get('machine') or 'unrecorded'}); "
+                f"re-calibrated to this one ({self.host['cpu']!r}, {self.host['logical_cpus']}, machine {self.host['machine']}) "
+                f"on {nets} reference networks timed here in {self.seconds:.0f} s: block_scale {scales}; "
+                f"error on them {err} (MAPE)")  # fmt: skip
+
+    def path(self) -> Path:
+        return host_fits_dir() / f"{self.target}-{self.digest}.json"
+
+    def save(self) -> Path | None:
+        """Write atomically; None when the cache folder cannot be written (the fit still applies)."""
+        try:
+            self.path().parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.path(), json.dumps(asdict(self), indent=1) + "\n")
+        except OSError:
+            return None
+        return self.path()
+
+    @classmethod
+    def load(cls, target: Target) -> HostFit | None:
+        path = host_fits_dir() / f"{target.name}-{table_digest(target)}.json"
+        try:
+            return cls(**json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+
+def why_not_fit(device: DeviceSpec) -> str | None:
+    """Why this table cannot be re-calibrated here (None: it can)."""
+    if device.runtime not in ("onnxruntime", "openvino") or importlib.util.find_spec(device.runtime) is None:
+        return f"{device.runtime} is not installed here"
+    return None
+
+
+def profile_command(device: DeviceSpec, space: SearchSpace) -> str:
+    threads = int(device.host.get("threads") or 1)
+    return (f"autocompress profile --space {space.name} --runtime {device.runtime} --threads {threads} "
+            f"--name {device.name}")  # fmt: skip
+
+
+def other_machine_line(device: DeviceSpec, space: SearchSpace, why: str) -> str:
+    """The one line shown when a table from another machine is used as it is."""
+    return (f"latency figures of {device.name} come from another machine ({device.host.get('cpu', 'unknown')!r}, "
+            f"{device.host.get('logical_cpus', '?')} logical CPUs, machine {device.host.get('machine') or 'unrecorded'}), "
+            f"not re-calibrated ({why}); measure this one "
+            f"with '{profile_command(device, space)}'")  # fmt: skip
+
+
+def with_device(target: Target, device: DeviceSpec) -> Target:
+    """``target`` pricing with ``device`` (its rows unchanged)."""
+    new = Target(folder=target.folder, device=device)
+    new.table = LatencyTable(device=device, rows=target.table.rows, folder=target.folder)  # type: ignore[misc]
+    return new
+
+
+def fit_host(
+    target: Target, space: SearchSpace, *, channels: int = 1, classes: int = 10, budget_s: float = BUDGET_S,
+    networks: int = NETWORKS, on_progress: Callable[[int, int], None] | None = None,
+) -> HostFit:  # fmt: skip
+    """Time reference networks of ``space`` here and fit the table to this machine (see the module doc)."""
+    from autocompress.hardware.validate import build_model, candidates
+
+    t0 = time.perf_counter()
+    dev = target.device
+    threads = int(dev.host.get("threads") or 1)
+    pin = threads if dev.host.get("pinned_cpus") else 0
+    modes = [m for m in MODES if m == "mixed" or m in dev.precisions]
+    if "int8" not in dev.precisions:
+        modes = ["fp32"]
+    total = 1 + networks * len(modes) + 1
+    done = 0
+
+    def tick() -> None:
+        nonlocal done
+        done += 1
+        if on_progress:
+            on_progress(done, total)
+
+    entry = exit_ = None
+    with pinned_cpus(pin):
+        if "int8" in dev.precisions:
+            keys = [k for k in target.table.rows if k.precision == "int8"]
+            shapes = [(k.in_c, k.in_h, k.in_w) for k in keys] + [(k.out_c, k.spec().out_h, k.spec().out_w) for k in keys]
+            entry, exit_, _ = measure_edges(shapes, threads=threads, reps=REPS, passes=PASSES, runtime=dev.runtime)
+        tick()
+        fitted = dev.model_copy(update={"int8_entry": entry, "int8_exit": exit_}) if entry else dev
+        unit = with_device(target, unit_scale(fitted, "blocks")).table
+        stored = target.table
+        pools = {m: candidates(space, networks, m, list(dev.precisions), SEED) for m in modes}
+        with tempfile.TemporaryDirectory() as tmp:
+            paths, shapes_in, built = [], [], []
+            for i in range(networks):  # round-robin over modes, so a short budget still sees each
+                for mode in modes:
+                    if i >= len(pools[mode]) or time.perf_counter() - t0 > 0.7 * budget_s:
+                        continue
+                    cand = pools[mode][i]
+                    blocks = plan(cand, space, channels, classes)
+                    prec = block_precisions(cand, space, blocks)
+                    built.append((mode, blocks, prec, predict(unit, blocks, prec), predict(stored, blocks, prec)))
+                    paths.append(build_model(cand, space, channels, classes, Path(tmp), f"h{len(paths)}"))
+                    shapes_in.append((1, channels, cand.resolution, cand.resolution))
+                    tick()
+            timings = measure_passes(paths, shapes_in, passes=PASSES, group=GROUP, threads=threads, reps=REPS,
+                                     runtime=dev.runtime, seed=SEED)  # fmt: skip
+    groups: dict[str, list[Timed]] = {}
+    for (mode, blocks, prec, pred, _), t in zip(built, timings, strict=True):
+        groups.setdefault(mode, []).append(Timed(pred, prec, t.p10_ms, [BlockKey.of(b, q) for b, q in zip(blocks, prec)]))
+    mixed = groups.pop("mixed", [])
+    scales = fit_scales(groups)
+    int8 = fit_int8([*groups.get("int8", []), *mixed], scales) if entry is not None else None
+    terms: dict[str, Any] = {"block_scale": scales}
+    if int8 is not None:
+        scales["int8"] = int8.scale
+        terms |= int8.terms(dev)
+    after = with_device(target, fitted.model_copy(update=terms)).table
+    before_err: dict[str, list[float]] = {}
+    after_err: dict[str, list[float]] = {}
+    for (mode, blocks, prec, _, old), t in zip(built, timings, strict=True):
+        before_err.setdefault(mode, []).append(abs(old.latency_ms / t.p10_ms - 1))
+        after_err.setdefault(mode, []).append(abs(predict(after, blocks, prec).latency_ms / t.p10_ms - 1))
+    tick()
+    return HostFit(
+        target=dev.name, digest=table_digest(target), host=this_host(dev.runtime),
+        table_host={k: dev.host.get(k) for k in ("cpu", "logical_cpus", "machine", "threads", dev.runtime, "date")},
+        block_scale=scales, int8_entry=entry.model_dump() if entry else None,
+        int8_terms=int8.terms(dev) if int8 else {},
+        int8_exit=exit_.model_dump() if exit_ else None,
+        networks={m: sum(1 for b in built if b[0] == m) for m in modes},
+        before_mape_pct={m: round(100 * float(np.mean(v)), 1) for m, v in before_err.items()},
+        after_mape_pct={m: round(100 * float(np.mean(v)), 1) for m, v in after_err.items()},
+        seconds=round(time.perf_counter() - t0, 1), space=space.name,
+        date=datetime.now(UTC).isoformat(timespec="seconds"),
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class HostCheck:
+    """What :func:`on_this_host` did: the target to price with, one line to show (None when the
+    table was measured here), and the fit (None where none applies)."""
+
+    target: Target
+    line: str | None
+    fit: HostFit | None
+    cached: bool = False
+
+    def to_config(self) -> dict[str, Any]:
+        if self.fit is None:
+            return {"status": "measured here" if self.line is None else "not re-calibrated", "line": self.line}
+        return {"status": "re-calibrated" + (" (cached)" if self.cached else ""), "line": self.line,
+                "file": str(self.fit.path()), **asdict(self.fit)}  # fmt: skip
+
+
+def on_this_host(
+    target: Target, space: SearchSpace, *, channels: int = 1, classes: int = 10, recalibrate: bool = True,
+    networks: int = NETWORKS, on_progress: Callable[[int, int], None] | None = None,
+) -> HostCheck:  # fmt: skip
+    """The target as it should price on this machine: unchanged when its table was measured here
+    (or is not measured at all); else re-calibrated (from the cache when this host already fitted
+    this table), or unchanged with the one line that says so."""
+    dev = target.device
+    if dev.source != "measured" or measured_here(dev):
+        return HostCheck(target, None, None)
+    if not recalibrate:
+        return HostCheck(target, other_machine_line(dev, space, "--no-recalibrate"), None)
+    why = why_not_fit(dev)
+    if why is not None:
+        return HostCheck(target, other_machine_line(dev, space, why), None)
+    cached = HostFit.load(target)
+    fit = cached or fit_host(target, space, channels=channels, classes=classes, networks=networks,
+                             on_progress=on_progress)  # fmt: skip
+    line = fit.line()
+    if cached is None and fit.save() is None:
+        line += f" (could not cache it in {host_fits_dir()}: fitted again next time)"
+    elif cached is not None:
+        line += f" (cached in {fit.path()})"
+    return HostCheck(with_device(target, fit.apply(dev)), line, fit, cached is not None)
+
+
+def apply_cached(target: Target) -> Target:
+    """``target`` with this host's cached fit applied, if there is one (Ray workers, reports)."""
+    if target.device.source != "measured" or measured_here(target.device):
+        return target
+    fit = HostFit.load(target)
+    return with_device(target, fit.apply(target.device)) if fit else target
