@@ -49,10 +49,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
 from scipy.optimize import least_squares
 
-from autocompress._io import atomic_write_text
 from autocompress.arch import BlockSpec
 from autocompress.exceptions import TargetError
 from autocompress.hardware.families import family_of
@@ -63,6 +61,7 @@ from autocompress.hardware.lut import (
     ErrorBand,
     Roofline,
     load_device,
+    save_device,
 )
 from autocompress.hardware.reference_nets import LAYER_KINDS, reference_net
 from autocompress.hardware.roofline import BYTES_PER_ELEM, write_estimated_table
@@ -540,10 +539,7 @@ def default_blocks(
 
 def write_device(folder: Path, device: DeviceSpec) -> None:
     """Write ``folder/device.yaml`` (atomically, keys in model order)."""
-    data = device.model_dump(mode="json", exclude_none=True)
-    atomic_write_text(
-        folder / "device.yaml", yaml.safe_dump(data, sort_keys=False, width=100, allow_unicode=True)
-    )
+    save_device(folder, device)
 
 
 def calibrate_target(folder: Path, blocks: Iterable[BlockSpec] | None = None) -> DeviceSpec:

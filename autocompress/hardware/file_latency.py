@@ -32,6 +32,7 @@ from onnx import numpy_helper
 from autocompress._io import check_regular_file
 from autocompress.exceptions import BadInputError, UnpricedLayersError
 from autocompress.hardware.families import uncovered_note
+from autocompress.hardware.host_fit import apply_cached, measured_here
 from autocompress.hardware.interval import describe_band, network_band
 from autocompress.hardware.layer_estimate import roofline_layer
 from autocompress.hardware.layer_fill import fill_layers, missing_families, same_host
@@ -269,7 +270,7 @@ def file_latency(path: Path, target_name: str, precision: str = "mixed", *, prof
         UnpricedLayersError: a node no table prices, or a measured table measured elsewhere that
             lacks a layer family.
     """
-    target = get_target(target_name)
+    target = apply_cached(get_target(target_name))  # a band validated on this host, when there is one
     if precision not in PRECISIONS:
         raise BadInputError(f"--precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
     runs = target.device.precisions
@@ -312,6 +313,12 @@ def file_latency(path: Path, target_name: str, precision: str = "mixed", *, prof
                      f"{target.folder / 'layers.csv'}")  # fmt: skip
     if power is None:
         notes.append(f"no energy: {target.folder.name}/device.yaml records no power_w")
+    if device.source == "measured" and not measured_here(device):
+        notes.append(f"the layer rows of {target.name} were measured on another machine "
+                     f"({device.host.get('cpu', 'unknown')!r}, {device.host.get('logical_cpus', '?')} logical CPUs, machine "
+                     f"{device.host.get('machine') or 'unrecorded'}) and are used as they are; measure this one with "
+                     f"'autocompress profile --runtime {device.runtime} --name {target.name}-here', then "
+                     f"'autocompress latency {path} --target {target.name}-here --profile-missing'")  # fmt: skip
     uncovered = uncovered_note(device, [roofline_layer(key) for key in keys])
     if uncovered:
         notes.append(uncovered)

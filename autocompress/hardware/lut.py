@@ -367,7 +367,7 @@ def save_device(folder: Path, device: DeviceSpec) -> None:
     for name in INT8_TERMS:  # fitted on measured tables only: other files stay as they were written
         if not data.get(name):
             data.pop(name, None)
-    atomic_write_text(folder / "device.yaml", yaml.safe_dump(data, sort_keys=False, width=100))
+    atomic_write_text(folder / "device.yaml", yaml.safe_dump(data, sort_keys=False, width=100, allow_unicode=True))
 
 
 def load_device(path: Path) -> DeviceSpec:
