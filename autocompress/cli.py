@@ -445,11 +445,12 @@ def _targets() -> None:
 
 @app.command("space")
 def space_command(
-    space: str = typer.Argument(..., help="A shipped space (fashion_mnist, tiny) or a search-space YAML file."),
+    space: str = typer.Argument(..., help="A shipped space (fashion_mnist, tiny, mobilenet_rgb) or a search-space YAML file."),
     target: str = typer.Option("cpu", "--target", "-t", help="Device name or alias (see 'autocompress "
                                "targets'); default cpu, the table measured on this machine."),
     budget: Optional[str] = typer.Option(None, "--budget", "-b", help="Also say whether this budget binds, e.g. 10ms."),
-    channels: int = typer.Option(1, "--channels", help="Input channels of the data the space is used with."),
+    channels: Optional[int] = typer.Option(None, "--channels", help="Input channels of the data the space is "
+                                           "used with (default: the space's input.channels)."),
     classes: int = typer.Option(10, "--classes", help="Classes of the data the space is used with."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (for scripts) instead of a table."),
 ) -> None:
@@ -476,7 +477,7 @@ def _space(**kw: Any) -> None:
     t = get_target(kw["target"])
     sp = load_space(kw["space"])
     table = t.table
-    shape = {"channels": kw["channels"], "classes": kw["classes"]}
+    shape = {"channels": kw["channels"] or sp.model.input.channels, "classes": kw["classes"]}
     rng = space_latency_range(sp, table, **shape, target=t.name, estimated=t.estimated)
     rows = precision_ranges(sp, table, **shape)
     refused = unsupported_precisions(sp, table)
@@ -546,7 +547,8 @@ def profile(
     passes: int = typer.Option(3, "--passes", help="Passes over all blocks, spread over time; the fastest is kept."),
     networks: int = typer.Option(24, "--networks", help="Random whole networks timed to fit block_scale "
                                  "(0: keep the table's current factor)."),
-    channels: int = typer.Option(1, "--channels", help="Input channels of the data the space is used with."),
+    channels: Optional[int] = typer.Option(None, "--channels", help="Input channels of the data the space is "
+                                           "used with (default: the space's input.channels)."),
     classes: int = typer.Option(10, "--classes", help="Classes of the data the space is used with."),
     merge: bool = typer.Option(True, "--merge/--replace", help="Keep rows of an existing table that were not re-measured."),
     pin: bool = typer.Option(False, "--pin/--no-pin", help="Pin the process to the first --threads CPUs "
@@ -634,7 +636,7 @@ def _profile(**kw: Any) -> None:
 
         table = profile_space(
             sp, name=name, precisions=precisions, threads=kw["threads"], reps=kw["reps"], runtime=kw["runtime"],
-            in_channels=kw["channels"], num_classes=kw["classes"], folder=folder,
+            in_channels=kw["channels"] or sp.model.input.channels, num_classes=kw["classes"], folder=folder,
             merge=kw["merge"], pin=kw["pin"], passes=kw["passes"], networks=kw["networks"], on_block=tick,
         )  # fmt: skip
     out.print(f"wrote {len(table.rows)} rows to {folder}/ ({table.device.runtime} {table.device.runtime_version}, "
@@ -650,7 +652,7 @@ def validate_latency(
     seed: int = typer.Option(0, "--seed"),
     reps: int = typer.Option(50, "--reps", help="Timed runs per candidate and pass (after warm-up)."),
     passes: int = typer.Option(3, "--passes", help="Passes over all candidates, spread over time; the fastest is kept."),
-    channels: int = typer.Option(1, "--channels"),
+    channels: Optional[int] = typer.Option(None, "--channels", help="Default: the space's input.channels."),
     classes: int = typer.Option(10, "--classes"),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Folder for validation.json/.csv/.png "
                                            "(default: runs/validate-latency/<target>-<precision>)."),
@@ -679,7 +681,7 @@ def _validate_latency(**kw: Any) -> None:
 
         report = run_validation(
             t, sp, n=kw["n"], precision=kw["precision"], seed=kw["seed"], reps=kw["reps"], passes=kw["passes"],
-            channels=kw["channels"], classes=kw["classes"], on_progress=tick,
+            channels=kw["channels"] or sp.model.input.channels, classes=kw["classes"], on_progress=tick,
         )  # fmt: skip
     paths = write_validation(report, folder)
     s = report.summary()
@@ -725,8 +727,9 @@ def _calibrate(names: list[str], all_: bool) -> None:
 @app.command("estimate-table")
 def estimate_table(
     target: str = typer.Argument(..., help="An estimated target (its device.yaml holds the roofline)."),
-    space: list[str] = typer.Option(["fashion_mnist", "tiny"], "--space", help="Spaces whose blocks to cover (repeatable)."),
-    channels: int = typer.Option(1, "--channels"),
+    space: list[str] = typer.Option(["fashion_mnist", "tiny", "mobilenet_rgb"], "--space",
+                                    help="Spaces whose blocks to cover (repeatable)."),
+    channels: Optional[int] = typer.Option(None, "--channels", help="Input channels (default: each space's input.channels)."),
     classes: int = typer.Option(10, "--classes"),
 ) -> None:
     """Regenerate an estimated target's blocks.csv from its roofline model (labelled estimated)."""
@@ -734,19 +737,15 @@ def estimate_table(
 
 
 @_guard
-def _estimate_table(target: str, spaces: list[str], channels: int, classes: int) -> None:
-    from autocompress.arch import all_blocks
+def _estimate_table(target: str, spaces: list[str], channels: Optional[int], classes: int) -> None:
+    from autocompress.hardware.calibrate import default_blocks
     from autocompress.hardware.roofline import write_estimated_table
     from autocompress.hardware.targets import check_writable, get_target
-    from autocompress.space import load_space
 
     _check_ints("estimate-table", {"channels": channels, "classes": classes})
     t = get_target(target)
     check_writable(t.folder)
-    blocks = set()
-    for name in spaces:
-        blocks |= all_blocks(load_space(name), channels, classes)
-    table = write_estimated_table(t.folder, sorted(blocks, key=repr))
+    table = write_estimated_table(t.folder, default_blocks(spaces, channels, classes))
     out.print(f"wrote {len(table.rows)} estimated rows to {t.folder}/blocks.csv", highlight=False)
 
 

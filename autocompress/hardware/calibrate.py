@@ -41,7 +41,7 @@ from autocompress.hardware.reference_nets import LAYER_KINDS, reference_net
 from autocompress.hardware.roofline import BYTES_PER_ELEM, write_estimated_table
 
 PRECISION_ORDER = ("fp32", "fp16", "int8")
-DEFAULT_SPACES = ("fashion_mnist", "tiny")
+DEFAULT_SPACES = ("fashion_mnist", "tiny", "mobilenet_rgb")
 _BOUNDS = {  # (low, high) of each parameter kind, in its natural unit
     "precision_efficiency": (1e-4, 1.0),
     "layer_efficiency": (0.005, 1.0),
@@ -344,15 +344,18 @@ def _round(x: float, digits: int = 5) -> float:
 
 
 def default_blocks(
-    spaces: Iterable[str] = DEFAULT_SPACES, channels: int = 1, classes: int = 10
+    spaces: Iterable[str] = DEFAULT_SPACES, channels: int | None = None, classes: int = 10
 ) -> list[BlockSpec]:
-    """Every block of the shipped spaces, as ``autocompress estimate-table`` covers them."""
+    """Every block of the shipped spaces, as ``autocompress estimate-table`` covers them; each
+    space with its own input channels (``input.channels``: 1 grey, 3 RGB) unless ``channels``
+    is given."""
     from autocompress.arch import all_blocks
     from autocompress.space import load_space
 
     blocks: set[BlockSpec] = set()
     for name in spaces:
-        blocks |= all_blocks(load_space(name), channels, classes)
+        space = load_space(name)
+        blocks |= all_blocks(space, channels or space.model.input.channels, classes)
     return sorted(blocks, key=repr)
 
 

@@ -48,8 +48,8 @@ class _Head(nn.Module):
 def block_module(spec: BlockSpec, seed: int = 0) -> nn.Module:
     """The fused block alone, as a module with realistic (non-degenerate) BN statistics."""
     if spec.op == "stem":
-        module: nn.Module = ConvBNAct(spec.in_c, spec.out_c, spec.kernel, spec.stride)
-    elif spec.op == "mbconv":
+        module: nn.Module = ConvBNAct(spec.in_c, spec.out_c, spec.kernel, spec.stride, act=spec.act)
+    elif spec.is_mbconv:
         module = MBConv(spec)
     elif spec.op == "head":
         module = _Head(spec)
