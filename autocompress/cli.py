@@ -551,6 +551,8 @@ def profile(
                                            "used with (default: the space's input.channels)."),
     classes: int = typer.Option(10, "--classes", help="Classes of the data the space is used with."),
     merge: bool = typer.Option(True, "--merge/--replace", help="Keep rows of an existing table that were not re-measured."),
+    missing_only: bool = typer.Option(False, "--missing-only", help="Measure only the blocks the table lacks and add "
+                                      "their rows; device.yaml (overhead, block_scale, host) stays as measured."),
     pin: bool = typer.Option(False, "--pin/--no-pin", help="Pin the process to the first --threads CPUs "
                              "(steadier on a dedicated board; worse on a shared VM, where other work lands there)."),
     layers: bool = typer.Option(False, "--layers", help="Generic layers of --model (layers.csv) instead of "
@@ -565,6 +567,20 @@ def profile(
         _profile_layers(**locals())
     else:
         _profile(**{k: v for k, v in locals().items() if k not in ("layers", "model", "weights", "input_shape")})
+
+
+def _profile_missing(kw: dict[str, Any], precisions: list[str], name: str, folder: Path, sp: Any) -> None:
+    from autocompress.hardware.profile_add import profile_missing
+
+    with _progress() as progress:
+        task = progress.add_task("profiling missing blocks", total=None)
+        table, added = profile_missing(
+            sp, folder, precisions=precisions, runtime=kw["runtime"], threads=kw["threads"], reps=kw["reps"],
+            passes=kw["passes"], in_channels=kw["channels"] or sp.model.input.channels, num_classes=kw["classes"],
+            on_block=lambda d, t: progress.update(task, completed=d, total=t),
+        )  # fmt: skip
+    out.print(f"added {added} measured rows to {folder}/blocks.csv ({len(table.rows)} rows; device.yaml unchanged)",
+              highlight=False)  # fmt: skip
 
 
 @_guard
@@ -628,6 +644,9 @@ def _profile(**kw: Any) -> None:
     folder = kw["out_dir"] or new_table_folder(name)
     sp = load_space(kw["space"])
     check_writable(folder)  # before minutes of measuring, not after
+    if kw["missing_only"]:
+        _profile_missing(kw, precisions, name, folder, sp)
+        return
     with _progress() as progress:
         task = progress.add_task("profiling blocks", total=None)
 
