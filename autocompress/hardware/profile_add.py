@@ -68,11 +68,29 @@ def profile_missing(
         raise BadInputError(f"--precision: {device.name} holds {', '.join(device.precisions)}; got "
                             f"{','.join(precisions) or 'nothing'}")  # fmt: skip
     todo = missing_blocks(table, space, precisions, in_channels, num_classes)
+    return add_measured_rows(folder, todo, runtime=runtime, threads=threads, reps=reps, passes=passes,
+                             on_block=on_block)  # fmt: skip
+
+
+def add_measured_rows(
+    folder: Path,
+    todo: list[tuple],
+    *,
+    runtime: str,
+    threads: int = 1,
+    reps: int = 60,
+    passes: int = 3,
+    on_block: Callable[[int, int], None] | None = None,
+) -> tuple[LatencyTable, int]:
+    """Measure ``(block, precision)`` pairs the table in ``folder`` lacks and merge their rows
+    into its ``blocks.csv`` (after each precision, atomically); ``device.yaml`` is not touched.
+    Pairs the table already has are skipped."""
+    table = load_table(folder)
+    batch = table.device.batch
+    todo = [(b, p) for b, p in todo if BlockKey.of(b, p, batch) not in table.rows]
     added = 0
-    for prec in precisions:
-        blocks = [b for b, p in todo if p == prec]
-        if not blocks:
-            continue
+    for prec in dict.fromkeys(p for _, p in todo):
+        blocks = list(dict.fromkeys(b for b, p in todo if p == prec))
         with tempfile.TemporaryDirectory() as tmp:
             done_before = added
 
@@ -83,6 +101,7 @@ def profile_missing(
             _, _, rows = profile_blocks(blocks, [prec], threads=threads, reps=reps, runtime=runtime,
                                         passes=passes, workdir=Path(tmp), on_block=tick)  # fmt: skip
         table.rows.update({r.key: r for r in rows})
+        table._families.clear()
         added += len(rows)
         table.save(folder, write_device=False)  # after each precision: an interrupted run keeps what it measured
     return table, added
