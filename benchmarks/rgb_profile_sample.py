@@ -1,6 +1,7 @@
 """Measure a sample of the RGB space's blocks into the x86 tables (this machine), without touching
-their device.yaml: the blocks of the smallest and largest mobilenet_rgb networks at 64 and 96 px,
-and of ``--random`` seeded random candidates at those sizes, at fp32 and int8.
+their device.yaml: the blocks of the smallest and largest mobilenet_rgb networks at every
+resolution of the space (64-224 px), of the smallest at 96 px with squeeze-excite or with
+hard-swish, and of ``--random`` seeded random candidates at 64 and 96 px, at fp32 and int8.
 
     python benchmarks/rgb_profile_sample.py [--runtime onnxruntime] [--random 4] [--reps 30]
 
@@ -38,9 +39,16 @@ def sample_pairs(n_random: int, seed: int = 0) -> list[tuple]:
     space = load_space("mobilenet_rgb")
     rng = random.Random(seed)
     cands = []
-    for res in (64, 96):
+    for res in space.model.input.resolution:  # the extremes at every resolution: measured, not extrapolated
         cands += [replace(space.largest(), resolution=res), replace(space.smallest(), resolution=res)]
+    for res in (64, 96):
         cands += [replace(space.random(rng), resolution=res) for _ in range(n_random // 2)]
+    # the smallest network at 96 px with squeeze-excite (stages 2-5) or hard-swish (stages 3-5):
+    # what tests/test_rgb_space.py compares, measured rather than interpolated
+    small = replace(space.smallest(), resolution=96)
+    for field, value, first in (("se", True, 2), ("act", "hswish", 3)):
+        stages = tuple(replace(st, **{field: value}) if i >= first else st for i, st in enumerate(small.stages))
+        cands.append(replace(small, stages=stages))
     pairs: dict[tuple, None] = {}
     for cand in cands:
         blocks = plan(cand, space, 3, 10)

@@ -6,14 +6,16 @@ budget that binds, on the colourised Fashion-MNIST image folder (a stand-in for 
 
 1. ``benchmarks/rgb_folder.py`` writes ``data/fashion_mnist_rgb`` (96 px RGB PNGs) if it is missing.
 2. The space variant ``benchmarks/results/mobilenet_rgb_96.yaml`` is derived from the shipped
-   ``mobilenet_rgb``: resolutions 64 and 96 only, fine-tune steps 0 or 50, 4 supernet epochs at
-   batch 64 (a 2-core budget); every other choice is the shipped space's.
+   ``mobilenet_rgb``:
+   resolutions 64 and 96 only, fine-tune steps 0 or 20, 3 supernet epochs at batch 64 (a 2-core
+   budget); every other choice is the shipped space's.
 3. ``autocompress search --space <variant> --dataset imagefolder:data/fashion_mnist_rgb
-   --target jetson --budget 2.5ms --subset 1000 --trials 16`` runs (the budget comes from
-   ``autocompress space <variant> --target jetson``: 41% of 1,000 random candidates are predicted
-   over 2.5 ms); the load average is sampled every 15 s while it runs.
-4. The summary (``benchmarks/results/rgb_run.json`` and ``rgb_run.png``): share of trials over the
-   budget, the Pareto set (accuracy, ESTIMATED latency, size), the largest network's accuracy
+   --target jetson --budget 2.5ms --subset 1000 --trials 14`` runs with ``OMP_NUM_THREADS=1``
+   (on a machine shared by many processes, torch's second thread mostly spins); the budget comes
+   from ``autocompress space <variant> --target jetson`` (41% of 1,000 random candidates are
+   predicted over 2.5 ms); the load average is sampled every 15 s while it runs.
+4. The summary (``benchmarks/results/rgb_run_<run>.json`` and ``.png``): share of trials over
+   the budget, the Pareto set (accuracy, ESTIMATED latency, size), the largest network's accuracy
    (trial 0, seeded: the largest subnet, fp32, uncompressed), wall time and load.
 Latencies on jetson-orin-nano are ESTIMATES (roofline model; no Jetson was measured).
 """
@@ -39,7 +41,7 @@ FOLDER = ROOT / "data" / "fashion_mnist_rgb"
 VARIANT = RESULTS / "mobilenet_rgb_96.yaml"
 
 
-def write_variant(path: Path = VARIANT) -> Path:
+def write_variant(path: Path = VARIANT, epochs: float = 3, finetune: tuple[int, ...] = (0, 20)) -> Path:
     """The shipped mobilenet_rgb space at 64-96 px with a 2-core training budget."""
     from autocompress.space import load_space, space_from_dict
 
@@ -48,8 +50,8 @@ def write_variant(path: Path = VARIANT) -> Path:
     d["description"] = "mobilenet_rgb at 64-96 px, 2-core training budget (written by benchmarks/rgb_run.py)"
     d["dataset"] = "imagefolder:data/fashion_mnist_rgb"
     d["input"]["resolution"] = [64, 96]
-    d["compression"]["finetune_steps"] = [0, 50]
-    d["training"].update(epochs=4, batch_size=64)
+    d["compression"]["finetune_steps"] = list(finetune)
+    d["training"].update(epochs=epochs, batch_size=64)
     space_from_dict(d)  # valid before it is written
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("# Derived from search_spaces/mobilenet_rgb.yaml by benchmarks/rgb_run.py; do not edit.\n"
@@ -62,10 +64,12 @@ def run(args: argparse.Namespace) -> dict:
         from benchmarks.rgb_folder import write_folder
 
         write_folder(FOLDER, 96, 600)
-    space = write_variant()
+    space = write_variant(VARIANT, args.epochs, tuple(int(v) for v in args.finetune.split(",")))
     cmd = [sys.executable, "-m", "autocompress", "search", "--space", str(space),
            "--dataset", f"imagefolder:{FOLDER}", "--target", "jetson", "--budget", args.budget,
            "--subset", str(args.subset), "--trials", str(args.trials), "--run-dir", str(args.run_dir)]  # fmt: skip
+    if args.timeout:
+        cmd += ["--timeout", str(args.timeout)]
     loads: list[float] = []
     done = threading.Event()
 
@@ -75,7 +79,8 @@ def run(args: argparse.Namespace) -> dict:
 
     threading.Thread(target=sample, daemon=True).start()
     start = time.time()
-    proc = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    env = {"OMP_NUM_THREADS": "1", **os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(cmd, cwd=ROOT, env=env)
     wall = time.time() - start
     done.set()
     info = {
@@ -128,7 +133,8 @@ def report(run_dir: Path) -> dict:
         **wall,
     }  # fmt: skip
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "rgb_run.json").write_text(json.dumps(out, indent=2) + "\n")
+    stem = f"rgb_run_{run_dir.name}"
+    (RESULTS / f"{stem}.json").write_text(json.dumps(out, indent=2) + "\n")
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ok = priced[priced["latency_ms"] <= budget]
     ax.scatter(over["latency_ms"], over["val_accuracy"].fillna(0) * 100, c="tab:red", marker="x",
@@ -141,7 +147,7 @@ def report(run_dir: Path) -> dict:
     ax.set_title("mobilenet_rgb 64-96 px on colourised Fashion-MNIST (stand-in for photos)", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(RESULTS / "rgb_run.png", dpi=120)
+    fig.savefig(RESULTS / f"{stem}.png", dpi=120)
     return out
 
 
@@ -157,8 +163,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run-dir", type=Path, default=ROOT / "runs" / "rgb-jetson")
     ap.add_argument("--budget", default="2.5ms")
-    ap.add_argument("--trials", type=int, default=16)
+    ap.add_argument("--trials", type=int, default=14)
     ap.add_argument("--subset", type=int, default=1000)
+    ap.add_argument("--epochs", type=float, default=3, help="supernet epochs of the variant")
+    ap.add_argument("--finetune", default="0,20", help="fine-tune step choices of the variant")
+    ap.add_argument("--timeout", type=float, default=None, help="start no trial after this many seconds")
     ap.add_argument("--report-only", action="store_true")
     args = ap.parse_args()
     if not args.report_only:

@@ -101,9 +101,23 @@ def test_squeeze_excite_and_hardswish_change_the_price(space) -> None:
         se_ms, _ = _price(target, with_se, space)
         hs_ms, _ = _price(target, with_hs, space)
         assert se_ms > plain_ms * 1.02, f"{target}: squeeze-excite {se_ms:.4f} ms vs {plain_ms:.4f} ms"
-        assert hs_ms != plain_ms, f"{target}: hard-swish priced like relu"
-    # on the compute-bound estimated CPU target hard-swish costs more than relu
-    assert _price("raspberry-pi-5", with_hs, space)[0] > _price("raspberry-pi-5", base, space)[0]
+        # every runtime here fuses hard-swish into the conv before it (ONNX Runtime's FusedConv,
+        # TensorRT, OpenVINO): never cheaper than relu; the roofline charges its arithmetic, which
+        # a memory-bound layer hides
+        assert hs_ms >= plain_ms, f"{target}: hard-swish {hs_ms:.4f} ms cheaper than relu {plain_ms:.4f} ms"
+    # measured on this machine's table: hard-swish blocks have their own, slower rows
+    x86 = get_target("x86-cpu-onnxruntime").table
+    hs_rows = [b for b in plan(with_hs, space, 3, 10) if b.act == "hswish" and b.is_mbconv]
+    assert all(x86.get(BlockKey.of(b, "fp32")) is not None for b in hs_rows)
+    assert _price("x86-cpu-onnxruntime", with_hs, space)[0] > _price("x86-cpu-onnxruntime", base, space)[0]
+    # the roofline charges hard-swish where a layer is compute-bound
+    from autocompress.hardware.roofline import block_latency_ms
+
+    pi = get_target("raspberry-pi-5").device
+    big = pi.roofline.model_copy(update={"memory_bandwidth_gbs": 1e6})  # a compute-bound device
+    pi_fast_memory = pi.model_copy(update={"roofline": big})
+    relu_block = replace(hs_block, act="relu")
+    assert block_latency_ms(pi_fast_memory, hs_block, "fp32") > block_latency_ms(pi_fast_memory, relu_block, "fp32")
 
 
 def test_pruning_a_squeeze_excite_subnet_matches_its_plan(space, net) -> None:

@@ -111,12 +111,12 @@ def replicate(model: onnx.ModelProto, k: int) -> onnx.ModelProto:
         def rn(name: str, c: int = c) -> str:
             return name if (name in shared or name in used_by_shared or not name) else f"c{c}/{name}"
 
-        for node in g.node:
+        for j, node in enumerate(g.node):
             if any(node is s for s in shared_nodes):
                 continue
             new = onnx.NodeProto()
             new.CopyFrom(node)
-            new.name = f"c{c}/{node.name}"
+            new.name = f"c{c}/{node.name or f'node{j}'}"  # the quantizer leaves some nodes unnamed
             new.input[:] = [rn(i) for i in node.input]
             new.output[:] = [rn(o) for o in node.output]
             out.graph.node.append(new)
