@@ -166,7 +166,7 @@ def _check_run_dir(run_dir: Path | None, what: str = "run directory") -> None:
 def search(
     target: str = typer.Option(..., "--target", "-t", help="Device name or alias (see 'autocompress targets')."),
     budget: str = typer.Option(..., "--budget", "-b", help="Latency budget, e.g. 10ms, 0.5ms, 800us, 1s."),
-    space: Optional[str] = typer.Option(None, "--space", help="Search-space YAML, or a shipped name: fashion_mnist (default), tiny."),
+    space: Optional[str] = typer.Option(None, "--space", help="Search-space YAML, or a shipped name: fashion_mnist (default), tiny, mobilenet_rgb."),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="fashion-mnist, digits or imagefolder:PATH (default: the space's)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Folder holding Fashion-MNIST's idx files."),
     subset: Optional[int] = typer.Option(None, "--subset", help="Cap every data split at N samples (quick runs)."),

@@ -4,7 +4,6 @@ target, prices squeeze-excite and hard-swish, trains with photo augmentation, bi
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import replace
 from pathlib import Path
 
@@ -254,8 +253,6 @@ def test_stage_choice_defaults_read_old_runs() -> None:
     assert Candidate.from_flat(old) == sp.largest()
     assert sp.largest().stages[0] == StageChoice(2, 24, 5, 4.0)
 
-
-logging.getLogger("autocompress").setLevel(logging.ERROR)
 
 
 def test_missing_only_profile_adds_rows_and_keeps_device_yaml(tmp_path) -> None:
