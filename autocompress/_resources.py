@@ -30,7 +30,7 @@ def shipped_dir(name: str) -> Path:
 
 
 def spaces_dir() -> Path:
-    """The shipped search spaces (``tiny.yaml``, ``fashion_mnist.yaml``)."""
+    """The shipped search spaces (``tiny.yaml``, ``fashion_mnist.yaml``, ``mobilenet_rgb.yaml``)."""
     return shipped_dir(SPACES)
 
 

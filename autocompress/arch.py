@@ -2,7 +2,9 @@
 
 The supernet builds subnets from this plan, the latency predictor prices it block by block,
 and the profiler enumerates every block a space can produce from it. The network is
-``normalize -> stem (conv+bn+relu) -> stages of MBConv blocks -> global pool + linear``.
+``normalize -> stem (conv+bn+act) -> stages of MBConv blocks -> global pool + linear``; an
+MBConv block may carry squeeze-excite (op ``mbconv_se``) and hard-swish (``act``), both part of
+the block's latency-table key.
 
 Structured pruning is part of the geometry: a stage's prune ratio removes that share of the
 hidden (expanded) channels of every MBConv block in the stage (``compress/prune.py`` does it
@@ -21,6 +23,19 @@ from autocompress.space import Candidate, SearchSpace
 def conv_out(size: int, stride: int) -> int:
     """Spatial size after a 'same'-padded odd-kernel conv: ceil(size / stride)."""
     return (size + stride - 1) // stride
+
+
+MBCONV_OPS = ("mbconv", "mbconv_se")
+SE_RATIO = 0.25  # squeeze-excite channels per block input channel (EfficientNet's rule)
+# Multiply-add equivalents per output element of an activation that is not a plain clamp
+# (hard-swish: add, clamp, multiply, divide; what the roofline charges a layer for it).
+ACT_MAC_EQUIV = {"relu": 0, "none": 0, "hswish": 2}
+
+
+def se_channels(in_c: int) -> int:
+    """Squeeze-excite bottleneck width of a block with ``in_c`` inputs: ``int(in_c * 0.25)``
+    (EfficientNet's rule: from the block's input, so pruning its hidden channels keeps it)."""
+    return max(1, int(in_c * SE_RATIO))
 
 
 def hidden_channels(in_c: int, expand: float) -> int:
@@ -64,8 +79,11 @@ def unpruned(cand: Candidate) -> Candidate:
 class BlockSpec:
     """One fused block of a concrete network (what a runtime runs as one or a few kernels).
 
-    ``op`` is ``stem`` (conv+bn+relu), ``mbconv`` (1x1 expand, kxk depthwise, 1x1 project,
-    residual add when ``stride == 1 and in_c == out_c``) or ``head`` (global pool + linear).
+    ``op`` is ``stem`` (conv+bn+act), ``mbconv`` (1x1 expand, kxk depthwise, 1x1 project,
+    residual add when ``stride == 1 and in_c == out_c``), ``mbconv_se`` (the same with
+    squeeze-excite after the depthwise conv: global pool, 1x1 to :func:`se_channels`, relu,
+    1x1 back, hard-sigmoid, multiply) or ``head`` (global pool + linear). ``act`` is the
+    activation of the stem or of the block's expand and depthwise convs: ``relu`` or ``hswish``.
     ``expand`` is the block's effective expand ratio: ``hidden / in_c`` after structured
     pruning (e.g. 1.5 for expand 2 with a quarter of the hidden channels pruned).
     """
@@ -83,12 +101,25 @@ class BlockSpec:
     index: int = 0  # position within the stage
 
     @property
+    def is_mbconv(self) -> bool:
+        return self.op in MBCONV_OPS
+
+    @property
+    def se(self) -> bool:
+        return self.op == "mbconv_se"
+
+    @property
+    def se_c(self) -> int:
+        """Squeeze-excite bottleneck channels (0 without squeeze-excite)."""
+        return se_channels(self.in_c) if self.se else 0
+
+    @property
     def hidden(self) -> int:
-        return hidden_channels(self.in_c, self.expand) if self.op == "mbconv" else self.out_c
+        return hidden_channels(self.in_c, self.expand) if self.is_mbconv else self.out_c
 
     @property
     def residual(self) -> bool:
-        return self.op == "mbconv" and self.stride == 1 and self.in_c == self.out_c
+        return self.is_mbconv and self.stride == 1 and self.in_c == self.out_c
 
     @property
     def out_h(self) -> int:
@@ -110,6 +141,7 @@ class BlockSpec:
             self.in_h * self.in_w * self.in_c * hid
             + oh * ow * hid * self.kernel**2
             + oh * ow * hid * self.out_c
+            + (oh * ow * hid + 2 * hid * self.se_c + oh * ow * hid if self.se else 0)  # pool, fcs, scale
         )
 
     def params(self) -> int:
@@ -118,7 +150,8 @@ class BlockSpec:
         if self.op == "head":
             return self.in_c * self.out_c + self.out_c
         hid = self.hidden
-        return self.in_c * hid + hid + hid * self.kernel**2 + hid + hid * self.out_c + self.out_c
+        se = 2 * hid * self.se_c + self.se_c + hid if self.se else 0
+        return self.in_c * hid + hid + hid * self.kernel**2 + hid + hid * self.out_c + self.out_c + se
 
     def activation_elems(self) -> int:
         """Elements read and written between kernels (for the memory side of a roofline)."""
@@ -133,12 +166,14 @@ class BlockSpec:
             + (self.in_h * self.in_w + oh * ow) * hid  # depthwise
             + oh * ow * (hid + self.out_c)  # project
             + (2 * oh * ow * self.out_c if self.residual else 0)
+            + (3 * oh * ow * hid if self.se else 0)  # pool reads hidden; scale reads and writes it
         )
 
     def kernels(self) -> int:
         """Kernel launches after fusion as TensorRT builds them (conv+bn+act is one; the residual
-        add fuses into project; the head's linear layer runs in its global pooling's kernel)."""
-        return {"stem": 1, "mbconv": 3, "head": 1}[self.op]
+        add fuses into project; squeeze-excite (pool, two 1x1 convs, scale) is one kernel; the
+        head's linear layer runs in its global pooling's kernel)."""
+        return {"stem": 1, "mbconv": 3, "mbconv_se": 4, "head": 1}[self.op]
 
 
 def plan(cand: Candidate, space: SearchSpace, in_channels: int, num_classes: int) -> list[BlockSpec]:
@@ -153,7 +188,7 @@ def plan(cand: Candidate, space: SearchSpace, in_channels: int, num_classes: int
     round_to = space.model.compression.prune_round_to
     h = w = cand.resolution
     blocks = [
-        BlockSpec("stem", h, w, in_channels, cand.stem_width, stem.kernel, stem.stride, 1.0, "relu", -1)
+        BlockSpec("stem", h, w, in_channels, cand.stem_width, stem.kernel, stem.stride, 1.0, stem.act, -1)
     ]
     h, w = conv_out(h, stem.stride), conv_out(w, stem.stride)
     c = cand.stem_width
@@ -161,9 +196,8 @@ def plan(cand: Candidate, space: SearchSpace, in_channels: int, num_classes: int
         for j in range(choice.depth):
             stride = spec.stride if j == 0 else 1
             expand = pruned_expand(c, choice.expand, cand.prune[s], round_to)
-            blocks.append(
-                BlockSpec("mbconv", h, w, c, choice.width, choice.kernel, stride, expand, "relu", s, j)
-            )
+            op = "mbconv_se" if choice.se else "mbconv"
+            blocks.append(BlockSpec(op, h, w, c, choice.width, choice.kernel, stride, expand, choice.act, s, j))
             h, w, c = conv_out(h, stride), conv_out(w, stride), choice.width
     blocks.append(BlockSpec("head", h, w, c, num_classes, 1, 1, 1.0, "none", len(cand.stages)))
     return blocks
@@ -198,26 +232,24 @@ def all_blocks(space: SearchSpace, in_channels: int, num_classes: int) -> set[Bl
     for r in m.input.resolution:
         h = r
         for sw in m.stem.width:
-            add(BlockSpec("stem", r, r, in_channels, sw, m.stem.kernel, m.stem.stride, 1.0, "relu", -1))
+            add(BlockSpec("stem", r, r, in_channels, sw, m.stem.kernel, m.stem.stride, 1.0, m.stem.act, -1))
         h = conv_out(r, m.stem.stride)
         in_widths = set(m.stem.width)
         for s, spec in enumerate(m.stages):
             ratios = dims[f"s{s}_prune"]
-            for c_in in in_widths:
-                for wd in spec.width:
-                    for k in spec.kernel:
-                        for e in spec.expand:
-                            for r in ratios:
-                                pe = pruned_expand(c_in, e, r, round_to)
-                                add(BlockSpec("mbconv", h, h, c_in, wd, k, spec.stride, pe, "relu", 0))
+            kinds = [("mbconv_se" if se else "mbconv", act) for se in spec.se for act in spec.act]
             h2 = conv_out(h, spec.stride)
+            # (input width, output width, side, stride): the stage's first block, then its repeats
+            shapes = [(c_in, wd, h, spec.stride) for c_in in in_widths for wd in spec.width]
             if max(spec.depth) > 1:
-                for wd in spec.width:
-                    for k in spec.kernel:
-                        for e in spec.expand:
-                            for r in ratios:
-                                pe = pruned_expand(wd, e, r, round_to)
-                                add(BlockSpec("mbconv", h2, h2, wd, wd, k, 1, pe, "relu", 0))
+                shapes += [(wd, wd, h2, 1) for wd in spec.width]
+            for c_in, wd, size, stride in shapes:
+                for k in spec.kernel:
+                    for e in spec.expand:
+                        for ratio in ratios:
+                            pe = pruned_expand(c_in, e, ratio, round_to)
+                            for op, act in kinds:
+                                add(BlockSpec(op, size, size, c_in, wd, k, stride, pe, act, 0))
             h, in_widths = h2, set(spec.width)
         for c_in in in_widths:
             add(BlockSpec("head", h, h, c_in, num_classes, 1, 1, 1.0, "none", 0))

@@ -167,7 +167,7 @@ def _check_run_dir(run_dir: Path | None, what: str = "run directory") -> None:
 def search(
     target: str = typer.Option(..., "--target", "-t", help="Device name or alias (see 'autocompress targets')."),
     budget: str = typer.Option(..., "--budget", "-b", help="Latency budget, e.g. 10ms, 0.5ms, 800us, 1s."),
-    space: Optional[str] = typer.Option(None, "--space", help="Search-space YAML, or a shipped name: fashion_mnist (default), tiny."),
+    space: Optional[str] = typer.Option(None, "--space", help="Search-space YAML, or a shipped name: fashion_mnist (default), tiny, mobilenet_rgb."),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="fashion-mnist, digits or imagefolder:PATH (default: the space's)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Folder holding Fashion-MNIST's idx files."),
     subset: Optional[int] = typer.Option(None, "--subset", help="Cap every data split at N samples (quick runs)."),
@@ -672,11 +672,12 @@ def _targets() -> None:
 
 @app.command("space")
 def space_command(
-    space: str = typer.Argument(..., help="A shipped space (fashion_mnist, tiny) or a search-space YAML file."),
+    space: str = typer.Argument(..., help="A shipped space (fashion_mnist, tiny, mobilenet_rgb) or a search-space YAML file."),
     target: str = typer.Option("cpu", "--target", "-t", help="Device name or alias (see 'autocompress "
                                "targets'); default cpu, the table measured on this machine."),
     budget: Optional[str] = typer.Option(None, "--budget", "-b", help="Also say whether this budget binds, e.g. 10ms."),
-    channels: int = typer.Option(1, "--channels", help="Input channels of the data the space is used with."),
+    channels: Optional[int] = typer.Option(None, "--channels", help="Input channels of the data the space is "
+                                           "used with (default: the space's input.channels)."),
     classes: int = typer.Option(10, "--classes", help="Classes of the data the space is used with."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (for scripts) instead of a table."),
 ) -> None:
@@ -703,7 +704,7 @@ def _space(**kw: Any) -> None:
     t = get_target(kw["target"])
     sp = load_space(kw["space"])
     table = t.table
-    shape = {"channels": kw["channels"], "classes": kw["classes"]}
+    shape = {"channels": kw["channels"] or sp.model.input.channels, "classes": kw["classes"]}
     rng = space_latency_range(sp, table, **shape, target=t.name, estimated=t.estimated)
     rows = precision_ranges(sp, table, **shape)
     refused = unsupported_precisions(sp, table)
@@ -792,9 +793,12 @@ def profile(
     passes: int = typer.Option(3, "--passes", help="Passes over all blocks, spread over time; the fastest is kept."),
     networks: int = typer.Option(24, "--networks", help="Random whole networks timed to fit block_scale "
                                  "(0: keep the table's current factor)."),
-    channels: int = typer.Option(1, "--channels", help="Input channels of the data the space is used with."),
+    channels: Optional[int] = typer.Option(None, "--channels", help="Input channels of the data the space is "
+                                           "used with (default: the space's input.channels)."),
     classes: int = typer.Option(10, "--classes", help="Classes of the data the space is used with."),
     merge: bool = typer.Option(True, "--merge/--replace", help="Keep rows of an existing table that were not re-measured."),
+    missing_only: bool = typer.Option(False, "--missing-only", help="Measure only the blocks the table lacks and add "
+                                      "their rows; device.yaml (overhead, block_scale, host) stays as measured."),
     pin: bool = typer.Option(False, "--pin/--no-pin", help="Pin the process to the first --threads CPUs "
                              "(steadier on a dedicated board; worse on a shared VM, where other work lands there)."),
     layers: bool = typer.Option(False, "--layers", help="Generic layers of --model (layers.csv) instead of "
@@ -809,6 +813,20 @@ def profile(
         _profile_layers(**locals())
     else:
         _profile(**{k: v for k, v in locals().items() if k not in ("layers", "model", "weights", "input_shape")})
+
+
+def _profile_missing(kw: dict[str, Any], precisions: list[str], name: str, folder: Path, sp: Any) -> None:
+    from autocompress.hardware.profile_add import profile_missing
+
+    with _progress() as progress:
+        task = progress.add_task("profiling missing blocks", total=None)
+        table, added = profile_missing(
+            sp, folder, precisions=precisions, runtime=kw["runtime"], threads=kw["threads"], reps=kw["reps"],
+            passes=kw["passes"], in_channels=kw["channels"] or sp.model.input.channels, num_classes=kw["classes"],
+            on_block=lambda d, t: progress.update(task, completed=d, total=t),
+        )  # fmt: skip
+    out.print(f"added {added} measured rows to {folder}/blocks.csv ({len(table.rows)} rows; device.yaml unchanged)",
+              highlight=False)  # fmt: skip
 
 
 @_guard
@@ -874,6 +892,9 @@ def _profile(**kw: Any) -> None:
     folder = kw["out_dir"] or new_table_folder(name)
     sp = load_space(kw["space"])
     check_writable(folder)  # before minutes of measuring, not after
+    if kw["missing_only"]:
+        _profile_missing(kw, precisions, name, folder, sp)
+        return
     with _progress() as progress:
         task = progress.add_task("profiling blocks", total=None)
 
@@ -882,7 +903,7 @@ def _profile(**kw: Any) -> None:
 
         table = profile_space(
             sp, name=name, precisions=precisions, threads=kw["threads"], reps=kw["reps"], runtime=kw["runtime"],
-            in_channels=kw["channels"], num_classes=kw["classes"], folder=folder,
+            in_channels=kw["channels"] or sp.model.input.channels, num_classes=kw["classes"], folder=folder,
             merge=kw["merge"], pin=kw["pin"], passes=kw["passes"], networks=kw["networks"], on_block=tick,
         )  # fmt: skip
     out.print(f"wrote {len(table.rows)} rows to {folder}/ ({table.device.runtime} {table.device.runtime_version}, "
@@ -898,7 +919,7 @@ def validate_latency(
     seed: int = typer.Option(0, "--seed"),
     reps: int = typer.Option(50, "--reps", help="Timed runs per candidate and pass (after warm-up)."),
     passes: int = typer.Option(3, "--passes", help="Passes over all candidates, spread over time; the fastest is kept."),
-    channels: int = typer.Option(1, "--channels"),
+    channels: Optional[int] = typer.Option(None, "--channels", help="Default: the space's input.channels."),
     classes: int = typer.Option(10, "--classes"),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Folder for validation.json/.csv/.png "
                                            "(default: runs/validate-latency/<target>-<precision>)."),
@@ -943,7 +964,7 @@ def _validate_latency(**kw: Any) -> None:
 
         report = run_validation(
             check.target, sp, n=kw["n"], precision=kw["precision"], seed=kw["seed"], reps=kw["reps"],
-            passes=kw["passes"], channels=kw["channels"], classes=kw["classes"], on_progress=tick,
+            passes=kw["passes"], channels=kw["channels"] or sp.model.input.channels, classes=kw["classes"], on_progress=tick,
         )  # fmt: skip
     report.host_fit = check.to_config()
     paths = write_validation(report, folder)

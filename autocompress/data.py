@@ -151,6 +151,54 @@ def augment(images: torch.Tensor, generator: torch.Generator, pad: int = 2) -> t
     return torch.where(flip[:, None, None, None], out.flip(-1), out)
 
 
+def random_resized_crop(
+    images: torch.Tensor,
+    generator: torch.Generator,
+    scale: tuple[float, float] = (0.35, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+) -> torch.Tensor:
+    """Random resized crop and horizontal flip, per image, on a batch (the photo augmentation of
+    ImageNet training, written in torch: one affine ``grid_sample`` for the whole batch).
+
+    Each image gets a crop covering a random share ``scale`` of its area with a random aspect
+    ratio (log-uniform in ``ratio``; clipped to the image), at a random position, resized back
+    to the input's size (bilinear), and is mirrored with probability 1/2. Shape, dtype and the
+    ``[0, 1]`` range are kept.
+    """
+    n, _, h, w = images.shape
+    area = torch.empty(n).uniform_(scale[0], scale[1], generator=generator)
+    log_r = torch.empty(n).uniform_(float(np.log(ratio[0])), float(np.log(ratio[1])), generator=generator)
+    aspect = torch.exp(log_r)
+    # crop size as a fraction of the side (1 = the whole side), never larger than the image
+    fw = torch.sqrt(area * aspect).clamp(max=1.0)
+    fh = torch.sqrt(area / aspect).clamp(max=1.0)
+    # crop centre, in grid coordinates [-1, 1]: anywhere the crop stays inside the image
+    cx = (torch.rand(n, generator=generator) * 2 - 1) * (1 - fw)
+    cy = (torch.rand(n, generator=generator) * 2 - 1) * (1 - fh)
+    flip = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0)
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0] = fw * flip
+    theta[:, 0, 2] = cx
+    theta[:, 1, 1] = fh
+    theta[:, 1, 2] = cy
+    grid = F.affine_grid(theta.to(images.dtype), [n, images.shape[1], h, w], align_corners=False)
+    out = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return out.clamp_(0.0, 1.0)
+
+
+def augment_for(images: torch.Tensor, generator: torch.Generator, kind: str = "auto") -> torch.Tensor:
+    """The training augmentation ``kind`` names: ``shift`` (:func:`augment`, small grey images),
+    ``crop`` (:func:`random_resized_crop`, photos) or ``auto`` (crop for 3-channel images,
+    shift otherwise)."""
+    if kind == "auto":
+        kind = "crop" if images.shape[1] == 3 else "shift"
+    if kind == "crop":
+        return random_resized_crop(images, generator)
+    if kind == "shift":
+        return augment(images, generator)
+    raise ValueError(f"unknown augmentation {kind!r}; expected auto, shift or crop")
+
+
 def batches(
     images: torch.Tensor,
     labels: torch.Tensor,

@@ -24,7 +24,9 @@ from autocompress.schedule import FinalizeSpec
 
 Precision = Literal["fp32", "fp16", "int8"]
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
-ARCH_SUFFIXES = ("_depth", "_width", "_kernel", "_expand")  # per-stage architecture dimensions
+Activation = Literal["relu", "hswish"]
+# per-stage architecture dimensions
+ARCH_SUFFIXES = ("_depth", "_width", "_kernel", "_expand", "_se", "_act")
 SPACES_DIR = spaces_dir()  # the shipped spaces (see autocompress._resources)
 DEFAULT_SPACE = SPACES_DIR / "fashion_mnist.yaml"
 # Beyond these a supernet does not fit in memory or means a typo (a width of 100000).
@@ -45,6 +47,10 @@ class _Strict(BaseModel):
 
 class InputSpec(_Strict):
     resolution: list[int] = Field(description="input side lengths in pixels to choose from")
+    channels: int = Field(
+        1, ge=1, le=64, description="input channels of the images the space is meant for (1 grey, 3 RGB): "
+        "the default of --channels, and what the latency tables are generated for"
+    )
 
     @field_validator("resolution")
     @classmethod
@@ -59,6 +65,7 @@ class StemSpec(_Strict):
     width: list[int] = Field(description="output channels of the first conv")
     kernel: int = 3
     stride: int = 1
+    act: Activation = Field("relu", description="activation after the stem conv: relu or hswish")
 
     @field_validator("width")
     @classmethod
@@ -83,12 +90,17 @@ class StageSpec(_Strict):
     kernel: list[int]
     expand: list[float]
     stride: int = 2
+    se: list[bool] = Field(
+        [False], description="squeeze-excite in the stage's blocks (EfficientNet-style, a quarter of the "
+        "block's input channels, hard-sigmoid gate); [false, true]: searched"
+    )
+    act: list[Activation] = Field(["relu"], description="the blocks' activation: relu or hswish (hard-swish)")
     prune_ratio: list[float] | None = Field(None, description="overrides compression.prune_ratio")
     precision: list[Precision] | None = Field(None, description="overrides compression.precision")
 
     @model_validator(mode="after")
     def _check(self) -> StageSpec:
-        for name in ("depth", "width", "kernel", "expand"):
+        for name in ("depth", "width", "kernel", "expand", "se", "act"):
             _choices(getattr(self, name), name)
         if min(self.depth) < 1 or max(self.depth) > MAX_DEPTH:
             raise ValueError(f"depth must be within 1..{MAX_DEPTH}, got {self.depth}")
@@ -178,7 +190,12 @@ class TrainingSpec(_Strict):
     lr: float = Field(0.05, gt=0, description="peak SGD learning rate (one-cycle)")
     weight_decay: float = Field(4e-5, ge=0)
     sandwich_random: int = Field(2, ge=0, description="random subnets per step besides min/max")
-    augment: bool = Field(True, description="random shift + horizontal flip while training the supernet")
+    augment: bool = Field(True, description="augment the images while training the supernet")
+    augment_kind: Literal["auto", "shift", "crop"] = Field(
+        "auto",
+        description="shift: random shift + horizontal flip (small grey images); crop: random resized "
+        "crop + horizontal flip (photos); auto: crop for 3-channel data, shift otherwise",
+    )
     recalib_batches: int = Field(20, ge=0, description="BN recalibration batches per subnet")
     finetune_lr: float = Field(0.02, gt=0)
     finetune_batch_size: int = Field(128, ge=1)
@@ -224,6 +241,8 @@ class StageChoice:
     width: int
     kernel: int
     expand: float
+    se: bool = False
+    act: str = "relu"
 
 
 @dataclass(frozen=True)
@@ -269,6 +288,9 @@ class Candidate:
                     width=int(flat[f"s{i}_width"]),
                     kernel=int(flat[f"s{i}_kernel"]),
                     expand=float(flat[f"s{i}_expand"]),
+                    # spaces (and runs) without these choices have neither SE nor hard-swish
+                    se=_as_bool(flat.get(f"s{i}_se", False)),
+                    act=str(flat.get(f"s{i}_act", "relu")),
                 )
                 for i in range(n)
             )
@@ -291,7 +313,9 @@ class Candidate:
     def describe(self) -> str:
         """A compact one-line summary, e.g. ``r28 s16 | d2w24k5e4 ... | fp32 p0 | kd0.5/T4 ft100``."""
         arch = " ".join(
-            f"d{s.depth}w{s.width}k{s.kernel}e{s.expand:g}" for s in self.stages
+            f"d{s.depth}w{s.width}k{s.kernel}e{s.expand:g}" + ("se" if s.se else "")
+            + ("hs" if s.act == "hswish" else "")
+            for s in self.stages
         )
         comp = ",".join(f"{p}/{r:g}" for p, r in zip(self.precision, self.prune))
         quant = ""
@@ -330,6 +354,8 @@ class SearchSpace:
             dims[f"s{i}_width"] = list(st.width)
             dims[f"s{i}_kernel"] = list(st.kernel)
             dims[f"s{i}_expand"] = list(st.expand)
+            dims[f"s{i}_se"] = list(st.se)
+            dims[f"s{i}_act"] = list(st.act)
             dims[f"s{i}_prune"] = list(st.prune_ratio if st.prune_ratio is not None else c.prune_ratio)
             dims[f"s{i}_precision"] = list(st.precision if st.precision is not None else c.precision)
         dims["kd_alpha"] = list(c.kd_alpha)
@@ -371,6 +397,11 @@ class SearchSpace:
                 flat[name] = False if False in choices else choices[0]
             elif name in ("kd_alpha", "kd_temperature", "finetune_steps", "calibration"):
                 flat[name] = choices[0]
+            elif name.endswith("_se"):  # the largest network has squeeze-excite, the smallest none
+                flat[name] = pick(choices)
+            elif name.endswith("_act"):  # hard-swish is the larger network's (MobileNetV3)
+                want = "hswish" if pick is max else "relu"
+                flat[name] = want if want in choices else choices[0]
             else:
                 flat[name] = pick(choices)
         return Candidate.from_flat(flat)
@@ -395,20 +426,38 @@ class SearchSpace:
         """Hash of what the supernet's weights depend on: architecture and training settings."""
         m = self.model
         payload = {
-            "input": m.input.model_dump(),
-            "stem": m.stem.model_dump(),
+            "input": _without_defaults(m.input.model_dump(), _NEW_DEFAULTS),
+            "stem": _without_defaults(m.stem.model_dump(), _NEW_DEFAULTS),
             "stages": [
-                {k: v for k, v in s.model_dump().items() if k not in ("prune_ratio", "precision")}
+                _without_defaults(
+                    {k: v for k, v in s.model_dump().items() if k not in ("prune_ratio", "precision")},
+                    _NEW_DEFAULTS,
+                )
                 for s in m.stages
             ],
             # fine-tune settings are per candidate: changing them must not retrain the supernet
-            "training": m.training.model_dump(exclude={"finetune_lr", "finetune_batch_size"}),
+            "training": _without_defaults(
+                m.training.model_dump(exclude={"finetune_lr", "finetune_batch_size"}), _NEW_DEFAULTS
+            ),
         }
         blob = json.dumps(payload, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
         return self.model.model_dump(mode="json")
+
+
+# Fields added after supernets were first cached: left out of the fingerprint while they keep
+# their default, so a space that does not use them keeps its cached supernet.
+_NEW_DEFAULTS: dict[str, Any] = {"channels": 1, "act": ("relu", ["relu"]), "se": [False], "augment_kind": "auto"}
+
+
+def _without_defaults(d: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    def is_default(k: str, v: Any) -> bool:
+        want = defaults[k]
+        return v in want if isinstance(want, tuple) else v == want
+
+    return {k: v for k, v in d.items() if not (k in defaults and is_default(k, v))}
 
 
 def resolve_space_path(spec: str | Path | None) -> Path:

@@ -22,8 +22,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from autocompress._io import atomic_torch_save, atomic_write_text
-from autocompress.arch import BlockSpec, hidden_channels, plan, unpruned
-from autocompress.data import ImageDataset, augment, batches, cache_dir, endless_batches, resize
+from autocompress.arch import BlockSpec, hidden_channels, plan, se_channels, unpruned
+from autocompress.data import ImageDataset, augment_for, batches, cache_dir, endless_batches, resize
 from autocompress.device import autocast, grad_scaler, resolve_device, to_device
 from autocompress.space import Candidate, SearchSpace
 
@@ -44,30 +44,53 @@ class Normalize(nn.Module):
         return (x - self.mean) / self.std
 
 
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"relu": lambda: nn.ReLU(inplace=True), "hswish": nn.Hardswish}
+ACT_FUNCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"relu": F.relu, "hswish": F.hardswish}
+
+
 class ConvBNAct(nn.Sequential):
-    def __init__(self, cin: int, cout: int, k: int, stride: int, groups: int = 1, act: bool = True):
+    def __init__(self, cin: int, cout: int, k: int, stride: int, groups: int = 1, act: bool | str = True):
         layers: list[nn.Module] = [
             nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False),
             nn.BatchNorm2d(cout),
         ]
         if act:
-            layers.append(nn.ReLU(inplace=True))
+            layers.append(ACTIVATIONS["relu" if act is True else str(act)]())
         super().__init__(*layers)
 
 
+class SqueezeExcite(nn.Module):
+    """Squeeze-excite as in MobileNetV3: global average pool, 1x1 conv to ``squeezed`` channels,
+    relu, 1x1 conv back, hard-sigmoid gate on the input's channels."""
+
+    def __init__(self, channels: int, squeezed: int) -> None:
+        super().__init__()
+        self.reduce = nn.Conv2d(channels, squeezed, 1)
+        self.expand = nn.Conv2d(squeezed, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = x.mean(dim=(2, 3), keepdim=True)
+        return x * F.hardsigmoid(self.expand(F.relu(self.reduce(s))))
+
+
 class MBConv(nn.Module):
-    """Inverted residual: 1x1 expand, kxk depthwise, 1x1 project, residual when shapes match."""
+    """Inverted residual: 1x1 expand, kxk depthwise, [squeeze-excite,] 1x1 project, residual
+    when shapes match; relu or hard-swish after expand and depthwise (``spec.act``)."""
 
     def __init__(self, spec: BlockSpec) -> None:
         super().__init__()
         hid = spec.hidden
-        self.expand = ConvBNAct(spec.in_c, hid, 1, 1)
-        self.dw = ConvBNAct(hid, hid, spec.kernel, spec.stride, groups=hid)
+        self.expand = ConvBNAct(spec.in_c, hid, 1, 1, act=spec.act)
+        self.dw = ConvBNAct(hid, hid, spec.kernel, spec.stride, groups=hid, act=spec.act)
+        self.se = SqueezeExcite(hid, spec.se_c) if spec.se else None
         self.project = ConvBNAct(hid, spec.out_c, 1, 1, act=False)
         self.residual = spec.residual
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.project(self.dw(self.expand(x)))
+        y = self.dw(self.expand(x))
+        if self.se is not None:
+            y = self.se(y)
+        y = self.project(y)
         return x + y if self.residual else y
 
 
@@ -78,7 +101,7 @@ class SubNet(nn.Module):
         super().__init__()
         stem, *body, head = blocks
         self.normalize = Normalize(mean, std)
-        self.stem = ConvBNAct(stem.in_c, stem.out_c, stem.kernel, stem.stride)
+        self.stem = ConvBNAct(stem.in_c, stem.out_c, stem.kernel, stem.stride, act=stem.act)
         n_stages = head.stage
         self.stages = nn.ModuleList(
             nn.Sequential(*(MBConv(b) for b in body if b.stage == s)) for s in range(n_stages)
@@ -145,19 +168,52 @@ class ElasticConvBN(nn.Module):
             bn.num_batches_tracked.copy_(self.bn.num_batches_tracked)
 
 
+class ElasticSqueezeExcite(nn.Module):
+    """Squeeze-excite at full size; ``forward`` uses the first ``squeezed`` bottleneck channels
+    and the first ``x.shape[1]`` gated channels."""
+
+    def __init__(self, max_channels: int, max_squeezed: int) -> None:
+        super().__init__()
+        self.reduce = nn.Conv2d(max_channels, max_squeezed, 1)
+        self.expand = nn.Conv2d(max_squeezed, max_channels, 1)
+
+    def forward(self, x: torch.Tensor, squeezed: int) -> torch.Tensor:
+        c = x.shape[1]
+        s = x.mean(dim=(2, 3), keepdim=True)
+        s = F.relu(F.conv2d(s, self.reduce.weight[:squeezed, :c], self.reduce.bias[:squeezed]))
+        s = F.conv2d(s, self.expand.weight[:c, :squeezed], self.expand.bias[:c])
+        return x * F.hardsigmoid(s)
+
+    def copy_into(self, target: SqueezeExcite, channels: int, squeezed: int) -> None:
+        with torch.no_grad():
+            target.reduce.weight.copy_(self.reduce.weight[:squeezed, :channels])
+            target.reduce.bias.copy_(self.reduce.bias[:squeezed])
+            target.expand.weight.copy_(self.expand.weight[:channels, :squeezed])
+            target.expand.bias.copy_(self.expand.bias[:channels])
+
+
 class ElasticMBConv(nn.Module):
-    def __init__(self, max_in: int, max_out: int, max_k: int, max_expand: float, stride: int):
+    def __init__(self, max_in: int, max_out: int, max_k: int, max_expand: float, stride: int,
+                 se: bool = False) -> None:  # fmt: skip
         super().__init__()
         max_hid = hidden_channels(max_in, max_expand)
         self.expand = ElasticConvBN(max_in, max_hid, 1, 1)
         self.dw = ElasticConvBN(max_hid, max_hid, max_k, stride, depthwise=True)
+        # only where the stage offers squeeze-excite (a grey space's weights stay as they were)
+        self.se = ElasticSqueezeExcite(max_hid, se_channels(max_in)) if se else None
         self.project = ElasticConvBN(max_hid, max_out, 1, 1)
 
-    def forward(self, x: torch.Tensor, out_c: int, k: int, expand: float) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, out_c: int, k: int, expand: float, se: bool = False,
+                act: str = "relu") -> torch.Tensor:  # fmt: skip
         in_c = x.shape[1]
         hid = hidden_channels(in_c, expand)
-        y = F.relu(self.expand(x, hid, 1))
-        y = F.relu(self.dw(y, hid, k))
+        fn = ACT_FUNCTIONS[act]
+        y = fn(self.expand(x, hid, 1))
+        y = fn(self.dw(y, hid, k))
+        if se:
+            if self.se is None:
+                raise ValueError("squeeze-excite asked of a block whose stage does not offer it")
+            y = self.se(y, se_channels(in_c))
         y = self.project(y, out_c, 1)
         return x + y if (self.dw.stride == 1 and in_c == out_c) else y
 
@@ -174,6 +230,7 @@ class Supernet(nn.Module):
         self.num_classes = num_classes
         self.normalize = Normalize(mean, std)
         self.stem = ElasticConvBN(in_channels, max(m.stem.width), m.stem.kernel, m.stem.stride)
+        self.stem_act = ACT_FUNCTIONS[m.stem.act]
         self.stages = nn.ModuleList()
         c_in = max(m.stem.width)
         for spec in m.stages:
@@ -181,17 +238,18 @@ class Supernet(nn.Module):
             for j in range(max(spec.depth)):
                 blocks.append(
                     ElasticMBConv(c_in if j == 0 else max(spec.width), max(spec.width),
-                                  max(spec.kernel), max(spec.expand), spec.stride if j == 0 else 1)
+                                  max(spec.kernel), max(spec.expand), spec.stride if j == 0 else 1,
+                                  se=True in spec.se)
                 )  # fmt: skip
             self.stages.append(blocks)
             c_in = max(spec.width)
         self.classifier = nn.Linear(c_in, num_classes)
 
     def forward(self, x: torch.Tensor, cand: Candidate) -> torch.Tensor:
-        x = F.relu(self.stem(self.normalize(x), cand.stem_width, self.space.model.stem.kernel))
+        x = self.stem_act(self.stem(self.normalize(x), cand.stem_width, self.space.model.stem.kernel))
         for blocks, choice in zip(self.stages, cand.stages):
             for j in range(choice.depth):
-                x = blocks[j](x, choice.width, choice.kernel, choice.expand)
+                x = blocks[j](x, choice.width, choice.kernel, choice.expand, choice.se, choice.act)
         x = x.mean(dim=(2, 3))
         return F.linear(x, self.classifier.weight[:, : x.shape[1]], self.classifier.bias)
 
@@ -212,6 +270,8 @@ class Supernet(nn.Module):
                 hid = hidden_channels(in_c, choice.expand)
                 src.expand.copy_into(dst.expand, in_c, hid, 1)
                 src.dw.copy_into(dst.dw, hid, hid, choice.kernel)
+                if dst.se is not None and src.se is not None:
+                    src.se.copy_into(dst.se, hid, se_channels(in_c))
                 src.project.copy_into(dst.project, hid, choice.width, 1)
                 in_c = choice.width
         with torch.no_grad():
@@ -320,7 +380,7 @@ def train_supernet(
     net.train()
     for step in range(steps):
         x, y = next(stream)
-        x = (augment(x, gen) if cfg.augment else x).contiguous(memory_format=CL)
+        x = (augment_for(x, gen, cfg.augment_kind) if cfg.augment else x).contiguous(memory_format=CL)
         x, y = to_device(x, dev), to_device(y, dev)
         opt.zero_grad(set_to_none=True)
         with autocast(dev):

@@ -96,7 +96,7 @@ def prune_subnet(
 
 
 def _targets(model: nn.Module, blocks: list[BlockSpec]) -> list[tuple[MBConv, int]]:
-    specs = [b for b in blocks if b.op == "mbconv"]
+    specs = [b for b in blocks if b.is_mbconv]
     modules = [m for stage in mbconv_blocks(model) for m in stage]
     if len(specs) != len(modules):
         raise ValueError(f"model has {len(modules)} MBConv blocks, its plan {len(specs)}")
@@ -188,7 +188,7 @@ def _accumulate_gradients(model: nn.Module, images: torch.Tensor | None, labels:
 
 def geometry_mismatches(model: nn.Module, blocks: list[BlockSpec]) -> list[str]:
     """Where the conv shapes of a ``SubNet`` differ from ``blocks`` (empty when they agree)."""
-    specs = [b for b in blocks if b.op == "mbconv"]
+    specs = [b for b in blocks if b.is_mbconv]
     modules = [m for stage in mbconv_blocks(model) for m in stage]
     if len(specs) != len(modules):
         return [f"{len(modules)} MBConv blocks against {len(specs)} planned"]
@@ -199,8 +199,15 @@ def geometry_mismatches(model: nn.Module, blocks: list[BlockSpec]) -> list[str]:
             "dw": (spec.hidden, 1, spec.kernel, spec.kernel),
             "project": (spec.out_c, spec.hidden, 1, 1),
         }
+        if spec.se:
+            want["se.reduce"] = (spec.se_c, spec.hidden, 1, 1)
+            want["se.expand"] = (spec.hidden, spec.se_c, 1, 1)
+        if (module.se is not None) != spec.se:
+            out.append(f"block {spec.stage}.{spec.index} squeeze-excite {module.se is not None} != {spec.se}")
+            continue
         for name, shape in want.items():
-            got = tuple(getattr(module, name)[0].weight.shape)
+            layer = module.get_submodule(name)
+            got = tuple((layer if isinstance(layer, nn.Conv2d) else layer[0]).weight.shape)
             if got != shape:
                 out.append(f"block {spec.stage}.{spec.index} {name} {got} != {shape}")
     return out

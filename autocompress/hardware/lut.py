@@ -25,7 +25,7 @@ COLUMNS = (
     "precision", "batch", "latency_ms", "latency_std_ms", "energy_mj", "source",
 )  # fmt: skip
 KEY_COLUMNS = COLUMNS[:11]
-OPS = ("stem", "mbconv", "head")
+OPS = ("stem", "mbconv", "mbconv_se", "head")
 SOURCES = ("measured", "published", "estimated")
 TableKind = Literal["blocks", "layers"]
 SCALE_FIELDS: dict[str, str] = {"blocks": "block_scale", "layers": "layer_scale"}
@@ -295,10 +295,11 @@ class BlockKey:
         return float(self.in_h * self.in_w * self.in_c), float(spec.out_h * spec.out_w * self.out_c)
 
     def label(self) -> str:
-        if self.op == "mbconv":
-            return (f"mbconv {self.in_h}x{self.in_w} {self.in_c}->{self.out_c} k{self.kernel} "
-                    f"s{self.stride} e{self.expand:g} {self.precision}")  # fmt: skip
-        return f"{self.op} {self.in_h}x{self.in_w} {self.in_c}->{self.out_c} {self.precision}"
+        act = f" {self.act}" if self.act not in ("relu", "none") else ""
+        if self.op in ("mbconv", "mbconv_se"):
+            return (f"{self.op} {self.in_h}x{self.in_w} {self.in_c}->{self.out_c} k{self.kernel} "
+                    f"s{self.stride} e{self.expand:g}{act} {self.precision}")  # fmt: skip
+        return f"{self.op} {self.in_h}x{self.in_w} {self.in_c}->{self.out_c}{act} {self.precision}"
 
 
 @dataclass(frozen=True)

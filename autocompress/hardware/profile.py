@@ -57,8 +57,8 @@ class _Head(nn.Module):
 def block_module(spec: BlockSpec, seed: int = 0) -> nn.Module:
     """The fused block alone, as a module with realistic (non-degenerate) BN statistics."""
     if spec.op == "stem":
-        module: nn.Module = ConvBNAct(spec.in_c, spec.out_c, spec.kernel, spec.stride)
-    elif spec.op == "mbconv":
+        module: nn.Module = ConvBNAct(spec.in_c, spec.out_c, spec.kernel, spec.stride, act=spec.act)
+    elif spec.is_mbconv:
         module = MBConv(spec)
     elif spec.op == "head":
         module = _Head(spec)
@@ -127,12 +127,12 @@ def replicate(model: onnx.ModelProto, k: int) -> onnx.ModelProto:
         def rn(name: str, c: int = c) -> str:
             return name if (name in shared or name in used_by_shared or not name) else f"c{c}/{name}"
 
-        for node in g.node:
+        for j, node in enumerate(g.node):
             if any(node is s for s in shared_nodes):
                 continue
             new = onnx.NodeProto()
             new.CopyFrom(node)
-            new.name = f"c{c}/{node.name}"
+            new.name = f"c{c}/{node.name or f'node{j}'}"  # the quantizer leaves some nodes unnamed
             new.input[:] = [rn(i) for i in node.input]
             new.output[:] = [rn(o) for o in node.output]
             out.graph.node.append(new)

@@ -13,40 +13,59 @@ its roofline time but no launch floor. Everything it produces is labelled ``esti
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
-from autocompress.arch import BlockSpec
+from autocompress.arch import ACT_MAC_EQUIV, BlockSpec
 from autocompress.exceptions import TargetError
 from autocompress.hardware.lut import BlockKey, DeviceSpec, LatencyTable, Roofline, Row, load_device
-from autocompress.hardware.reference_nets import Layer, conv_layer, global_pool_layer, linear_layer
+from autocompress.hardware.reference_nets import (
+    Layer,
+    conv_layer,
+    global_pool_layer,
+    linear_layer,
+    se_layers,
+)
 
 BYTES_PER_ELEM = {"fp32": 4, "fp16": 2, "int8": 1}
 DEFAULT_EFFICIENCY = 0.1
 
 
 def block_layers(spec: BlockSpec) -> list[Layer]:
-    """The kernels a runtime runs for one fused block (their MACs add up to ``spec.macs()``).
+    """The kernels a runtime runs for one fused block (their MACs add up to ``spec.macs()``,
+    plus what a hard-swish costs).
 
-    ``stem``: one conv (+bn+relu); ``mbconv``: 1x1 expand, kxk depthwise, 1x1 project with the
-    residual add fused into it; ``head``: global average pool with the linear layer fused into
-    its kernel (one launch).
+    ``stem``: one conv (+bn+act); ``mbconv``: 1x1 expand, kxk depthwise, 1x1 project with the
+    residual add fused into it; ``mbconv_se``: the same with squeeze-excite after the depthwise
+    conv (global pool, 1x1 reduce, 1x1 expand, scale: one kernel, ``reference_nets.se_layers``,
+    as EfficientNet's is built); ``head``: global average pool with the linear layer fused into
+    its kernel (one launch). A conv followed by ``hswish`` is charged ``ACT_MAC_EQUIV["hswish"]``
+    multiply-add equivalents per output element on top of its MACs (relu is a free clamp in the
+    conv's epilogue).
     """
     if spec.op == "stem":
-        return [
-            conv_layer(spec.in_h, spec.in_w, spec.in_c, spec.out_c, spec.kernel, spec.stride, name="stem")[0]
-        ]
+        stem, _, _ = conv_layer(spec.in_h, spec.in_w, spec.in_c, spec.out_c, spec.kernel, spec.stride, name="stem")
+        return [_with_act(stem, spec.act)]
     if spec.op == "head":
         return [
             global_pool_layer(spec.in_h, spec.in_w, spec.in_c, "pool"),
             linear_layer(spec.in_c, spec.out_c, "fc", launches=0),
         ]
-    if spec.op != "mbconv":
+    if not spec.is_mbconv:
         raise TargetError(f"no roofline decomposition for block op {spec.op!r}")
     hid = spec.hidden
     expand, h, w = conv_layer(spec.in_h, spec.in_w, spec.in_c, hid, 1, name="expand")
     dw, oh, ow = conv_layer(h, w, hid, hid, spec.kernel, spec.stride, groups=hid, name="depthwise")
     project, _, _ = conv_layer(oh, ow, hid, spec.out_c, 1, residual=spec.residual, name="project")
-    return [expand, dw, project]
+    layers = [_with_act(expand, spec.act), _with_act(dw, spec.act)]
+    if spec.se:
+        layers += se_layers(oh, ow, hid, spec.se_c)
+    return layers + [project]
+
+
+def _with_act(layer: Layer, act: str) -> Layer:
+    extra = ACT_MAC_EQUIV.get(act, 0) * layer.out_elems
+    return replace(layer, macs=layer.macs + extra) if extra else layer
 
 
 def _check(device: DeviceSpec, precision: str) -> Roofline:

@@ -70,7 +70,7 @@ class SupernetDescriber(RunDescriber):
         blocks = plan(cand, self.space, int(ds.get("channels", 1)), len(ds.get("classes") or []) or 10)
         precisions = block_precisions(cand, self.space, blocks)
         target = apply_cached(get_target(str(self.config.get("target"))))  # as the search priced it
-        labels = [b.op + (f" s{b.stage}.{b.index}" if b.op == "mbconv" else "") for b in blocks]
+        labels = [b.op + (f" s{b.stage}.{b.index}" if b.is_mbconv else "") for b in blocks]
         return predict(target.table, blocks, precisions), list(zip(labels, precisions))
 
 
