@@ -709,7 +709,7 @@ def _space(**kw: Any) -> None:
     rows = precision_ranges(sp, table, **shape)
     refused = unsupported_precisions(sp, table)
     verdict = _budget_verdict(budget_ms, rng.min_ms, rng.max_ms, t.name, t.estimated) if budget_ms else None
-    uncovered = _uncovered_space_note(t.device, sp, kw["channels"], kw["classes"])
+    uncovered = _uncovered_space_note(t.device, sp, shape["channels"], kw["classes"])
     if kw["as_json"]:
         doc = {
             "space": sp.name, "path": str(sp.path), "size": sp.size(), "target": t.name, "estimated": t.estimated,
