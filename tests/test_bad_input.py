@@ -284,7 +284,7 @@ CASES: list[Case] = [
       ("uses fp16 but target x86-cpu-onnxruntime runs fp32, int8",),
       files={"s.yaml": tiny_with("precision: [fp32, int8]", "precision: [fp32, fp16]")}),
     # --- search: spaces
-    C("space-missing", (*SEARCH[:5], "--space", "{tmp}/nope.yaml"), ("does not exist", "shipped spaces: fashion_mnist, tiny")),
+    C("space-missing", (*SEARCH[:5], "--space", "{tmp}/nope.yaml"), ("does not exist", "shipped spaces: fashion_mnist, mobilenet_rgb, tiny")),
     C("space-not-yaml", (*SEARCH[:5], "--space", "{tmp}/s.yaml"), ("is not valid YAML at line 3",),
       files={"s.yaml": "name: s\ninput: {resolution: [28]\n"}),
     C("space-empty-file", (*SEARCH[:5], "--space", "{tmp}/s.yaml"), ("must be a YAML mapping",), files={"s.yaml": ""}),

@@ -319,7 +319,9 @@ def test_a_pruned_trial_records_the_smaller_network(trained, tmp_path: Path) -> 
     from autocompress.supernet import supernet_key
 
     space, data, net = trained
-    evaluator = SupernetProblem.from_parts(space=space, data=data, supernet=net, target=get_target("jetson"),
+    # a CPU-like target: on the Jetsons a network this small is launch-bound (every kernel at the
+    # floor), so pruning it does not make it faster there, as on the real GPU
+    evaluator = SupernetProblem.from_parts(space=space, data=data, supernet=net, target=get_target("raspberry-pi-4"),
                           models_dir=tmp_path, supernet_key=supernet_key(space, data, 0))  # fmt: skip
     base = replace(space.largest(), precision=("int8", "int8"), kd_alpha=0.5, finetune_steps=20)
     pruned = replace(base, prune=(0.5, 0.5))
