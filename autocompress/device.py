@@ -71,6 +71,15 @@ def grad_scaler(device: torch.device) -> torch.amp.GradScaler:
     return torch.amp.GradScaler(device.type, enabled=amp_dtype(device) == torch.float16)
 
 
+def clipped_step(opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, params: Any, clip: float = 5.0) -> None:
+    """The optimizer step after the (scaled) losses were backpropagated: unscale, clip the
+    gradient norm to ``clip``, step, update the scaler."""
+    scaler.unscale_(opt)
+    torch.nn.utils.clip_grad_norm_(params, clip)
+    scaler.step(opt)
+    scaler.update()
+
+
 def loader_kwargs(device: torch.device, *, cpus: int | None = None) -> dict[str, Any]:
     """``torch.utils.data.DataLoader`` settings for training on ``device``.
 

@@ -30,7 +30,7 @@ from autocompress import __version__
 from autocompress._io import file_sha256
 from autocompress.exceptions import AutoCompressError, BadInputError, RunDirError
 from autocompress.hardware.interval import NO_BAND, row_interval
-from autocompress.results import interval_line, load_trials, read_config
+from autocompress.results import interval_line, load_run
 from autocompress.units import format_bytes, format_ms
 
 FORMATS = ("onnx", "openvino")
@@ -55,18 +55,6 @@ class Export:
     @property
     def model_path(self) -> Path:
         return self.files[0]
-
-
-def load_run(run_dir: str | Path) -> tuple[dict[str, Any], pd.DataFrame]:
-    """The run's configuration and trials table; a missing or corrupt run is a RunDirError."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RunDirError(f"run directory {run_dir} does not exist")
-    config = read_config(run_dir)
-    trials = load_trials(run_dir)
-    if "number" not in trials or "state" not in trials:
-        raise RunDirError(f"{run_dir / 'trials.parquet'} is not a trials table (no number/state columns)")
-    return config, trials
 
 
 def trial_model(run_dir: Path, row: pd.Series) -> Path:

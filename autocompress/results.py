@@ -335,6 +335,18 @@ def load_trials(run_dir: Path) -> pd.DataFrame:
         raise RunDirError(f"{path} is unreadable: {exc}") from None
 
 
+def load_run(run_dir: str | Path) -> tuple[dict[str, Any], pd.DataFrame]:
+    """The run's configuration and trials table; a missing or corrupt run is a RunDirError."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunDirError(f"run directory {run_dir} does not exist")
+    config = read_config(run_dir)
+    trials = load_trials(run_dir)
+    if "number" not in trials or "state" not in trials:
+        raise RunDirError(f"{run_dir / 'trials.parquet'} is not a trials table (no number/state columns)")
+    return config, trials
+
+
 def plot_pareto(trials: pd.DataFrame, config: dict[str, Any], out: Path) -> None:
     """Accuracy vs predicted latency: every completed trial, the accuracy-latency front as a line,
     the other Pareto points (smaller, not faster) and those far below the best apart, the budget."""

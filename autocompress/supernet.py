@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from autocompress._io import atomic_torch_save, atomic_write_text
 from autocompress.arch import BlockSpec, hidden_channels, plan, se_channels, unpruned
 from autocompress.data import ImageDataset, augment_for, batches, cache_dir, endless_batches, resize
-from autocompress.device import autocast, grad_scaler, resolve_device, to_device
+from autocompress.device import autocast, clipped_step, grad_scaler, resolve_device, to_device
 from autocompress.space import Candidate, SearchSpace
 
 CL = torch.channels_last
@@ -392,10 +392,7 @@ def train_supernet(
             with autocast(dev):
                 out = net(resize(x, cand.resolution).contiguous(memory_format=CL), cand)
             scaler.scale(F.cross_entropy(out.float(), soft)).backward()
-        scaler.unscale_(opt)
-        nn.utils.clip_grad_norm_(net.parameters(), 5.0)
-        scaler.step(opt)
-        scaler.update()
+        clipped_step(opt, scaler, net.parameters())
         sched.step()
         if on_step is not None:
             on_step(step + 1, steps, loss.item())

@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from autocompress.device import autocast, grad_scaler, resolve_device, to_device
+from autocompress.device import autocast, clipped_step, grad_scaler, resolve_device, to_device
 
 
 def kd_loss(
@@ -86,9 +86,6 @@ def finetune(
             raise FloatingPointError(f"fine-tune loss became {loss.item()} at step {step}")
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
-        scaler.unscale_(opt)
-        nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        scaler.step(opt)
-        scaler.update()
+        clipped_step(opt, scaler, model.parameters())
         sched.step()
     return model.to("cpu", memory_format=torch.contiguous_format).eval()

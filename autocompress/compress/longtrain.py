@@ -19,7 +19,7 @@ import torch.nn as nn
 
 from autocompress._io import atomic_path
 from autocompress.compress.distill import kd_loss
-from autocompress.device import autocast, grad_scaler, resolve_device, to_device
+from autocompress.device import autocast, clipped_step, grad_scaler, resolve_device, to_device
 from autocompress.schedule import FinalizeSpec
 
 
@@ -98,10 +98,7 @@ def distill_epochs(
                 raise FloatingPointError(f"finalize loss became {loss.item()} in epoch {epoch + 1}")
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
-            scaler.unscale_(opt)
-            nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            scaler.step(opt)
-            scaler.update()
+            clipped_step(opt, scaler, model.parameters())
             sched.step()
             if on_step is not None:
                 on_step(epoch * per_epoch + i + 1, total)

@@ -48,10 +48,10 @@ from autocompress.results import (
     FINALIZE_DIR,
     accuracy_window,
     finalize_states,
+    load_run,
     load_trials,
     mark_fronts,
     pareto_frame,
-    read_config,
     write_config,
     write_trials,
 )
@@ -273,12 +273,7 @@ def finalize_run(run_dir: Path, *, top: int | None = None, numbers: list[int] | 
     hooks = hooks or FinalizeHooks()
     if top is not None and top < 1:
         raise BadInputError(f"--top must be at least 1; got {top}")
-    if not run_dir.is_dir():
-        raise RunDirError(f"run directory {run_dir} does not exist")
-    config = read_config(run_dir)
-    trials = load_trials(run_dir)
-    if "number" not in trials or "state" not in trials:
-        raise RunDirError(f"{run_dir / 'trials.parquet'} is not a trials table (no number/state columns)")
+    config, trials = load_run(run_dir)
     if not plan_for(trials, top=top or 1, numbers=numbers, window_pp=accuracy_window(config)):
         raise RunDirError(f"nothing to finalize in {run_dir}: no completed teacher (trial of the largest network) "
                           "and no feasible candidate on the accuracy-latency front")  # fmt: skip
