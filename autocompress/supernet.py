@@ -357,7 +357,13 @@ def train_supernet(
     precision on CUDA, see :mod:`autocompress.device`); the result is on the CPU.
 
     Each step trains the largest subnet on the labels, then the smallest and
-    ``sandwich_random`` random subnets on the largest's soft predictions.
+    ``sandwich_random`` random subnets on the largest's soft predictions. With
+    ``largest_first_epochs`` the largest subnet is first trained alone (the first phase of
+    Once-for-All's progressive shrinking): the teacher every subnet distils from is better
+    before the subnets start, at roughly half the cost per step. Measured on the default
+    space (``benchmarks/supernet_schedule.py``) it did not earn its minutes: the same number of
+    plain sandwich steps gave a better teacher and better subnets, so the shipped spaces leave it at 0. One one-cycle LR schedule
+    spans both phases.
     """
     dev = resolve_device(device)
     cfg = space.model.training
@@ -368,7 +374,8 @@ def train_supernet(
     # channels_last: depthwise and 1x1 convs train ~1.5x faster on CPU (oneDNN) in this layout
     net = Supernet(space, data.channels, data.num_classes, mean, std).to(dev, memory_format=CL)
     x_train, y_train = data.split("train")
-    steps = max(1, math.ceil(cfg.epochs * x_train.shape[0] / cfg.batch_size))
+    first = math.ceil(cfg.largest_first_epochs * x_train.shape[0] / cfg.batch_size)
+    steps = first + max(1, math.ceil(cfg.epochs * x_train.shape[0] / cfg.batch_size))
     opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True,
                           weight_decay=cfg.weight_decay)  # fmt: skip
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.15)
@@ -388,7 +395,9 @@ def train_supernet(
             loss = F.cross_entropy(logits.float(), y, label_smoothing=0.1)
         scaler.scale(loss).backward()
         soft = logits.detach().float().softmax(1)
-        for cand in [smallest] + [space.random(rng, architecture_only=True) for _ in range(cfg.sandwich_random)]:
+        others = [] if step < first else [smallest] + [space.random(rng, architecture_only=True)
+                                                       for _ in range(cfg.sandwich_random)]  # fmt: skip
+        for cand in others:
             with autocast(dev):
                 out = net(resize(x, cand.resolution).contiguous(memory_format=CL), cand)
             scaler.scale(F.cross_entropy(out.float(), soft)).backward()
@@ -401,7 +410,7 @@ def train_supernet(
     report = SupernetReport(
         key=supernet_key(space, data, seed),
         steps=steps,
-        epochs=cfg.epochs,
+        epochs=cfg.epochs + cfg.largest_first_epochs,
         train_seconds=round(train_seconds, 1),
         largest_val_acc=subnet_accuracy(net, largest, data, "val"),
         largest_test_acc=subnet_accuracy(net, largest, data, "test"),

@@ -104,3 +104,41 @@ def test_supernet_trains_and_is_cached(tmp_path, fashion_dir) -> None:
     assert cached3 is False
     assert len(list((tmp_path / "supernets").glob("*.pt"))) == 2
     assert not list((tmp_path / "supernets").glob(".*tmp"))
+
+
+def _with_training(space, **training):
+    from autocompress.space import SearchSpace, SpaceModel
+
+    raw = space.to_dict()
+    raw["training"] = {**raw["training"], **training}
+    return SearchSpace(SpaceModel.model_validate(raw))
+
+
+def test_largest_first_phase_trains_the_largest_alone_then_the_sandwich(fashion_dir, monkeypatch) -> None:
+    """Progressive shrinking: the first ``largest_first_epochs`` draw no subnet but the largest;
+    the sandwich phase follows with its own steps, under one LR schedule."""
+    import math
+
+    from autocompress.data import load_dataset
+    from autocompress.supernet import train_supernet
+
+    base = load_space("tiny")
+    space = _with_training(base, epochs=1, largest_first_epochs=1)
+    data = load_dataset("fashion-mnist", subset=600, seed=0)
+    per_epoch = math.ceil(data.split("train")[0].shape[0] / space.model.training.batch_size)
+    drawn: list[int] = []
+    steps: list[int] = []
+    real_random = type(space).random
+    monkeypatch.setattr(type(space), "random", lambda self, rng, **kw: drawn.append(len(steps)) or real_random(self, rng, **kw))
+    _, report = train_supernet(space, data, seed=0, on_step=lambda s, total, loss: steps.append(s))
+    assert report.steps == len(steps) == 2 * per_epoch and report.epochs == 2
+    # random subnets are drawn in the sandwich phase only: one per step there (sandwich_random 1)
+    assert drawn == list(range(per_epoch, 2 * per_epoch))
+
+
+def test_largest_first_epochs_is_part_of_the_supernet_identity_only_when_used() -> None:
+    base = load_space("fashion_mnist")
+    assert _with_training(base, largest_first_epochs=0).arch_fingerprint() == base.arch_fingerprint()
+    assert _with_training(base, largest_first_epochs=1).arch_fingerprint() != base.arch_fingerprint()
+    with pytest.raises(ValueError, match="largest_first_epochs"):
+        _with_training(base, largest_first_epochs=-1)
