@@ -36,7 +36,7 @@ test-deps:
 	@bash scripts/ensure-test-deps.sh
 
 test: $(VENV)/.installed-dev data test-deps
-	$(BIN)/python -m pytest -q $(ARGS)
+	$(BIN)/python -m pytest -q --durations=15 $(ARGS)
 
 # The Pareto explorer on 127.0.0.1:8501 (RUN=runs/<name> to open one run; default: pick in runs/)
 explore: $(VENV)/.installed-dev

@@ -107,6 +107,9 @@ def main() -> None:
     finalized = "search_val_accuracy" in done
     phases = ["search", "final"] if finalized else ["search"]
     views = {ph: phase_view(done, ph) for ph in phases}
+    for view in views.values():  # the files in the run's models/ (paths are recorded from where it ran)
+        view["model_path"] = [str(run / "models" / Path(p).name) if (run / "models" / Path(p).name).is_file() else p
+                              for p in view["model_path"]]  # fmt: skip
     # every file of both phases timed in one interleaved measurement, so all ratios share it
     files: dict[str, tuple] = {}
     for view in views.values():
