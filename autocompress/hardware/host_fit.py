@@ -50,6 +50,7 @@ SEED = 2_000_003  # reference networks: disjoint from validate-latency's (0) and
 NETWORKS = 8  # per precision mode and round, at most (fewer when the budget runs out)
 ROUNDS = 2  # a second round of as many networks when the first took under ROUND_SHARE of the budget
 ROUND_SHARE = 0.45
+MIN_NETWORKS = 3  # per mode, timed even past the budget (a fit needs them: int8's needs 6 int8 + mixed)
 FIT_VERSION = 2  # in the cache key: fits made by an older fit_host are not reused
 REPS, PASSES = 50, 3  # as validate-latency and profile's fit time networks: fewer runs read slower under load
 MODES = ("fp32", "int8", "mixed")
@@ -173,6 +174,11 @@ def with_device(target: Target, device: DeviceSpec) -> Target:
     return new
 
 
+def edge_shapes(blocks: list[Any]) -> list[tuple[int, int, int]]:
+    """(C, H, W) of each block's input and output activation: where int8 regions may start or end."""
+    return [(b.in_c, b.in_h, b.in_w) for b in blocks] + [(b.out_c, b.out_h, b.out_w) for b in blocks]
+
+
 def table_prior(device: DeviceSpec, scales: dict[str, float]) -> dict[str, float] | None:
     """The table's own int8 link/residual/region terms (fitted where it was profiled, on many more
     networks than a re-calibration times) rescaled to this machine by the ratio of the fp32 factors
@@ -209,17 +215,16 @@ def fit_host(
         if on_progress:
             on_progress(done, total)
 
+    pools = {m: candidates(space, ROUNDS * networks, m, list(dev.precisions), SEED) for m in modes}
     entry = exit_ = None
     with pinned_cpus(pin):
-        if "int8" in dev.precisions:
-            keys = [k for k in target.table.rows if k.precision == "int8"]
-            shapes = [(k.in_c, k.in_h, k.in_w) for k in keys] + [(k.out_c, k.spec().out_h, k.spec().out_w) for k in keys]
+        if "int8" in dev.precisions:  # the activation shapes of this space's networks, not of the whole table
+            shapes = [s for pool in pools.values() for cand in pool for s in edge_shapes(plan(cand, space, channels, classes))]
             entry, exit_, _ = measure_edges(shapes, threads=threads, reps=REPS, passes=PASSES, runtime=dev.runtime)
         tick()
         fitted = dev.model_copy(update={"int8_entry": entry, "int8_exit": exit_}) if entry else dev
         unit = with_device(target, unit_scale(fitted, "blocks")).table
         stored = target.table
-        pools = {m: candidates(space, ROUNDS * networks, m, list(dev.precisions), SEED) for m in modes}
         built: list[tuple[str, Any, Any, Any, Any]] = []
         timings: list[Any] = []
         with tempfile.TemporaryDirectory() as tmp:
@@ -229,7 +234,8 @@ def fit_host(
                 paths, shapes_in = [], []
                 for i in range(rnd * networks, (rnd + 1) * networks):  # round-robin over modes
                     for mode in modes:
-                        if i >= len(pools[mode]) or time.perf_counter() - t0 > 0.7 * budget_s:
+                        late = i >= MIN_NETWORKS and time.perf_counter() - t0 > 0.7 * budget_s
+                        if i >= len(pools[mode]) or late:
                             continue
                         cand = pools[mode][i]
                         blocks = plan(cand, space, channels, classes)
