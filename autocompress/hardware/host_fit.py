@@ -6,8 +6,9 @@ same CPU model elsewhere is another machine, and a table that does not record it
 treated as another's; see ``host.machine_id``), before the first trial the
 search (and ``validate-latency``) times a few reference networks of the space end to end here
 (fp32, all-int8 and mixed, ≤ ``BUDGET_S`` s with their export: ``NETWORKS`` per mode, and as
-many again when that took under ``ROUND_SHARE`` of the budget), measures the int8 entry/exit
-costs here (``hardware/qdq.py``), and fits the table's ``block_scale`` per precision to those
+many again when that took under ``ROUND_SHARE`` of the budget; ``MIN_NETWORKS`` per mode in
+any case), measures the int8 entry/exit costs here on the activation shapes of those networks
+(``hardware/qdq.py``), and fits the table's ``block_scale`` per precision to those
 timings (``scale.fit_scales``) and its int8 link/residual/region terms (``scale.fit_int8``:
 pulled toward the table's own terms rescaled to this machine when it has them, see
 :func:`table_prior`). The fit is cached per table and host in ``<cache>/host_fits``
