@@ -935,11 +935,13 @@ def validate_latency(
 def _validate_latency(**kw: Any) -> None:
     from autocompress.hardware.host_fit import on_this_host
     from autocompress.hardware.targets import get_target
-    from autocompress.hardware.validate import record_band, write_validation
+    from autocompress.hardware.validate import PRECISION_MODES, record_band, write_validation
     from autocompress.hardware.validate import validate_latency as run_validation
     from autocompress.space import load_space
 
     _check_ints("validate-latency", kw)
+    if kw["precision"] not in PRECISION_MODES:  # before a re-calibration of up to 30 s, not after
+        raise BadInputError(f"--precision must be one of {', '.join(PRECISION_MODES)}; got {kw['precision']!r}")
     t = get_target(kw["target"])
     sp = load_space(kw["space"])
     folder = kw["out_dir"] or Path("runs") / "validate-latency" / f"{t.name}-{kw['precision']}"
@@ -953,8 +955,8 @@ def _validate_latency(**kw: Any) -> None:
                 fit_task = progress.add_task("re-calibrating the table to this machine", total=total)
             progress.update(fit_task, completed=done, total=total)
 
-        check = on_this_host(t, sp, channels=kw["channels"], classes=kw["classes"], recalibrate=kw["recalibrate"],
-                             on_progress=fit_tick)  # fmt: skip
+        check = on_this_host(t, sp, channels=kw["channels"] or sp.model.input.channels, classes=kw["classes"],
+                             recalibrate=kw["recalibrate"], on_progress=fit_tick)  # fmt: skip
         if check.line:
             progress.console.print(check.line, highlight=False)
         task = progress.add_task("building and timing candidates", total=kw["n"])

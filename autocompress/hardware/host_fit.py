@@ -5,9 +5,13 @@ host``). When this machine differs (CPU model, logical CPU count, or machine id:
 same CPU model elsewhere is another machine, and a table that does not record its machine is
 treated as another's; see ``host.machine_id``), before the first trial the
 search (and ``validate-latency``) times a few reference networks of the space end to end here
-(fp32, all-int8 and mixed, ≤ ``BUDGET_S`` s with their export), measures the int8 entry/exit
-costs here (``hardware/qdq.py``), and fits the table's ``block_scale`` per precision to those
-timings (``scale.fit_scales``). The fit is cached per table and host in ``<cache>/host_fits``
+(fp32, all-int8 and mixed, ≤ ``BUDGET_S`` s with their export: ``NETWORKS`` per mode, and as
+many again when that took under ``ROUND_SHARE`` of the budget; ``MIN_NETWORKS`` per mode in
+any case), measures the int8 entry/exit costs here on the activation shapes of those networks
+(``hardware/qdq.py``), and fits the table's ``block_scale`` per precision to those
+timings (``scale.fit_scales``) and its int8 link/residual/region terms (``scale.fit_int8``:
+pulled toward the table's own terms rescaled to this machine when it has them, see
+:func:`table_prior`). The fit is cached per table and host in ``<cache>/host_fits``
 (written atomically; the installed tables are never written), so it runs once per host and
 table, not per search. Where it cannot run (``--no-recalibrate``, a runtime not installed) one
 line says the figures come from another machine and how to profile this one.
@@ -44,7 +48,11 @@ from autocompress.space import SearchSpace
 
 BUDGET_S = 30.0  # the whole re-calibration, export included
 SEED = 2_000_003  # reference networks: disjoint from validate-latency's (0) and profile's fit (1_000_003)
-NETWORKS = 8  # per precision mode, at most (fewer when the budget runs out)
+NETWORKS = 8  # per precision mode and round, at most (fewer when the budget runs out)
+ROUNDS = 2  # a second round of as many networks when the first took under ROUND_SHARE of the budget
+ROUND_SHARE = 0.45
+MIN_NETWORKS = 3  # per mode, timed even past the budget (a fit needs them: int8's needs 6 int8 + mixed)
+FIT_VERSION = 2  # in the cache key: fits made by an older fit_host are not reused
 REPS, PASSES = 50, 3  # as validate-latency and profile's fit time networks: fewer runs read slower under load
 MODES = ("fp32", "int8", "mixed")
 
@@ -68,7 +76,7 @@ def measured_here(device: DeviceSpec) -> bool:
 
 def table_digest(target: Target) -> str:
     """What a fit is valid for: the table's files and this machine."""
-    h = hashlib.sha256()
+    h = hashlib.sha256(f"fit {FIT_VERSION}".encode())
     for name in ("device.yaml", "blocks.csv"):
         path = target.folder / name
         h.update(path.read_bytes() if path.is_file() else b"")
@@ -167,6 +175,24 @@ def with_device(target: Target, device: DeviceSpec) -> Target:
     return new
 
 
+def edge_shapes(blocks: list[Any]) -> list[tuple[int, int, int]]:
+    """(C, H, W) of each block's input and output activation: where int8 regions may start or end."""
+    return [(b.in_c, b.in_h, b.in_w) for b in blocks] + [(b.out_c, b.out_h, b.out_w) for b in blocks]
+
+
+def table_prior(device: DeviceSpec, scales: dict[str, float]) -> dict[str, float] | None:
+    """The table's own int8 link/residual/region terms (fitted where it was profiled, on many more
+    networks than a re-calibration times) rescaled to this machine by the ratio of the fp32 factors
+    (this machine's fitted one over the table's), as the prior of :func:`scale.fit_int8`; None when
+    the table has none of them (then the terms are fitted from the reference networks alone)."""
+    fields = {"link_ms": device.int8_link_ms, "residual_ms": device.int8_residual_ms,
+              "region_ms": device.int8_region_ms}  # fmt: skip
+    if not any("blocks" in v for v in fields.values()):
+        return None
+    ratio = scales.get("fp32", 1.0) / device.scale("fp32", "blocks")
+    return {k: v.get("blocks", 0.0) * ratio for k, v in fields.items()}
+
+
 def fit_host(
     target: Target, space: SearchSpace, *, channels: int = 1, classes: int = 10, budget_s: float = BUDGET_S,
     networks: int = NETWORKS, on_progress: Callable[[int, int], None] | None = None,
@@ -181,7 +207,7 @@ def fit_host(
     modes = [m for m in MODES if m == "mixed" or m in dev.precisions]
     if "int8" not in dev.precisions:
         modes = ["fp32"]
-    total = 1 + networks * len(modes) + 1
+    total = 1 + ROUNDS * networks * len(modes) + 1
     done = 0
 
     def tick() -> None:
@@ -190,38 +216,44 @@ def fit_host(
         if on_progress:
             on_progress(done, total)
 
+    pools = {m: candidates(space, ROUNDS * networks, m, list(dev.precisions), SEED) for m in modes}
     entry = exit_ = None
     with pinned_cpus(pin):
-        if "int8" in dev.precisions:
-            keys = [k for k in target.table.rows if k.precision == "int8"]
-            shapes = [(k.in_c, k.in_h, k.in_w) for k in keys] + [(k.out_c, k.spec().out_h, k.spec().out_w) for k in keys]
+        if "int8" in dev.precisions:  # the activation shapes of this space's networks, not of the whole table
+            shapes = [s for pool in pools.values() for cand in pool for s in edge_shapes(plan(cand, space, channels, classes))]
             entry, exit_, _ = measure_edges(shapes, threads=threads, reps=REPS, passes=PASSES, runtime=dev.runtime)
         tick()
         fitted = dev.model_copy(update={"int8_entry": entry, "int8_exit": exit_}) if entry else dev
         unit = with_device(target, unit_scale(fitted, "blocks")).table
         stored = target.table
-        pools = {m: candidates(space, networks, m, list(dev.precisions), SEED) for m in modes}
+        built: list[tuple[str, Any, Any, Any, Any]] = []
+        timings: list[Any] = []
         with tempfile.TemporaryDirectory() as tmp:
-            paths, shapes_in, built = [], [], []
-            for i in range(networks):  # round-robin over modes, so a short budget still sees each
-                for mode in modes:
-                    if i >= len(pools[mode]) or time.perf_counter() - t0 > 0.7 * budget_s:
-                        continue
-                    cand = pools[mode][i]
-                    blocks = plan(cand, space, channels, classes)
-                    prec = block_precisions(cand, space, blocks)
-                    built.append((mode, blocks, prec, predict(unit, blocks, prec), predict(stored, blocks, prec)))
-                    paths.append(build_model(cand, space, channels, classes, Path(tmp), f"h{len(paths)}"))
-                    shapes_in.append((1, channels, cand.resolution, cand.resolution))
-                    tick()
-            timings = measure_passes(paths, shapes_in, passes=PASSES, group=GROUP, threads=threads, reps=REPS,
-                                     runtime=dev.runtime, seed=SEED)  # fmt: skip
+            for rnd in range(ROUNDS):  # each round's networks exported then timed; the next only with time left
+                if rnd and time.perf_counter() - t0 > ROUND_SHARE * budget_s:
+                    break
+                paths, shapes_in = [], []
+                for i in range(rnd * networks, (rnd + 1) * networks):  # round-robin over modes
+                    for mode in modes:
+                        late = i >= MIN_NETWORKS and time.perf_counter() - t0 > 0.7 * budget_s
+                        if i >= len(pools[mode]) or late:
+                            continue
+                        cand = pools[mode][i]
+                        blocks = plan(cand, space, channels, classes)
+                        prec = block_precisions(cand, space, blocks)
+                        built.append((mode, blocks, prec, predict(unit, blocks, prec), predict(stored, blocks, prec)))
+                        paths.append(build_model(cand, space, channels, classes, Path(tmp), f"h{len(built)}"))
+                        shapes_in.append((1, channels, cand.resolution, cand.resolution))
+                        tick()
+                if paths:
+                    timings += measure_passes(paths, shapes_in, passes=PASSES, group=GROUP, threads=threads,
+                                              reps=REPS, runtime=dev.runtime, seed=SEED + rnd)  # fmt: skip
     groups: dict[str, list[Timed]] = {}
     for (mode, blocks, prec, pred, _), t in zip(built, timings, strict=True):
         groups.setdefault(mode, []).append(Timed(pred, prec, t.p10_ms, [BlockKey.of(b, q) for b, q in zip(blocks, prec)]))
     mixed = groups.pop("mixed", [])
     scales = fit_scales(groups)
-    int8 = fit_int8([*groups.get("int8", []), *mixed], scales) if entry is not None else None
+    int8 = fit_int8([*groups.get("int8", []), *mixed], scales, table_prior(dev, scales)) if entry is not None else None
     terms: dict[str, Any] = {"block_scale": scales}
     if int8 is not None:
         scales["int8"] = int8.scale
@@ -232,6 +264,7 @@ def fit_host(
     for (mode, blocks, prec, _, old), t in zip(built, timings, strict=True):
         before_err.setdefault(mode, []).append(abs(old.latency_ms / t.p10_ms - 1))
         after_err.setdefault(mode, []).append(abs(predict(after, blocks, prec).latency_ms / t.p10_ms - 1))
+    done = total - 1  # the rounds not run
     tick()
     return HostFit(
         target=dev.name, digest=table_digest(target), host=this_host(dev.runtime),

@@ -33,12 +33,13 @@ class Timed:
 
 
 def unit_scale(device: DeviceSpec, table: TableKind) -> DeviceSpec:
-    """``device`` with the ``table``'s scale at 1 and no int8 link/region terms for it (what the
-    fit's predictions are made with)."""
+    """``device`` with the ``table``'s scale at 1 and no int8 link/residual/region terms for it
+    (what the fit's predictions are made with)."""
     return device.model_copy(update={
         SCALE_FIELDS[table]: 1.0,
         "int8_link_ms": {k: v for k, v in device.int8_link_ms.items() if k != table},
         "int8_region_ms": {k: v for k, v in device.int8_region_ms.items() if k != table},
+        "int8_residual_ms": {k: v for k, v in device.int8_residual_ms.items() if k != table},
     })  # fmt: skip
 
 
@@ -61,12 +62,25 @@ class Int8Fit:
                 "int8_region_ms": {**device.int8_region_ms, table: self.region_ms}}  # fmt: skip
 
 
-def fit_int8(networks: Sequence[Timed], scales: Mapping[str, float]) -> Int8Fit | None:
+PRIOR_NETWORKS = 4.0  # how many networks' worth of evidence a prior on the int8 terms counts for
+
+
+def fit_int8(
+    networks: Sequence[Timed], scales: Mapping[str, float], prior: Mapping[str, float] | None = None,
+    prior_networks: float = PRIOR_NETWORKS,
+) -> Int8Fit | None:  # fmt: skip
     """Least squares on the relative error of ``measured = known + s x int8 rows + link x links +
     residual x int8 residual blocks + region x regions`` over networks with int8 entries (all-int8 and mixed; their other entries at
     the ``scales`` already fitted), predicted with fused int8 edges and no link/region terms;
     None with fewer than 6 such networks (then :func:`fit_precision` alone fits int8).
-    ``s`` is clamped to ``SCALE_BOUNDS`` (the other two refitted with it fixed)."""
+    ``s`` is clamped to ``SCALE_BOUNDS`` (the other terms refitted with it fixed).
+
+    ``prior`` (``link_ms``, ``residual_ms``, ``region_ms``: e.g. a table's own terms, fitted on
+    many networks where it was profiled, rescaled to this machine) makes it a ridge fit: each term
+    is pulled toward its prior as strongly as ``prior_networks`` networks would pull it (a
+    deviation costs what it would cost that many typical networks), so with a few networks the
+    terms stay near the prior and with many they follow the data. The factor ``s`` is not
+    pulled."""
     from autocompress.hardware.pricing import int8_regions, residuals
 
     rows, known, meas = [], [], []
@@ -86,11 +100,18 @@ def fit_int8(networks: Sequence[Timed], scales: Mapping[str, float]) -> Int8Fit 
         return None
     x, k, m = np.array(rows, float), np.array(known), np.array(meas)
     w = 1 / m
-    coef, *_ = np.linalg.lstsq(x * w[:, None], (m - k) * w, rcond=None)
+    a, y = x * w[:, None], (m - k) * w
+    if prior is not None:  # one extra row per term: sqrt(n) x a typical network's weight on it
+        lam = np.sqrt(prior_networks) * np.mean(np.abs(a[:, 1:]), axis=0)
+        target = np.array([prior.get(t, 0.0) for t in ("link_ms", "residual_ms", "region_ms")])
+        a = np.vstack([a, np.column_stack([np.zeros(3), np.diag(lam)])])
+        y = np.concatenate([y, lam * target])
+    coef, *_ = np.linalg.lstsq(a, y, rcond=None)
     s = float(coef[0])
     if not SCALE_BOUNDS[0] <= s <= SCALE_BOUNDS[1]:
         s = min(SCALE_BOUNDS[1], max(SCALE_BOUNDS[0], s))
-        rest, *_ = np.linalg.lstsq(x[:, 1:] * w[:, None], (m - k - s * x[:, 0]) * w, rcond=None)
+        y = y - s * a[:, 0]
+        rest, *_ = np.linalg.lstsq(a[:, 1:], y, rcond=None)
         coef = np.array([s, *rest])
     return Int8Fit(round(s, 4), round(float(coef[1]), 6), round(float(coef[2]), 6), round(float(coef[3]), 6),
                    len(rows))

@@ -117,3 +117,12 @@ def test_validate_latency_writes_the_error_band(here_table: Path, other_table: P
     assert load_device(other_table / "device.yaml").error_band == {}
     saved = json.loads((tmp_path / "v2" / "validation.json").read_text())
     assert saved["summary"]["host_fit"] == "re-calibrated (cached)" and saved["error_band"]["n"] == 4
+
+
+def test_a_fit_cached_by_an_older_re_calibration_is_not_reused(other_table: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import autocompress.hardware.host_fit as host_fit
+
+    target = _target(other_table)
+    now = host_fit.table_digest(target)
+    monkeypatch.setattr(host_fit, "FIT_VERSION", host_fit.FIT_VERSION - 1)
+    assert host_fit.table_digest(target) != now  # another cache file: the old fit is not found
