@@ -22,7 +22,8 @@ Each published figure names its harness (Ultralytics' Python AutoBackend, torch2
 loop, ...; ``harness``): that harness's overhead is fitted as its own term and added to that
 source's figures only, so that the per-kernel floor is fitted without the harness overhead of
 the source; figures that time the GPU work alone (trtexec GPU compute, NetsPresso's model
-computation) have no harness term. Estimates add the device's ``overhead_ms``, never a
+computation) have no harness term. A figure whose harness replays the engine as a CUDA graph
+(``cuda_graph: true``, MLPerf's LWIS harness) pays no per-kernel launch floor. Estimates add the device's ``overhead_ms``, never a
 harness term, and use no harness scale. ``fit.priors`` pulls a free parameter toward a stated value (a weak log-space
 penalty of weight ``fit.prior_weight``) where the figures barely constrain it.
 
@@ -202,10 +203,12 @@ class _Params:
         memory = (fig.elems + fig.weights) * BYTES_PER_ELEM[prec] / (self.bandwidth * 1e9 * self.mem_eff)
         # a harness scale stands for other clocks: it stretches the work, not the launch floor
         work = np.maximum(compute, memory) * 1e3 * self.scale.get(fig.figure.harness, 1.0)
+        # a CUDA-graph replay launches no kernel one by one: no launch floor (estimates keep it)
+        kernel_ms = 0.0 if fig.figure.cuda_graph else self.kernel_ms
         if self.floor_max:
-            total = float(np.maximum(work, fig.launch_mask * self.kernel_ms).sum())
+            total = float(np.maximum(work, fig.launch_mask * kernel_ms).sum())
         else:
-            total = float(work.sum()) + fig.launches * self.kernel_ms
+            total = float(work.sum()) + fig.launches * kernel_ms
         return total + self.overhead_of(fig.figure)
 
 

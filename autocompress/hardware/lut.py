@@ -65,6 +65,11 @@ class CalibrationFigure(BaseModel):
         "", description="the measuring harness (a key of roofline.harness_overhead_ms: its fitted per-inference "
         "overhead is added instead of overhead_ms); '' for none"
     )
+    cuda_graph: bool | None = Field(
+        None, description="true: the harness replays the engine as a CUDA graph, so its kernels are not launched "
+        "one by one and the per-kernel launch floor (kernel_overhead_ms) does not apply to this figure (the roofline "
+        "work still does); estimates always pay the floor"
+    )
     runtime: str = ""
     source: str = Field(description="URL (and revision) the figure was read from")
     title: str = ""

@@ -47,10 +47,11 @@ def test_default_space_networks_are_depthwise_heavy() -> None:
 def test_uncovered_family_is_said_and_covered_one_is_not() -> None:
     mnv3 = reference_net("mobilenet_v3_large", 224).layers
     nx, agx = get_target("jetson-orin-nx").device, get_target("jetson-agx-orin").device
-    assert set(covered_families(nx)) == {"detector"}
+    assert set(covered_families(nx)) == {"dense-cnn", "detector"}  # MLPerf ResNet-50 + Ultralytics YOLO11
     note = uncovered_note(nx, mnv3)
     assert note is not None and "ESTIMATE" in note and "depthwise" in note and "no figure" in note
     assert uncovered_note(nx, reference_net("yolo11n", 640).layers) is None
+    assert uncovered_note(nx, reference_net("resnet18", 224).layers) is None
     assert set(covered_families(agx)) == {"dense-cnn", "depthwise", "detector"}
     assert uncovered_note(agx, mnv3) is None
     assert uncovered_note(get_target("cpu").device, mnv3) is None  # measured: not an estimate
@@ -78,6 +79,20 @@ def test_fused_kernels_pay_one_launch_floor(mode: str) -> None:
     se = [layer for layer in net.layers if layer.name.startswith("se.")]
     assert len(se) == 8 * 4 and sum(layer.launches for layer in se) == 8  # 8 SE blocks, one kernel each
     assert net.layers[-3].name == "avgpool" and [la.launches for la in net.layers[-3:]] == [1, 0, 1]
+
+
+@pytest.mark.parametrize("mode", ["add", "max"])
+def test_cuda_graph_figure_pays_the_work_but_no_launch_floor(mode: str) -> None:
+    """MLPerf's harness replays a CUDA graph: its figure carries no per-kernel launch floor."""
+    params = _Params.of(_device(kernel_ms=0.5, mode=mode, peak=1e3, bandwidth=10.0))
+    fig = CalibrationFigure(network="resnet18", input_size=224, precision="fp16", latency_ms=1.0,
+                            published="x", source="s", includes_overhead=False)  # fmt: skip
+    plain = _prepare([fig])[0]
+    graph = _prepare([fig.model_copy(update={"cuda_graph": True})])[0]
+    floor_free = params.predict(graph)
+    assert 0 < floor_free < params.predict(plain)
+    params.kernel_ms = 0.0
+    assert floor_free == pytest.approx(params.predict(plain))
 
 
 def test_floor_max_mode_charges_the_larger_of_work_and_floor() -> None:
@@ -133,15 +148,22 @@ def test_jetsons_are_calibrated_on_three_families_and_meet_their_held_out_share(
     assert within >= LOFO_WITHIN_25[name]
     band = device.error_band["all"]
     assert band.n == len(errs) and band.within[str(WITHIN_PCT)] == pytest.approx(within, abs=1e-3)
-    assert band.lo_pct < 0 < band.hi_pct and "leave-one-family-out" in band.basis
+    # AGX Orin's band lies below zero: its held-out detectors are all predicted too slow (benchmarks/README)
+    assert band.lo_pct < band.hi_pct and band.lo_pct < 0 and "leave-one-family-out" in band.basis
     assert "LOFO" in held_out_line(device) and "no figure of" not in held_out_line(device)
 
 
-def test_single_family_jetson_says_its_band_is_within_family() -> None:
-    device = get_target("jetson-orin-nx").device
+def test_single_family_target_says_its_band_is_within_family() -> None:
+    device = get_target("raspberry-pi-5").device
     band = device.error_band["all"]
     assert "only calibrated family (detector)" in band.basis
     assert "LOFO n/a" in held_out_line(device) and "no figure of: dense-cnn, depthwise" in held_out_line(device)
+
+
+def test_orin_nx_has_two_families_and_says_the_missing_one() -> None:
+    device = get_target("jetson-orin-nx").device
+    assert "leave-one-family-out" in device.error_band["all"].basis
+    assert "LOFO" in held_out_line(device) and "no figure of: depthwise" in held_out_line(device)
 
 
 @pytest.mark.slow
