@@ -26,15 +26,25 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, code: int, *fragmen
         assert frag in lines[0], (frag, lines[0])
 
 
-def tiny_mid_budget_us() -> float:
-    """A latency budget (µs) half-way between the tiny space's smallest and largest network on
-    the measured CPU table."""
-    from autocompress.arch import block_precisions, plan
-    from autocompress.hardware.predict import predict
+def cpu_table_as_searched():
+    """The measured CPU table as ``autocompress search --target cpu`` prices with it on this
+    machine: re-calibrated here when it was profiled on another one (the fit is cached in the
+    session's cache, so the searches the tests start reuse exactly this fit)."""
+    from autocompress.hardware.host_fit import on_this_host
     from autocompress.hardware.targets import get_target
     from autocompress.space import load_space
 
-    space, table = load_space("tiny"), get_target("cpu").table
+    return on_this_host(get_target("cpu"), load_space("tiny")).target.table
+
+
+def tiny_mid_budget_us() -> float:
+    """A latency budget (µs) half-way between the tiny space's smallest and largest network on
+    the measured CPU table, as a search prices them on this machine."""
+    from autocompress.arch import block_precisions, plan
+    from autocompress.hardware.predict import predict
+    from autocompress.space import load_space
+
+    space, table = load_space("tiny"), cpu_table_as_searched()
     lat = []
     for cand in (space.smallest(), space.largest()):
         blocks = plan(cand, space, 1, 10)

@@ -28,7 +28,7 @@ from autocompress.search import SAMPLERS, make_sampler
 from autocompress.search.fidelity import Halving
 from autocompress.search.storage import open_storage
 from autocompress.space import load_space
-from tests.helpers import ROOT, cli
+from tests.helpers import ROOT, cli, cpu_table_as_searched
 
 SUBSET = "1500"  # as in test_search_e2e: one tiny supernet trained per test session
 PG_BIN = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
@@ -40,7 +40,7 @@ def _latency(cand, space, table) -> float:
 
 
 def _budget() -> str:
-    space, table = load_space("tiny"), get_target("cpu").table
+    space, table = load_space("tiny"), cpu_table_as_searched()  # as the search prices on this machine
     mid = (_latency(space.smallest(), space, table) + _latency(space.largest(), space, table)) / 2
     return f"{mid * 1000:.1f}us"
 

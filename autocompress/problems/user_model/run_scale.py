@@ -13,7 +13,6 @@ target, and estimated targets keep their calibration.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,7 +20,6 @@ from typing import Any
 
 from autocompress._io import atomic_path
 from autocompress.hardware.host import cpu_model
-from autocompress.hardware.layer_fill import same_host
 from autocompress.hardware.layer_predict import predict_layers
 from autocompress.hardware.layer_table import LayerSpec, LayerTable
 from autocompress.hardware.lut import DeviceSpec
@@ -93,9 +91,8 @@ def why_not_here(device: DeviceSpec) -> str | None:
         return f"{device.name} is {device.source}: its scale is calibrated, not timed here"
     if device.runtime not in RUNTIMES:
         return f"{device.name} runs {device.runtime}, which this machine cannot time"
-    if not same_host(device):
-        there = f"{device.host.get('cpu', 'unknown')!r} ({device.host.get('logical_cpus', '?')} logical CPUs)"
-        return f"{device.name} was measured on {there}, not on this machine ({cpu_model()!r}, {os.cpu_count()})"
+    # a table measured on another machine is fitted too: the run's scale times the model itself
+    # here, so it is what carries the table over to this machine (as host_fit does for spaces)
     return None
 
 
