@@ -7,7 +7,6 @@ on the original, fp16 parts, and a search of each through the CLI with its Paret
 from __future__ import annotations
 
 import collections
-import os
 import shutil
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from autocompress.problems.user_model.space import (
 )
 from autocompress.runtime import ort_accuracy
 from tests import byom_models as bm
-from tests.helpers import cli
+from tests.helpers import cli, label_as_this_machine
 
 MODELS = str(Path("tests") / "byom_models.py")
 X = torch.zeros(2, 1, 28, 28)
@@ -47,20 +46,10 @@ ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 def tables(tmp_path_factory) -> Path:
     """A copy of the CPU table in ``$AUTOCOMPRESS_TABLES``: the layers a family adds (grouped 1x1
     convs, ...) are profiled at search start into the copy, never into the shipped table."""
-    from autocompress.hardware.host import cpu_model
-    from autocompress.hardware.layer_fill import same_host
-    from autocompress.hardware.lut import save_device
-
     root = tmp_path_factory.mktemp("tables")
     folder = root / get_target("cpu").folder.name
     shutil.copytree(get_target("cpu").folder, folder)
-    device = get_target("cpu").device
-    if not same_host(device):
-        # These tests are about the families, not about another machine's table (a search
-        # refuses to add rows timed here to one profiled elsewhere, and says how to profile):
-        # the copy is labelled as this machine's, as `autocompress profile` here would leave it.
-        save_device(folder, device.model_copy(update={"host": {**device.host, "cpu": cpu_model(),
-                                                               "logical_cpus": os.cpu_count()}}))  # fmt: skip
+    label_as_this_machine(folder)  # these tests are about the families, not another machine's table
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AUTOCOMPRESS_TABLES", str(root))
         yield root

@@ -19,7 +19,7 @@ from autocompress.hardware.onnx_layers import extract_layers
 from autocompress.hardware.targets import TABLES_DIR, get_target, list_targets
 from autocompress.runtime import export_onnx
 from tests.hardware import layer_nets as ln
-from tests.helpers import assert_one_line_error, cli
+from tests.helpers import assert_one_line_error, cli, label_as_this_machine
 
 TARGETS = ("x86-cpu-onnxruntime", "x86-cpu-openvino", "jetson-orin-nano")
 NETS = str(Path("tests") / "hardware" / "layer_nets.py")
@@ -129,9 +129,10 @@ def test_memory_bound_ops_estimate_from_bytes() -> None:
 
 
 def _tables(tmp_path: Path, name: str = "x86-cpu-onnxruntime") -> tuple[Path, Path]:
-    """A copy of a shipped table in a tmp $AUTOCOMPRESS_TABLES (searched first)."""
+    """A copy of a shipped table in a tmp $AUTOCOMPRESS_TABLES (searched first), as profiled here."""
     root = tmp_path / "tables"
     shutil.copytree(TABLES_DIR / name, root / name)
+    label_as_this_machine(root / name)
     return root, root / name
 
 
