@@ -37,19 +37,24 @@ def cpu_table_as_searched():
     return on_this_host(get_target("cpu"), load_space("tiny")).target.table
 
 
+def tiny_latency_ms(cand, space, table) -> float:
+    """Predicted latency (ms) of a tiny-space candidate on ``table`` (Fashion-MNIST shape)."""
+    from autocompress.arch import block_precisions, plan
+    from autocompress.hardware.predict import predict
+
+    blocks = plan(cand, space, 1, 10)
+    return predict(table, blocks, block_precisions(cand, space, blocks)).latency_ms
+
+
 def tiny_mid_budget_us() -> float:
     """A latency budget (µs) half-way between the tiny space's smallest and largest network on
     the measured CPU table, as a search prices them on this machine."""
-    from autocompress.arch import block_precisions, plan
-    from autocompress.hardware.predict import predict
     from autocompress.space import load_space
 
     space, table = load_space("tiny"), cpu_table_as_searched()
-    lat = []
-    for cand in (space.smallest(), space.largest()):
-        blocks = plan(cand, space, 1, 10)
-        lat.append(predict(table, blocks, block_precisions(cand, space, blocks)).latency_ms)
-    return 1000 * (lat[0] + lat[1]) / 2
+    smallest, largest = (tiny_latency_ms(c, space, table) for c in (space.smallest(), space.largest()))
+    assert smallest < largest, (smallest, largest)
+    return 1000 * (smallest + largest) / 2
 
 
 def micro_space_text() -> str:

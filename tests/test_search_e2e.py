@@ -10,29 +10,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from autocompress.arch import block_precisions, plan
 from autocompress.data import load_dataset
-from autocompress.hardware.predict import predict
 from autocompress.runtime import ort_accuracy
-from autocompress.space import load_space
-from tests.helpers import ROOT, cli, cpu_table_as_searched
+from tests.helpers import ROOT, cli, tiny_mid_budget_us
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 SUBSET = "1500"
 
 
-def _budget_between_smallest_and_largest() -> float:
-    space, table = load_space("tiny"), cpu_table_as_searched()  # as the search prices on this machine
-    lat = []
-    for cand in (space.smallest(), space.largest()):
-        blocks = plan(cand, space, 1, 10)
-        lat.append(predict(table, blocks, block_precisions(cand, space, blocks)).latency_ms)
-    assert lat[0] < lat[1]
-    return (lat[0] + lat[1]) / 2
-
-
 def _search(run_dir: Path, *extra: str, budget: str | None = None, trials: str = "6"):
-    budget = budget or f"{_budget_between_smallest_and_largest() * 1000:.1f}us"
+    budget = budget or f"{tiny_mid_budget_us():.1f}us"
     return cli("search", "--space", "tiny", "--target", "cpu", "--budget", budget, "--subset", SUBSET,
                "--trials", trials, "--run-dir", str(run_dir), *extra)  # fmt: skip
 
@@ -176,7 +163,7 @@ def test_existing_run_is_not_overwritten(run) -> None:
 
 def test_sigkill_then_resume_keeps_completed_trials(tmp_path, fashion_dir) -> None:
     run_dir = tmp_path / "killed"
-    budget = f"{_budget_between_smallest_and_largest() * 1000:.1f}us"
+    budget = f"{tiny_mid_budget_us():.1f}us"
     args = [sys.executable, "-m", "autocompress", "search", "--space", "tiny", "--target", "cpu",
             "--budget", budget, "--subset", SUBSET, "--trials", "6", "--run-dir", str(run_dir)]  # fmt: skip
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())

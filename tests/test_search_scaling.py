@@ -21,28 +21,20 @@ import pandas as pd
 import pytest
 import yaml
 
-from autocompress.arch import block_precisions, plan
-from autocompress.hardware.predict import predict
+from autocompress.arch import plan
 from autocompress.hardware.targets import get_target
 from autocompress.search import SAMPLERS, make_sampler
 from autocompress.search.fidelity import Halving
 from autocompress.search.storage import open_storage
 from autocompress.space import load_space
-from tests.helpers import ROOT, cli, cpu_table_as_searched
+from tests.helpers import ROOT, cli, tiny_latency_ms, tiny_mid_budget_us
 
 SUBSET = "1500"  # as in test_search_e2e: one tiny supernet trained per test session
 PG_BIN = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
 
 
-def _latency(cand, space, table) -> float:
-    blocks = plan(cand, space, 1, 10)
-    return predict(table, blocks, block_precisions(cand, space, blocks)).latency_ms
-
-
 def _budget() -> str:
-    space, table = load_space("tiny"), cpu_table_as_searched()  # as the search prices on this machine
-    mid = (_latency(space.smallest(), space, table) + _latency(space.largest(), space, table)) / 2
-    return f"{mid * 1000:.1f}us"
+    return f"{tiny_mid_budget_us():.1f}us"
 
 
 def _args(run_dir: Path, *extra: str, trials: int = 6, budget: str | None = None) -> list[str]:
@@ -127,7 +119,7 @@ def test_every_sampler_is_reproducible_and_reads_the_budget_constraint(name: str
     sampler sees: after its start-up trials the constraint-aware ones propose feasible networks
     more often than random search does."""
     space, table = load_space("tiny"), get_target("cpu").table
-    budget = (_latency(space.smallest(), space, table) + _latency(space.largest(), space, table)) / 2
+    budget = sum(tiny_latency_ms(c, space, table) for c in (space.smallest(), space.largest())) / 2
 
     def run(sampler_name: str, seed: int, n: int = 24) -> list[tuple[dict, bool]]:
         study = optuna.create_study(directions=["maximize", "minimize"], sampler=make_sampler(sampler_name, seed))
@@ -135,7 +127,7 @@ def test_every_sampler_is_reproducible_and_reads_the_budget_constraint(name: str
         for _ in range(n):
             trial = study.ask()
             cand = space.sample(trial)
-            lat = _latency(cand, space, table)
+            lat = tiny_latency_ms(cand, space, table)
             trial.set_constraint("latency", lat - budget)
             blocks = plan(cand, space, 1, 10)
             study.tell(trial, [sum(b.params() for b in blocks) / 1e4, lat])  # bigger is better, within budget
