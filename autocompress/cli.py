@@ -223,7 +223,9 @@ def search(
 def _search(**kw: Any) -> None:
     budget_ms = parse_budget(kw["budget"])
     _check_search_input(kw)  # a typo costs a second, not the import of torch and a training
-    from autocompress.search import Hooks, SearchConfig, run_search
+    from autocompress.hardware.targets import get_target
+    from autocompress.search.config import Hooks, SearchConfig, check_options
+    from autocompress.search.study import prepare_run_dir
 
     cfg = SearchConfig(
         target=kw["target"],
@@ -256,6 +258,10 @@ def _search(**kw: Any) -> None:
         finalize=kw["finalize"],
         recalibrate=kw["recalibrate"],
     )
+    check_options(cfg)  # run_search checks again; here, before torch is imported
+    prepare_run_dir(cfg, get_target(cfg.target).name, None, create=False)
+    from autocompress.search import run_search
+
     tasks: dict[str, Any] = {}
     progress: Progress  # set below, before run_search calls the hooks
 
@@ -431,9 +437,6 @@ def _check_search_input(kw: dict[str, Any]) -> None:
     if kw.get("max_size"):
         parse_size(kw["max_size"])
     check_storage_spec(kw.get("storage"))  # a typo must not leave an empty run directory
-    from autocompress.device import resolve_device
-
-    resolve_device(kw.get("device"))  # --device cuda on a machine without a GPU: one line, now
     _check_run_dir(kw.get("run_dir"))
     warm = kw.get("warm_start")
     if warm is not None and path_kind(warm) not in (None, "a folder"):
@@ -879,11 +882,11 @@ def _profile_layers(**kw: Any) -> None:
 
 @_guard
 def _profile(**kw: Any) -> None:
+    _check_ints("profile", kw)  # before the import of torch
     from autocompress.hardware.profile import DEFAULT_NAMES, profile_space, supported_precisions
     from autocompress.hardware.targets import check_writable, new_table_folder
     from autocompress.space import load_space
 
-    _check_ints("profile", kw)
     if kw["runtime"] not in DEFAULT_NAMES:
         raise BadInputError(f"--runtime must be one of {', '.join(DEFAULT_NAMES)}; got {kw['runtime']!r}")
     runs = supported_precisions(kw["runtime"])  # TensorRT without tensorrt or a GPU: one line, now
@@ -933,13 +936,13 @@ def validate_latency(
 
 @_guard
 def _validate_latency(**kw: Any) -> None:
+    _check_ints("validate-latency", kw)  # before the import of torch
     from autocompress.hardware.host_fit import on_this_host
     from autocompress.hardware.targets import get_target
     from autocompress.hardware.validate import PRECISION_MODES, record_band, write_validation
     from autocompress.hardware.validate import validate_latency as run_validation
     from autocompress.space import load_space
 
-    _check_ints("validate-latency", kw)
     if kw["precision"] not in PRECISION_MODES:  # before a re-calibration of up to 30 s, not after
         raise BadInputError(f"--precision must be one of {', '.join(PRECISION_MODES)}; got {kw['precision']!r}")
     t = get_target(kw["target"])

@@ -11,12 +11,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from autocompress._io import atomic_path
 from autocompress.exceptions import RuntimeUnavailableError
+
+if TYPE_CHECKING:  # torch is imported where a model is exported: the latency tools run without it
+    import torch
 
 RUNTIMES = ("onnxruntime", "openvino")  # run on this CPU: accuracy and latency
 TIMED_RUNTIMES = (*RUNTIMES, "tensorrt")  # latency only (TensorRT: on an NVIDIA GPU)
@@ -32,6 +35,8 @@ def export_onnx(model: torch.nn.Module, path: str | Path, *, channels: int, reso
     for the dynamo exporter, one file (no ``.onnx.data`` beside it), BN folded into convs, and
     node names that keep the module path (``/stages.1/...``), which per-stage quantization uses.
     """
+    import torch
+
     path = Path(path)
     model = model.eval()
     dummy = torch.zeros(1, channels, resolution, resolution)

@@ -57,3 +57,38 @@ def test_version_and_help() -> None:
     assert cli("--version").stdout.startswith("autocompress ")
     out = cli("search", "--help").stdout
     assert "--budget" in out and "--resume" in out and "--sampler" in out
+
+
+_WITHOUT_TORCH = """
+import sys
+from autocompress.cli import run
+sys.argv = ["autocompress", *sys.argv[1:]]
+try:
+    run()
+finally:
+    print("TORCH_IMPORTED" if "torch" in sys.modules else "TORCH_NOT_IMPORTED", file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (["--seed", "-1"], "--seed must be between"),
+    (["--sampler", "bogus"], "unknown sampler 'bogus'"),
+    (["--resume", "--run-dir", "{tmp}/none"], "cannot resume"),
+    (["--run-dir", "{tmp}/existing"], "already holds a search; pass --resume"),
+])  # fmt: skip
+def test_a_mistyped_search_is_refused_before_torch_is_loaded(tmp_path: Path, args: list[str], fragment: str) -> None:
+    """What a user mistypes is refused before torch, the data and the latency re-calibration are
+    loaded (seconds, not half a minute); nothing is written."""
+    import subprocess
+    import sys
+
+    (tmp_path / "existing").mkdir()
+    (tmp_path / "existing" / "config.yaml").write_text("target: x86-cpu-onnxruntime\n")
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    argv = ["search", "--target", "cpu", "--budget", "5ms", "--space", "tiny",
+            *(a.replace("{tmp}", str(tmp_path)) for a in args)]  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", _WITHOUT_TORCH, *argv], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert fragment in proc.stderr and "Traceback" not in proc.stderr
+    assert "TORCH_NOT_IMPORTED" in proc.stderr
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before

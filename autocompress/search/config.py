@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 import optuna
 import pandas as pd
 
-from autocompress.device import resolve_device
 from autocompress.exceptions import BadInputError, RunDirError
 from autocompress.search.fidelity import FIDELITIES
 
@@ -116,6 +115,20 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     raise BadInputError(f"unknown sampler {name!r}; use one of {', '.join(SAMPLERS)}")
 
 
+def check_device(spec: str | None) -> None:
+    """``--device`` names a device this machine has (``auto`` and ``cpu`` always do: those are
+    checked without importing torch, so a typo elsewhere is refused in a fraction of a second).
+
+    Raises:
+        BadInputError: an unknown name, or ``cuda`` on a machine without a usable GPU.
+    """
+    if (spec or "auto").strip().lower() in ("auto", "cpu"):
+        return
+    from autocompress.device import resolve_device
+
+    resolve_device(spec)
+
+
 def check_options(cfg: SearchConfig) -> None:
     """Every option's rule, checked before anything is loaded or written.
 
@@ -152,6 +165,6 @@ def check_options(cfg: SearchConfig) -> None:
     if cfg.model is None and (cfg.weights is not None or cfg.input_shape is not None):
         flag = "--weights" if cfg.weights is not None else "--input-shape"
         raise BadInputError(f"{flag} needs --model FILE.py:FUNCTION (the function that builds the network)")
-    resolve_device(cfg.device)  # an unknown name, or cuda without a GPU: one line, before any work
+    check_device(cfg.device)  # an unknown name, or cuda without a GPU: one line, before any work
     if cfg.model is not None and cfg.retrain_supernet:
         raise BadInputError("--retrain-supernet has no meaning with --model (a user's model has no supernet)")

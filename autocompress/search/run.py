@@ -15,6 +15,7 @@ from autocompress import __version__
 from autocompress._io import storage_error
 from autocompress.exceptions import BadInputError, InfeasibleBudgetError, WriteError
 from autocompress.hardware.interval import NO_BAND, bands_entry
+from autocompress.hardware.targets import get_target
 from autocompress.problems import Problem, ProblemHooks, build_problem
 from autocompress.results import (
     CONFIG_FILE,
@@ -49,6 +50,7 @@ def run_search(cfg: SearchConfig, hooks: Hooks | None = None) -> SearchOutcome:
     hooks = hooks or Hooks()
     check_options(cfg)
     check_storage_spec(cfg.storage)
+    prepare_run_dir(cfg, get_target(cfg.target).name, None, create=False)  # before data and latency work
     problem = build_problem(
         target=cfg.target, space=cfg.space, dataset=cfg.dataset, data_dir=cfg.data_dir, subset=cfg.subset,
         seed=cfg.seed, model=cfg.model, weights=cfg.weights, input_shape=cfg.input_shape,

@@ -8,7 +8,7 @@ import shutil
 import warnings
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 import pandas as pd
@@ -16,7 +16,6 @@ import pandas as pd
 from autocompress import __version__
 from autocompress._io import storage_error
 from autocompress.exceptions import AutoCompressError, RunDirError
-from autocompress.problems import Problem
 from autocompress.results import CONFIG_FILE, STUDY_FILE, STUDY_NAME, read_config
 from autocompress.search.config import DIRECTIONS, METRICS, SearchConfig, make_sampler
 from autocompress.search.storage import (
@@ -28,13 +27,21 @@ from autocompress.search.storage import (
     study_exists,
 )
 
+if TYPE_CHECKING:
+    from autocompress.problems import Problem
+
 # What must match for --resume to continue a study rather than mix two different searches.
 RESUME_KEYS = ("target", "budget_ms", "space_fingerprint", "seed", "budget_on")
 RESUME_DEFAULTS = {"budget_on": "point"}  # what a run written before the key existed did
 
 
-def prepare_run_dir(cfg: SearchConfig, target: str, space_fp: str) -> Path:
-    """The run directory: a new one, or the one ``--resume`` continues (checked to match)."""
+def prepare_run_dir(cfg: SearchConfig, target: str, space_fp: str | None, *, create: bool = True) -> Path:
+    """The run directory: a new one, or the one ``--resume`` continues (checked to match).
+
+    ``create=False`` only checks, writing nothing (``space_fp`` None: the space is not compared
+    yet): the search calls it before loading data and re-calibrating latency, so a mistyped
+    ``--resume`` or an existing ``--run-dir`` is refused in a second, not after them.
+    """
     if cfg.resume:
         run_dir = cfg.run_dir or _latest_run(cfg.runs_root)
         if not (run_dir / STUDY_FILE).is_file() and not (run_dir / CONFIG_FILE).is_file():
@@ -48,12 +55,13 @@ def prepare_run_dir(cfg: SearchConfig, target: str, space_fp: str) -> Path:
                "budget_on": cfg.budget_on}  # fmt: skip
         old = {**RESUME_DEFAULTS, **old} if old else old
         for key in RESUME_KEYS:
-            if key in old and old[key] != now[key]:
+            if key in old and old[key] != now[key] and (space_fp is not None or key != "space_fingerprint"):
                 raise RunDirError(
                     f"cannot resume {run_dir}: it was started with {key}={old[key]!r}, "
                     f"not {now[key]!r}; pass the same settings or start a new run"
                 )
-        _remove_stale_temp_files(run_dir)
+        if create:
+            _remove_stale_temp_files(run_dir)
         sqlite = run_dir / STUDY_FILE  # the default storage; a shared one lives elsewhere
         with open(sqlite, "rb") if sqlite.is_file() else contextlib.nullcontext(None) as fh:
             if fh is not None and fh.read(16) != b"SQLite format 3\x00":
@@ -68,6 +76,9 @@ def prepare_run_dir(cfg: SearchConfig, target: str, space_fp: str) -> Path:
             raise RunDirError(
                 f"{run_dir} already holds a search; pass --resume to continue it, or another --run-dir"
             )
+    if not create and not run_dir.is_dir():
+        _check_can_create(run_dir)
+        return run_dir
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / ".write-test"
@@ -76,6 +87,16 @@ def prepare_run_dir(cfg: SearchConfig, target: str, space_fp: str) -> Path:
     except OSError as exc:
         raise RunDirError(f"cannot write to run directory {run_dir}: {exc.strerror or exc}") from None
     return run_dir
+
+
+def _check_can_create(run_dir: Path) -> None:
+    """``run_dir`` (not there yet) can be created: its nearest existing parent is writable."""
+    parent = run_dir.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if parent.is_dir() and not os.access(parent, os.W_OK | os.X_OK):
+        why = "Read-only file system" if os.statvfs(parent).f_flag & os.ST_RDONLY else "Permission denied"
+        raise RunDirError(f"cannot write to run directory {run_dir}: {why}")
 
 
 def open_study_storage(cfg: SearchConfig, run_dir: Path, storage_spec: str) -> Any:
