@@ -446,6 +446,10 @@ def _check_search_input(kw: dict[str, Any]) -> None:
     if kw.get("weights") is not None:
         check_regular_file(Path(kw["weights"]).expanduser(), "--weights: file", ModelError)
     get_target(kw["target"]).table  # noqa: B018 - loads and validates the table
+    if kw.get("model"):
+        from autocompress.model_spec import check_model_spec
+
+        check_model_spec(kw["model"], kw.get("input_shape"))
     if not kw.get("model"):  # with --model, --space narrows the model's derived space (checked later)
         load_space(kw.get("space"))
     elif kw.get("space") is not None:
@@ -839,8 +843,9 @@ def _profile_layers(**kw: Any) -> None:
     from autocompress.hardware.layer_table import load_layers, merge_rows
     from autocompress.hardware.profile import DEFAULT_NAMES, supported_precisions
     from autocompress.hardware.targets import check_writable, get_target
+    from autocompress.model_spec import parse_input_shape
     from autocompress.problems.user_model.layers import model_layer_keys, user_example
-    from autocompress.problems.user_model.loader import load_user_model, parse_input_shape
+    from autocompress.problems.user_model.loader import load_user_model
     from autocompress.problems.user_model.space import derive_space, load_model_space_spec
 
     _check_ints("profile", kw)

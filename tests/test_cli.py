@@ -75,6 +75,8 @@ finally:
     (["--sampler", "bogus"], "unknown sampler 'bogus'"),
     (["--resume", "--run-dir", "{tmp}/none"], "cannot resume"),
     (["--run-dir", "{tmp}/existing"], "already holds a search; pass --resume"),
+    (["--model", "tests/byom_models.py"], "--model must be FILE.py:FUNCTION"),
+    (["--model", "tests/byom_models.py:resnet_tiny", "--input-shape", "1,28"], "--input-shape must be C,H,W"),
 ])  # fmt: skip
 def test_a_mistyped_search_is_refused_before_torch_is_loaded(tmp_path: Path, args: list[str], fragment: str) -> None:
     """What a user mistypes is refused before torch, the data and the latency re-calibration are

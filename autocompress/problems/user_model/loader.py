@@ -19,6 +19,7 @@ import torch.nn as nn
 
 from autocompress._io import check_regular_file, file_sha256
 from autocompress.exceptions import ModelError
+from autocompress.model_spec import split_spec
 
 
 @dataclass
@@ -59,37 +60,9 @@ class UserModel:
         }
 
 
-MAX_INPUT_CHANNELS, MAX_INPUT_SIDE = 4096, 1024  # a search space's limits (width, resolution)
-
-
-def parse_input_shape(text: str) -> tuple[int, int, int]:
-    """``1,28,28`` -> (1, 28, 28): channels, height, width (square inputs)."""
-    try:
-        dims = tuple(int(t) for t in text.replace("x", ",").split(",") if t.strip())
-    except ValueError:
-        dims = ()
-    if len(dims) != 3 or min(dims) < 1:
-        raise ModelError(f"--input-shape must be C,H,W with positive integers, e.g. 1,28,28; got {text!r}")
-    if dims[1] != dims[2]:
-        raise ModelError(f"--input-shape: only square inputs are supported (H == W); got {text!r}")
-    if dims[0] > MAX_INPUT_CHANNELS or dims[1] > MAX_INPUT_SIDE:
-        raise ModelError(f"--input-shape must be within {MAX_INPUT_CHANNELS},{MAX_INPUT_SIDE},{MAX_INPUT_SIDE} "
-                         f"(channels, side in pixels, as a search space's resolutions); got {text!r}")  # fmt: skip
-    return dims  # type: ignore[return-value]
-
-
-def _split_spec(spec: str) -> tuple[str, str]:
-    if ":" not in spec:
-        raise ModelError(f"--model must be FILE.py:FUNCTION or package.module:FUNCTION; got {spec!r}")
-    where, _, fn = spec.rpartition(":")
-    if not where or not fn.isidentifier():
-        raise ModelError(f"--model must be FILE.py:FUNCTION or package.module:FUNCTION; got {spec!r}")
-    return where, fn
-
-
 def import_builder(spec: str) -> tuple[object, str, str]:
     """The builder named by ``spec``, the file or module it came from, and its name."""
-    where, fn = _split_spec(spec)
+    where, fn = split_spec(spec)
     path = Path(where).expanduser()
     if where.endswith(".py") or path.suffix == ".py" or "/" in where:
         check_regular_file(path, "--model: file", ModelError)  # a FIFO would block the import

@@ -37,9 +37,10 @@ from autocompress.hardware.layer_table import OPS, LayerSpec, LayerTable, load_l
 from autocompress.hardware.onnx_layers import extract_layers
 from autocompress.hardware.pricing import Prediction
 from autocompress.hardware.targets import Target, get_target
+from autocompress.model_spec import parse_input_shape
 from autocompress.problems.base import Problem, ProblemHooks, RunDescriber, TrialResult
 from autocompress.problems.user_model.half import half_parts
-from autocompress.problems.user_model.loader import UserModel, load_user_model, parse_input_shape
+from autocompress.problems.user_model.loader import UserModel, load_user_model
 from autocompress.problems.user_model.run_scale import Network, RunScale, fit_run_scale, why_not_here
 from autocompress.problems.user_model.space import (
     ModelCandidate,
