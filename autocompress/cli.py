@@ -446,16 +446,16 @@ def _check_search_input(kw: dict[str, Any]) -> None:
     if kw.get("weights") is not None:
         check_regular_file(Path(kw["weights"]).expanduser(), "--weights: file", ModelError)
     get_target(kw["target"]).table  # noqa: B018 - loads and validates the table
-    if kw.get("model"):
-        from autocompress.model_spec import check_model_spec
-
-        check_model_spec(kw["model"], kw.get("input_shape"))
     if not kw.get("model"):  # with --model, --space narrows the model's derived space (checked later)
         load_space(kw.get("space"))
     elif kw.get("space") is not None:
         kind = path_kind(Path(kw["space"]).expanduser())
         if kind not in (None, "a file"):
             raise SpaceError(f"search space {kw['space']} is {kind}, not a YAML file")
+    if kw.get("model"):
+        from autocompress.model_spec import check_model_spec
+
+        check_model_spec(kw["model"], kw.get("input_shape"))
 
 
 def _print_outcome(outcome: Any) -> None:

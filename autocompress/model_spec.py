@@ -46,8 +46,8 @@ def check_model_spec(spec: str, input_shape: str | None = None) -> None:
         ModelError: a malformed spec or shape, a missing file, or a FIFO/device in its place.
     """
     where, _ = split_spec(spec)
+    if input_shape:
+        parse_input_shape(input_shape)
     path = Path(where).expanduser()
     if where.endswith(".py") or path.suffix == ".py" or "/" in where:
         check_regular_file(path, "--model: file", ModelError)
-    if input_shape:
-        parse_input_shape(input_shape)
