@@ -14,7 +14,7 @@ import optuna
 import pandas as pd
 
 from autocompress import __version__
-from autocompress._io import storage_error
+from autocompress._io import ensure_writable_dir, storage_error
 from autocompress.exceptions import AutoCompressError, RunDirError
 from autocompress.results import CONFIG_FILE, STUDY_FILE, STUDY_NAME, read_config
 from autocompress.search.config import DIRECTIONS, METRICS, SearchConfig, make_sampler
@@ -77,7 +77,7 @@ def prepare_run_dir(cfg: SearchConfig, target: str, space_fp: str | None, *, cre
                 f"{run_dir} already holds a search; pass --resume to continue it, or another --run-dir"
             )
     if not create and not run_dir.is_dir():
-        _check_can_create(run_dir)
+        ensure_writable_dir(run_dir, "run directory")  # its nearest existing parent; creates nothing
         return run_dir
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -87,16 +87,6 @@ def prepare_run_dir(cfg: SearchConfig, target: str, space_fp: str | None, *, cre
     except OSError as exc:
         raise RunDirError(f"cannot write to run directory {run_dir}: {exc.strerror or exc}") from None
     return run_dir
-
-
-def _check_can_create(run_dir: Path) -> None:
-    """``run_dir`` (not there yet) can be created: its nearest existing parent is writable."""
-    parent = run_dir.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if parent.is_dir() and not os.access(parent, os.W_OK | os.X_OK):
-        why = "Read-only file system" if os.statvfs(parent).f_flag & os.ST_RDONLY else "Permission denied"
-        raise RunDirError(f"cannot write to run directory {run_dir}: {why}")
 
 
 def open_study_storage(cfg: SearchConfig, run_dir: Path, storage_spec: str) -> Any:
