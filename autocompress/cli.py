@@ -989,7 +989,12 @@ def _validate_latency(**kw: Any) -> None:
     worst = sorted(report.points, key=lambda p: -abs(p.error))[:3]
     for p in worst:
         out.print(f"  worst: {100 * p.error:+.1f}%  predicted {p.predicted_ms:.3f} ms, measured "
-                  f"{p.measured_ms:.3f} ms  {p.candidate}", highlight=False)  # fmt: skip
+                  f"{p.measured_ms:.3f} ms{'' if p.repeated else ' (timing not repeated)'}  {p.candidate}",
+                  highlight=False)  # fmt: skip
+    if s["not_repeated"]:
+        out.print(f"note: {s['not_repeated']} of {s['candidates']} timings were not repeated within 5% even after "
+                  f"re-timing (column 'repeated' in {paths['csv'].name}): this machine's speed changed while timing, "
+                  "so those errors are partly the machine's", highlight=False)  # fmt: skip
     if report.table_cpu != report.cpu:
         out.print(f"note: the table was measured on {report.table_cpu!r}; this machine is {report.cpu!r}",
                   highlight=False)  # fmt: skip

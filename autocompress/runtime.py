@@ -3,6 +3,7 @@ wall-clock latency; latency also as TensorRT engines on a GPU (``runtime_tensorr
 
 from __future__ import annotations
 
+import logging
 import os
 import statistics
 import time
@@ -20,6 +21,11 @@ from autocompress.exceptions import RuntimeUnavailableError
 
 if TYPE_CHECKING:  # torch is imported where a model is exported: the latency tools run without it
     import torch
+
+log = logging.getLogger(__name__)
+
+CONFIRM = 0.05  # a model's fastest pass counts once another pass repeats it within this share
+EXTRA_PASSES = 3  # at most this many more passes over the models whose fastest pass did not repeat
 
 RUNTIMES = ("onnxruntime", "openvino")  # run on this CPU: accuracy and latency
 TIMED_RUNTIMES = (*RUNTIMES, "tensorrt")  # latency only (TensorRT: on an NVIDIA GPU)
@@ -123,6 +129,8 @@ class Timing:
     p10_ms: float
     p90_ms: float
     reps: int
+    passes: int = 1  # passes it was timed in (``measure_passes``)
+    repeated: bool = True  # whether a second pass repeated its fastest 10th percentile (``measure_passes``)
 
 
 @contextmanager
@@ -202,8 +210,8 @@ def runner(
 
 def measure_passes(
     paths: list[Path], shapes: list[tuple[int, ...]], *, passes: int = 3, group: int = 24, threads: int = 1,
-    reps: int = 50, runtime: str = "onnxruntime", seed: int = 0,
-    on_progress: Callable[[int, int], None] | None = None,
+    reps: int = 50, runtime: str = "onnxruntime", seed: int = 0, confirm: float | None = CONFIRM,
+    extra_passes: int = EXTRA_PASSES, on_progress: Callable[[int, int], None] | None = None,
 ) -> list[Timing]:  # fmt: skip
     """Time many models in ``passes`` passes spread over time, each pass in a new random order
     and grouping (``group`` models interleaved at once, see :func:`measure_latency`).
@@ -211,28 +219,94 @@ def measure_passes(
     A model's timing is its fastest pass (the lowest 10th percentile and median): on a shared
     machine another process slows a whole group while it runs, never speeds it up, and a
     group-long disturbance is what a single pass cannot tell from the model's own latency.
+
+    A fastest pass counts once it is **repeated**: another pass of the model came within
+    ``confirm`` (5%) of it, and in one of those passes the models of its group ran at their own
+    fastest too (their median within ``confirm``: the machine was not slow as a whole then). Models
+    whose fastest pass is not repeated are timed again, up to ``extra_passes`` more passes over
+    them (each group filled up to ``group`` with other models, so every model is timed among as
+    many others as in the first passes). On a machine whose speed changes for minutes at a time
+    (a VM whose host is busy), a model timed only while the machine was slow is timed again
+    instead of keeping a slow figure. Which models are re-timed depends on the timings alone,
+    never on a prediction. Those still not repeated come back with ``repeated=False``, and one
+    warning says how many. With ``confirm=None`` or a single pass, nothing is re-timed.
     """
     if passes < 1 or group < 1:
         raise ValueError(f"passes and group must be >= 1; got {passes}, {group}")
-    best: list[Timing | None] = [None] * len(paths)
+    n = len(paths)
+    best: list[Timing | None] = [None] * n
+    runs: list[list[tuple[int, float]]] = [[] for _ in range(n)]  # (group number, 10th percentile) per pass
+    members: list[list[int]] = []  # the models of each group timed, in order
     rng = np.random.default_rng(seed)
-    done, total = 0, passes * len(paths)
+    done, total = 0, passes * n
+
+    def time_group(idx: list[int]) -> None:
+        nonlocal done
+        timings = measure_latency([paths[i] for i in idx], shape=[shapes[i] for i in idx], threads=threads,
+                                  reps=reps, runtime=runtime)  # fmt: skip
+        for i, t in zip(idx, timings):
+            old = best[i]
+            runs[i].append((len(members), t.p10_ms))
+            best[i] = t if old is None else Timing(
+                min(old.median_ms, t.median_ms), min(old.std_ms, t.std_ms), min(old.p10_ms, t.p10_ms),
+                min(old.p90_ms, t.p90_ms), old.reps + t.reps,
+            )  # fmt: skip
+        members.append(idx)
+        done += len(idx)
+        if on_progress:
+            on_progress(min(done, total), total)
+
     for _ in range(passes):
-        order = rng.permutation(len(paths))
+        order = rng.permutation(n)
+        for start in range(0, n, group):
+            time_group([int(i) for i in order[start : start + group]])
+    check = confirm is not None and passes >= 2
+    extra = 0
+    while check and extra < extra_passes:
+        ok = repeated(runs, members, confirm)  # type: ignore[arg-type]
+        pending = [i for i in range(n) if not ok[i]]
+        if not pending:
+            break
+        extra += 1
+        others = [i for i in range(n) if ok[i]] or [i for i in range(n) if i not in set(pending)]
+        order = [int(i) for i in rng.permutation(pending)]
         for start in range(0, len(order), group):
-            idx = [int(i) for i in order[start : start + group]]
-            timings = measure_latency([paths[i] for i in idx], shape=[shapes[i] for i in idx], threads=threads,
-                                      reps=reps, runtime=runtime)  # fmt: skip
-            for i, t in zip(idx, timings):
-                old = best[i]
-                best[i] = t if old is None else Timing(
-                    min(old.median_ms, t.median_ms), min(old.std_ms, t.std_ms), min(old.p10_ms, t.p10_ms),
-                    min(old.p90_ms, t.p90_ms), old.reps + t.reps,
-                )  # fmt: skip
-            done += len(idx)
-            if on_progress:
-                on_progress(done, total)
-    return [t for t in best if t is not None]
+            idx = order[start : start + group]
+            fill = min(group - len(idx), len(others))
+            time_group(idx + [int(i) for i in rng.choice(others, size=fill, replace=False)] if fill else idx)
+    ok = repeated(runs, members, confirm) if check else [True] * n  # type: ignore[arg-type]
+    out = [
+        Timing(t.median_ms, t.std_ms, t.p10_ms, t.p90_ms, t.reps, len(runs[i]), ok[i])
+        for i, t in enumerate(best) if t is not None
+    ]  # fmt: skip
+    loose = sum(not t.repeated for t in out)
+    if loose:
+        log.warning(
+            "%d of %d timings did not repeat within %.0f%% in %d passes: this machine's speed changed while "
+            "timing (other work, or its host); those figures may be slow. Time again on a quiet machine.",
+            loose, n, 100 * (confirm or 0.0), passes + extra,
+        )  # fmt: skip
+    return out
+
+
+def repeated(runs: list[list[tuple[int, float]]], members: list[list[int]], confirm: float) -> list[bool]:
+    """Per model: whether its fastest pass is repeated (see :func:`measure_passes`), given each
+    model's (group number, 10th percentile) per pass and the models of each group."""
+    fastest = [min(ms for _, ms in r) for r in runs]
+    slow = slowness(runs, members)
+    out = []
+    for r, low in zip(runs, fastest):
+        close = [g for g, ms in r if ms <= low * (1.0 + confirm)]
+        out.append(len(close) >= 2 and any(slow[g] <= 1.0 + confirm for g in close))
+    return out
+
+
+def slowness(runs: list[list[tuple[int, float]]], members: list[list[int]]) -> list[float]:
+    """Per group timed: how slow the machine ran then, as the median over its models of their
+    time in it over their fastest time in any pass (1.0: every model at its fastest)."""
+    fastest = [min(ms for _, ms in r) for r in runs]
+    return [float(np.median([next(ms for g, ms in runs[i] if g == k) / fastest[i] for i in idx]))
+            for k, idx in enumerate(members)]  # fmt: skip
 
 
 def bound_runner(

@@ -200,7 +200,8 @@ def profile_blocks(
     other blocks is what repeats from one profile to the next), so the per-call overhead
     cancels instead of being subtracted (it is as large as a small block here) and timer jitter
     is divided by ``k - 1``. Every graph is timed in ``passes`` passes, in a new random grouping
-    each time, and keeps its fastest (see :func:`autocompress.runtime.measure_passes`). The
+    each time, and keeps its fastest once another pass repeats it (graphs whose fastest is not
+    repeated are timed again; see :func:`autocompress.runtime.measure_passes`). The
     intercepts ``T_1 - slope`` give the per-inference overhead (median over fp32 blocks) and
     the cost of entering int8 (median int8 minus fp32 intercept: the input's QuantizeLinear).
 
@@ -356,7 +357,7 @@ def profile_space(
         host=host,
         notes=(
             f"Each row: the block timed as a graph of 1 copy and of {COPIES} independent copies (10th percentile of "
-            f"{reps} interleaved runs, fastest of {passes} passes, int8 = {int8}); row = (T_{COPIES} - T_1) / {COPIES - 1}, so the "
+            f"{reps} interleaved runs, fastest of {passes} passes, re-timed until a second pass repeats it within 5%, int8 = {int8}); row = (T_{COPIES} - T_1) / {COPIES - 1}, so the "
             "per-call overhead cancels. overhead_ms = median fp32 intercept (T_1 - row). "
             + ("int8_entry / int8_exit: QuantizeLinear / DequantizeLinear timed alone on the blocks' activation "
                "shapes (same slope method), fitted as fixed + per-element cost; charged once per int8 region, "

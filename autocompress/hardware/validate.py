@@ -59,6 +59,8 @@ class Point:
     measured_median_ms: float
     measured_p90_ms: float
     interpolated_blocks: int
+    timed_passes: int = 1  # passes it was timed in (3, more where its fastest was not repeated)
+    repeated: bool = True  # whether a second pass repeated its fastest (``runtime.measure_passes``)
 
     @property
     def error(self) -> float:
@@ -127,6 +129,7 @@ class Validation:
             "cpu": self.cpu,
             "table_cpu": self.table_cpu,
             "host_fit": self.host_fit.get("status", "measured here"),
+            "not_repeated": sum(not p.repeated for p in self.points),
         }
 
     def band(self) -> ErrorBand:
@@ -140,7 +143,7 @@ class Validation:
             n=len(self.points),
             basis=(f"validate-latency: {len(self.points)} random {self.space} candidates ({self.precision}, seed "
                    f"{self.seed}) timed end to end with {self.runtime} {self.runtime_version}, {self.threads} "
-                   f"thread(s), 10th percentile of {self.reps} runs x {self.passes} passes"
+                   f"thread(s), 10th percentile of {self.reps} runs, fastest of {self.passes} passes (more until repeated)"
                    + (f", {how}" if how else "")),
             host={"cpu": self.cpu, "logical_cpus": os.cpu_count(), "threads": self.threads, "date": self.date},
             within={str(k): round(float(np.mean(np.abs(ratio) <= k / 100 + 1e-12)), 4) for k in (5, 10, 20)},
@@ -270,6 +273,8 @@ def validate_latency(
                     measured_median_ms=t.median_ms,
                     measured_p90_ms=t.p90_ms,
                     interpolated_blocks=pred.interpolated,
+                    timed_passes=t.passes,
+                    repeated=t.repeated,
                 )
             )
     return report

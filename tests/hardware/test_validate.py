@@ -53,12 +53,14 @@ def test_validation_compares_prediction_with_measurement(tiny_table: Path, tmp_p
     assert len(report.points) == 6
     for p in report.points:
         assert p.measured_ms > 0 and p.predicted_ms > 0 and p.interpolated_blocks == 0
+        assert p.timed_passes >= report.passes  # more where its fastest pass was not repeated
     assert 0 <= report.within <= 1 and np.isfinite(report.mape) and -1 <= report.spearman <= 1
     paths = write_validation(report, tmp_path / "out")
     saved = json.loads(paths["json"].read_text())
     assert saved["summary"]["candidates"] == 6
     assert saved["summary"]["within_10pct"] == round(report.within, 4)
     assert len(saved["points"]) == 6
+    assert saved["summary"]["not_repeated"] == sum(not p["repeated"] for p in saved["points"])
     assert paths["png"].read_bytes()[:4] == b"\x89PNG"
     assert paths["csv"].read_text().count("\n") == 7
 
