@@ -994,7 +994,8 @@ def _validate_latency(**kw: Any) -> None:
     if s["not_repeated"]:
         out.print(f"note: {s['not_repeated']} of {s['candidates']} timings were not repeated within 5% even after "
                   f"re-timing (column 'repeated' in {paths['csv'].name}): this machine's speed changed while timing, "
-                  "so those errors are partly the machine's", highlight=False)  # fmt: skip
+                  f"so those errors are partly the machine's; over the {s['candidates'] - s['not_repeated']} that "
+                  f"repeated, {100 * report.within_repeated:.1f}% are within ±10%", highlight=False)  # fmt: skip
     if report.table_cpu != report.cpu:
         out.print(f"note: the table was measured on {report.table_cpu!r}; this machine is {report.cpu!r}",
                   highlight=False)  # fmt: skip

@@ -8,8 +8,10 @@ search (and ``validate-latency``) times a few reference networks of the space en
 (fp32, all-int8 and mixed, ≤ ``BUDGET_S`` s with their export: ``NETWORKS`` per mode, and as
 many again when that took under ``ROUND_SHARE`` of the budget; ``MIN_NETWORKS`` per mode in
 any case), measures the int8 entry/exit costs here on the activation shapes of those networks
-(``hardware/qdq.py``), and fits the table's ``block_scale`` per precision to those
-timings (``scale.fit_scales``) and its int8 link/residual/region terms (``scale.fit_int8``:
+(``hardware/qdq.py``), and fits the table's per-inference ``overhead_ms`` with its fp32 factor
+on the all-fp32 networks (``scale.fit_overhead``: the fixed cost does not scale with the rows
+from one machine to another), its ``block_scale`` per precision to those timings
+(``scale.fit_scales``) and its int8 link/residual/region terms (``scale.fit_int8``:
 pulled toward the table's own terms rescaled to this machine when it has them, see
 :func:`table_prior`). The fit is cached per table and host in ``<cache>/host_fits``
 (written atomically; the installed tables are never written), so it runs once per host and
@@ -40,7 +42,7 @@ from autocompress.hardware.layer_fill import same_host
 from autocompress.hardware.lut import BlockKey, DeviceSpec, EdgeCost, ErrorBand, LatencyTable
 from autocompress.hardware.predict import predict
 from autocompress.hardware.qdq import measure_edges
-from autocompress.hardware.scale import Timed, fit_int8, fit_scales, unit_scale
+from autocompress.hardware.scale import Timed, fit_int8, fit_overhead, fit_scales, unit_scale, with_overhead
 from autocompress.hardware.targets import Target, default_user_tables
 from autocompress.hardware.validate import GROUP
 from autocompress.runtime import measure_passes, pinned_cpus, runtime_version
@@ -52,7 +54,7 @@ NETWORKS = 8  # per precision mode and round, at most (fewer when the budget run
 ROUNDS = 2  # a second round of as many networks when the first took under ROUND_SHARE of the budget
 ROUND_SHARE = 0.45
 MIN_NETWORKS = 3  # per mode, timed even past the budget (a fit needs them: int8's needs 6 int8 + mixed)
-FIT_VERSION = 2  # in the cache key: fits made by an older fit_host are not reused
+FIT_VERSION = 3  # in the cache key: fits made by an older fit_host are not reused (3: the overhead is fitted)
 REPS, PASSES = 50, 3  # as validate-latency and profile's fit time networks: fewer runs read slower under load
 MODES = ("fp32", "int8", "mixed")
 
@@ -103,10 +105,13 @@ class HostFit:
     date: str
     int8_terms: dict[str, dict[str, float]] = field(default_factory=dict)  # int8_link_ms, ... as in device.yaml
     error_band: dict[str, dict[str, Any]] = field(default_factory=dict)
+    overhead_ms: float | None = None  # the per-inference overhead here (None: the table's kept)
 
     def apply(self, device: DeviceSpec) -> DeviceSpec:
         """``device`` with this machine's factors, int8 entry/exit costs and (once validated here) band."""
         update: dict[str, Any] = {"block_scale": dict(self.block_scale)}
+        if self.overhead_ms is not None:
+            update["overhead_ms"] = self.overhead_ms
         if self.int8_entry is not None and self.int8_exit is not None:
             update |= {"int8_entry": EdgeCost(**self.int8_entry), "int8_exit": EdgeCost(**self.int8_exit)}
         update |= self.int8_terms
@@ -123,8 +128,9 @@ class HostFit:
         return (f"{self.target} was measured on another machine ({self.table_host.get('cpu')!r}, "
                 f"{self.table_host.get('logical_cpus')} logical CPUs, machine {self.table_host.get('machine') or 'unrecorded'}); "
                 f"re-calibrated to this one ({self.host['cpu']!r}, {self.host['logical_cpus']}, machine {self.host['machine']}) "
-                f"on {nets} reference networks timed here in {self.seconds:.0f} s: block_scale {scales}; "
-                f"error on them {err} (MAPE)")  # fmt: skip
+                f"on {nets} reference networks timed here in {self.seconds:.0f} s: block_scale {scales}"
+                + (f", overhead {1000 * self.overhead_ms:.1f} us" if self.overhead_ms is not None else "")
+                + f"; error on them {err} (MAPE)")  # fmt: skip
 
     def path(self) -> Path:
         return host_fits_dir() / f"{self.target}-{self.digest}.json"
@@ -252,9 +258,15 @@ def fit_host(
     for (mode, blocks, prec, pred, _), t in zip(built, timings, strict=True):
         groups.setdefault(mode, []).append(Timed(pred, prec, t.p10_ms, [BlockKey.of(b, q) for b, q in zip(blocks, prec)]))
     mixed = groups.pop("mixed", [])
+    overhead = fit_overhead(groups.get("fp32", []))
+    if overhead is not None:  # the other fits read the predictions with this machine's overhead
+        groups = {m: with_overhead(g, overhead[0]) for m, g in groups.items()}
+        mixed = with_overhead(mixed, overhead[0])
     scales = fit_scales(groups)
     int8 = fit_int8([*groups.get("int8", []), *mixed], scales, table_prior(dev, scales)) if entry is not None else None
     terms: dict[str, Any] = {"block_scale": scales}
+    if overhead is not None:
+        terms["overhead_ms"] = overhead[0]
     if int8 is not None:
         scales["int8"] = int8.scale
         terms |= int8.terms(dev)
@@ -269,7 +281,8 @@ def fit_host(
     return HostFit(
         target=dev.name, digest=table_digest(target), host=this_host(dev.runtime),
         table_host={k: dev.host.get(k) for k in ("cpu", "logical_cpus", "machine", "threads", dev.runtime, "date")},
-        block_scale=scales, int8_entry=entry.model_dump() if entry else None,
+        block_scale=scales, overhead_ms=overhead[0] if overhead else None,
+        int8_entry=entry.model_dump() if entry else None,
         int8_terms=int8.terms(dev) if int8 else {},
         int8_exit=exit_.model_dump() if exit_ else None,
         networks={m: sum(1 for b in built if b[0] == m) for m in modes},

@@ -10,7 +10,7 @@ only reads predictions made by :func:`autocompress.hardware.pricing.price` at sc
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +115,44 @@ def fit_int8(
         coef = np.array([s, *rest])
     return Int8Fit(round(s, 4), round(float(coef[1]), 6), round(float(coef[2]), 6), round(float(coef[3]), 6),
                    len(rows))
+
+
+OVERHEAD_MIN_NETWORKS = 6  # fp32 networks a per-inference overhead is fitted from, at least
+
+
+def fit_overhead(networks: Sequence[Timed]) -> tuple[float, float] | None:
+    """The per-inference overhead (ms) and the factor on the rows together, from all-fp32
+    networks: least squares on the relative error of ``measured = o + transitions + s x rows``.
+
+    A table moved to another machine keeps its rows' shape but not its fixed cost per inference
+    (the runtime's dispatch, the input and output copies), which does not scale with them: with
+    the factor alone, small networks come out too fast and large ones too slow. ``o`` is kept at
+    or above 0 and ``s`` within ``SCALE_BOUNDS`` (the other refitted with it fixed). None with
+    fewer than ``OVERHEAD_MIN_NETWORKS`` all-fp32 networks, or when they do not differ in size
+    enough to tell a fixed cost from a factor (largest under 1.5 x the smallest)."""
+    nets = [n for n in networks if n.precisions and all(q == "fp32" for q in n.precisions)]
+    if len(nets) < OVERHEAD_MIN_NETWORKS:
+        return None
+    b = np.array([sum(c.latency_ms for c in n.prediction.breakdown) for n in nets])
+    t = np.array([n.prediction.transitions_ms for n in nets])
+    m = np.array([n.measured_ms for n in nets])
+    if b.min() <= 0 or b.max() < 1.5 * b.min():
+        return None
+    w = 1 / m
+    coef, *_ = np.linalg.lstsq(np.column_stack([w, b * w]), (m - t) * w, rcond=None)
+    o, s = float(coef[0]), float(coef[1])
+    if o < 0:
+        o = 0.0
+        s = float(np.sum((m - t) * b / m**2) / np.sum(b**2 / m**2))
+    if not SCALE_BOUNDS[0] <= s <= SCALE_BOUNDS[1]:
+        s = min(SCALE_BOUNDS[1], max(SCALE_BOUNDS[0], s))
+        o = max(0.0, float(np.sum((m - t - s * b) / m**2) / np.sum(1 / m**2)))
+    return round(o, 6), round(s, 4)
+
+
+def with_overhead(networks: Sequence[Timed], overhead_ms: float) -> list[Timed]:
+    """``networks`` with their predictions' per-inference overhead replaced (what the other fits read)."""
+    return [replace(n, prediction=replace(n.prediction, overhead_ms=overhead_ms)) for n in networks]
 
 
 def fit_precision(networks: Sequence[Timed], precision: str, scales: Mapping[str, float]) -> float | None:

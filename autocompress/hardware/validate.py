@@ -95,6 +95,13 @@ class Validation:
         return float(np.mean(np.abs(self.errors) <= TOLERANCE + 1e-12)) if self.points else math.nan
 
     @property
+    def within_repeated(self) -> float:
+        """The same share over the candidates whose timing repeated (``Point.repeated``): how the
+        table does where this machine's own timing can be trusted (nan when none repeated)."""
+        errs = [abs(p.error) <= TOLERANCE + 1e-12 for p in self.points if p.repeated]
+        return float(np.mean(errs)) if errs else math.nan
+
+    @property
     def mape(self) -> float:
         """Mean absolute percentage error, in percent."""
         return float(100 * np.mean(np.abs(self.errors))) if self.points else math.nan
@@ -130,6 +137,7 @@ class Validation:
             "table_cpu": self.table_cpu,
             "host_fit": self.host_fit.get("status", "measured here"),
             "not_repeated": sum(not p.repeated for p in self.points),
+            "within_10pct_repeated": round(self.within_repeated, 4),
         }
 
     def band(self) -> ErrorBand:

@@ -126,3 +126,11 @@ def test_a_fit_cached_by_an_older_re_calibration_is_not_reused(other_table: Path
     now = host_fit.table_digest(target)
     monkeypatch.setattr(host_fit, "FIT_VERSION", host_fit.FIT_VERSION - 1)
     assert host_fit.table_digest(target) != now  # another cache file: the old fit is not found
+
+
+def test_the_per_inference_overhead_is_refitted_with_enough_fp32_networks(other_table: Path) -> None:
+    check = on_this_host(_target(other_table), load_space("tiny"), networks=6)
+    assert check.fit is not None and check.fit.networks["fp32"] >= 6
+    assert check.fit.overhead_ms is not None and check.fit.overhead_ms >= 0
+    assert check.target.device.overhead_ms == check.fit.overhead_ms  # what prices the search
+    assert f"overhead {1000 * check.fit.overhead_ms:.1f} us" in (check.line or "")

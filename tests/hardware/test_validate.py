@@ -83,3 +83,15 @@ def test_estimated_tables_cannot_be_validated_here(tmp_path: Path) -> None:
 def test_bad_precision_mode_is_one_line(tmp_path: Path) -> None:
     proc = cli("validate-latency", "--target", "cpu", "-n", "5", "--precision", "int4", "--out", str(tmp_path / "v"))
     assert_one_line_error(proc, 2, "--precision")
+
+
+def test_the_share_within_10pct_is_also_given_over_the_timings_that_repeated() -> None:
+    from autocompress.hardware.validate import Point, Validation
+
+    report = Validation(target="t", runtime="onnxruntime", runtime_version="1", table_cpu="c", cpu="c", threads=1,
+                        precision="fp32", space="s", seed=0, reps=50, passes=3)  # fmt: skip
+    for i, (measured, repeated) in enumerate([(1.0, True), (1.05, True), (1.02, True), (1.8, False)]):
+        report.points.append(Point(f"c{i}", "fp32", 1, 1.0, measured, measured, measured, 0, 4, repeated))
+    s = report.summary()
+    assert s["within_10pct"] == 0.75  # the slow, unrepeated timing counts against the table...
+    assert s["not_repeated"] == 1 and s["within_10pct_repeated"] == 1.0  # ...and is set apart here
