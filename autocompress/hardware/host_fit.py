@@ -54,6 +54,7 @@ NETWORKS = 8  # per precision mode and round, at most (fewer when the budget run
 ROUNDS = 2  # a second round of as many networks when the first took under ROUND_SHARE of the budget
 ROUND_SHARE = 0.45
 MIN_NETWORKS = 3  # per mode, timed even past the budget (a fit needs them: int8's needs 6 int8 + mixed)
+UNSTEADY_MAPE_PCT = 10.0  # a fit missing its own networks by more (MAPE, any mode) says the timings were unsteady
 FIT_VERSION = 3  # in the cache key: fits made by an older fit_host are not reused (3: the overhead is fitted)
 REPS, PASSES = 50, 3  # as validate-latency and profile's fit time networks: fewer runs read slower under load
 MODES = ("fp32", "int8", "mixed")
@@ -130,7 +131,18 @@ class HostFit:
                 f"re-calibrated to this one ({self.host['cpu']!r}, {self.host['logical_cpus']}, machine {self.host['machine']}) "
                 f"on {nets} reference networks timed here in {self.seconds:.0f} s: block_scale {scales}"
                 + (f", overhead {1000 * self.overhead_ms:.1f} us" if self.overhead_ms is not None else "")
-                + f"; error on them {err} (MAPE)")  # fmt: skip
+                + f"; error on them {err} (MAPE)" + self.unsteady_note())  # fmt: skip
+
+    def unsteady_note(self) -> str:
+        """A warning appended to the line when the fit misses its own networks by more than
+        ``UNSTEADY_MAPE_PCT``: no table fits timings that disagree with each other, so this
+        machine's speed changed while they were taken, and the factors may carry it."""
+        worst = max(self.after_mape_pct.values(), default=0.0)
+        if worst <= UNSTEADY_MAPE_PCT:
+            return ""
+        return (f" -- WARNING: the fit still misses its own reference networks by {worst:.0f}%: this machine's speed "
+                f"changed while they were timed, so the figures may be off by as much; delete {self.path()} to "
+                f"re-calibrate on a quiet machine, or profile this one")  # fmt: skip
 
     def path(self) -> Path:
         return host_fits_dir() / f"{self.target}-{self.digest}.json"

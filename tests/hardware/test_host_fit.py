@@ -134,3 +134,14 @@ def test_the_per_inference_overhead_is_refitted_with_enough_fp32_networks(other_
     assert check.fit.overhead_ms is not None and check.fit.overhead_ms >= 0
     assert check.target.device.overhead_ms == check.fit.overhead_ms  # what prices the search
     assert f"overhead {1000 * check.fit.overhead_ms:.1f} us" in (check.line or "")
+
+
+@pytest.mark.parametrize(("after", "warned"), [(4.0, False), (18.0, True)])
+def test_a_fit_that_misses_its_own_networks_warns_that_the_timings_were_unsteady(after: float, warned: bool) -> None:
+    fit = HostFit(target="x86-cpu-onnxruntime", digest="d", host={"cpu": "Here", "logical_cpus": 2, "machine": "m1"},
+                  table_host={"cpu": "There", "logical_cpus": 2}, block_scale={"fp32": 0.9}, int8_entry=None,
+                  int8_exit=None, networks={"fp32": 16}, before_mape_pct={"fp32": 28.0},
+                  after_mape_pct={"fp32": after}, seconds=21.0, space="fashion_mnist", date="2026-12-03")  # fmt: skip
+    line = fit.line()
+    assert ("WARNING: the fit still misses its own reference networks by 18%" in line) is warned
+    assert ("quiet machine" in line) is warned and line.count("\n") == 0
