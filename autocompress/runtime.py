@@ -225,8 +225,8 @@ def measure_passes(
     fastest too (their median within ``confirm``: the machine was not slow as a whole then). Models
     whose fastest pass is not repeated are timed again, up to ``extra_passes`` more passes over
     them (each group filled up to ``group`` with other models, so every model is timed among as
-    many others as in the first passes). On a machine whose speed changes for minutes at a time
-    (a VM whose host is busy), a model timed only while the machine was slow is timed again
+    many others as in the first passes). On a machine whose speed changes for seconds or minutes
+    at a time (a VM whose host is busy), a model timed only while the machine was slow is timed again
     instead of keeping a slow figure. Which models are re-timed depends on the timings alone,
     never on a prediction. Those still not repeated come back with ``repeated=False``, and one
     warning says how many. With ``confirm=None`` or a single pass, nothing is re-timed.
@@ -268,7 +268,7 @@ def measure_passes(
         if not pending:
             break
         extra += 1
-        others = [i for i in range(n) if ok[i]] or [i for i in range(n) if i not in set(pending)]
+        others = [i for i in range(n) if ok[i]]  # fillers: models already repeated
         order = [int(i) for i in rng.permutation(pending)]
         for start in range(0, len(order), group):
             idx = order[start : start + group]
