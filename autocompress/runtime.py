@@ -211,7 +211,7 @@ def runner(
 def measure_passes(
     paths: list[Path], shapes: list[tuple[int, ...]], *, passes: int = 3, group: int = 24, threads: int = 1,
     reps: int = 50, runtime: str = "onnxruntime", seed: int = 0, confirm: float | None = CONFIRM,
-    extra_passes: int = EXTRA_PASSES, on_progress: Callable[[int, int], None] | None = None,
+    extra_passes: int = EXTRA_PASSES, warn: bool = False, on_progress: Callable[[int, int], None] | None = None,
 ) -> list[Timing]:  # fmt: skip
     """Time many models in ``passes`` passes spread over time, each pass in a new random order
     and grouping (``group`` models interleaved at once, see :func:`measure_latency`).
@@ -228,8 +228,9 @@ def measure_passes(
     many others as in the first passes). On a machine whose speed changes for seconds or minutes
     at a time (a VM whose host is busy), a model timed only while the machine was slow is timed again
     instead of keeping a slow figure. Which models are re-timed depends on the timings alone,
-    never on a prediction. Those still not repeated come back with ``repeated=False``, and one
-    warning says how many. With ``confirm=None`` or a single pass, nothing is re-timed.
+    never on a prediction. Those still not repeated come back with ``repeated=False`` for the
+    caller to report (with ``warn``, one logged warning says how many: ``profile``, which has no
+    other place to say it). With ``confirm=None`` or a single pass, nothing is re-timed.
     """
     if passes < 1 or group < 1:
         raise ValueError(f"passes and group must be >= 1; got {passes}, {group}")
@@ -281,7 +282,7 @@ def measure_passes(
     ]  # fmt: skip
     loose = sum(not t.repeated for t in out)
     if loose:
-        log.warning(
+        (log.warning if warn else log.info)(
             "%d of %d timings did not repeat within %.0f%% in %d passes: this machine's speed changed while "
             "timing (other work, or its host); those figures may be slow. Time again on a quiet machine.",
             loose, n, 100 * (confirm or 0.0), passes + extra,

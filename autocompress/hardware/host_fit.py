@@ -107,6 +107,7 @@ class HostFit:
     int8_terms: dict[str, dict[str, float]] = field(default_factory=dict)  # int8_link_ms, ... as in device.yaml
     error_band: dict[str, dict[str, Any]] = field(default_factory=dict)
     overhead_ms: float | None = None  # the per-inference overhead here (None: the table's kept)
+    not_repeated: int = 0  # reference networks whose fastest timing no second pass repeated
 
     def apply(self, device: DeviceSpec) -> DeviceSpec:
         """``device`` with this machine's factors, int8 entry/exit costs and (once validated here) band."""
@@ -131,7 +132,9 @@ class HostFit:
                 f"re-calibrated to this one ({self.host['cpu']!r}, {self.host['logical_cpus']}, machine {self.host['machine']}) "
                 f"on {nets} reference networks timed here in {self.seconds:.0f} s: block_scale {scales}"
                 + (f", overhead {1000 * self.overhead_ms:.1f} us" if self.overhead_ms is not None else "")
-                + f"; error on them {err} (MAPE)" + self.unsteady_note())  # fmt: skip
+                + f"; error on them {err} (MAPE)"
+                + (f"; {self.not_repeated} of {nets} timings did not repeat within 5%" if self.not_repeated else "")
+                + self.unsteady_note())  # fmt: skip
 
     def unsteady_note(self) -> str:
         """A warning appended to the line when the fit misses its own networks by more than
@@ -294,6 +297,7 @@ def fit_host(
         target=dev.name, digest=table_digest(target), host=this_host(dev.runtime),
         table_host={k: dev.host.get(k) for k in ("cpu", "logical_cpus", "machine", "threads", dev.runtime, "date")},
         block_scale=scales, overhead_ms=overhead[0] if overhead else None,
+        not_repeated=sum(not t.repeated for t in timings),
         int8_entry=entry.model_dump() if entry else None,
         int8_terms=int8.terms(dev) if int8 else {},
         int8_exit=exit_.model_dump() if exit_ else None,

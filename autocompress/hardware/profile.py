@@ -224,7 +224,7 @@ def profile_blocks(
         if on_block:
             on_block(n + 1, len(jobs) * (1 + passes))
     timings = measure_passes(
-        paths, shapes, passes=passes, group=GROUP, threads=threads, reps=reps, runtime=runtime,
+        paths, shapes, passes=passes, group=GROUP, threads=threads, reps=reps, runtime=runtime, warn=True,
         on_progress=(lambda d, t: on_block(len(jobs) + d // 2, len(jobs) * (1 + passes))) if on_block else None,
     )  # fmt: skip
     for j, (spec, prec) in enumerate(jobs):

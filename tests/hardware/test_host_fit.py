@@ -141,7 +141,9 @@ def test_a_fit_that_misses_its_own_networks_warns_that_the_timings_were_unsteady
     fit = HostFit(target="x86-cpu-onnxruntime", digest="d", host={"cpu": "Here", "logical_cpus": 2, "machine": "m1"},
                   table_host={"cpu": "There", "logical_cpus": 2}, block_scale={"fp32": 0.9}, int8_entry=None,
                   int8_exit=None, networks={"fp32": 16}, before_mape_pct={"fp32": 28.0},
-                  after_mape_pct={"fp32": after}, seconds=21.0, space="fashion_mnist", date="2026-12-03")  # fmt: skip
+                  after_mape_pct={"fp32": after}, seconds=21.0, space="fashion_mnist", date="2026-12-03",
+                  not_repeated=3 if warned else 0)  # fmt: skip
     line = fit.line()
+    assert ("3 of 16 timings did not repeat within 5%" in line) is warned
     assert ("WARNING: the fit still misses its own reference networks by 18%" in line) is warned
     assert ("quiet machine" in line) is warned and line.count("\n") == 0
