@@ -52,9 +52,8 @@ def main() -> None:
         for rnd in range(args.rounds):
             for mode, confirm in (("plain", None), ("re-timed", CONFIRM)):
                 t0, load = time.perf_counter(), os.getloadavg()[0]
-                a, b = ([t for t in measure_passes(paths, shapes, passes=args.passes, group=GROUP, threads=1, reps=50,
-                                                   seed=seed + 10 * rnd, confirm=confirm)]
-                        for seed in (1, 2))  # fmt: skip
+                a, b = (measure_passes(paths, shapes, passes=args.passes, group=GROUP, threads=1, reps=50,
+                                       seed=seed + 10 * rnd, confirm=confirm) for seed in (1, 2))  # fmt: skip
                 line = agreement(np.array([t.p10_ms for t in a]), np.array([t.p10_ms for t in b]))
                 line = {"round": rnd, "mode": mode, "precision": args.precision, "n": args.n, "passes": args.passes,
                         **line, "extra_timings": sum(t.passes - args.passes for t in a + b),
