@@ -262,20 +262,18 @@ def measure_passes(
         for start in range(0, n, group):
             time_group([int(i) for i in order[start : start + group]])
     check = confirm is not None and passes >= 2
+    ok = repeated(runs, members, confirm) if check else [True] * n  # type: ignore[arg-type]
     extra = 0
-    while check and extra < extra_passes:
-        ok = repeated(runs, members, confirm)  # type: ignore[arg-type]
-        pending = [i for i in range(n) if not ok[i]]
-        if not pending:
-            break
+    while extra < extra_passes and not all(ok):
         extra += 1
+        pending = [i for i in range(n) if not ok[i]]
         others = [i for i in range(n) if ok[i]]  # fillers: models already repeated
         order = [int(i) for i in rng.permutation(pending)]
         for start in range(0, len(order), group):
             idx = order[start : start + group]
             fill = min(group - len(idx), len(others))
             time_group(idx + [int(i) for i in rng.choice(others, size=fill, replace=False)] if fill else idx)
-    ok = repeated(runs, members, confirm) if check else [True] * n  # type: ignore[arg-type]
+        ok = repeated(runs, members, confirm)  # type: ignore[arg-type]
     out = [
         Timing(t.median_ms, t.std_ms, t.p10_ms, t.p90_ms, t.reps, len(runs[i]), ok[i])
         for i, t in enumerate(best) if t is not None
@@ -294,20 +292,15 @@ def repeated(runs: list[list[tuple[int, float]]], members: list[list[int]], conf
     """Per model: whether its fastest pass is repeated (see :func:`measure_passes`), given each
     model's (group number, 10th percentile) per pass and the models of each group."""
     fastest = [min(ms for _, ms in r) for r in runs]
-    slow = slowness(runs, members)
+    # how slow the machine ran while each group was timed: the median over its models of their
+    # time in it over their fastest time in any pass (1.0: every model at its fastest)
+    slow = [float(np.median([next(ms for g, ms in runs[i] if g == k) / fastest[i] for i in idx]))
+            for k, idx in enumerate(members)]  # fmt: skip
     out = []
     for r, low in zip(runs, fastest):
         close = [g for g, ms in r if ms <= low * (1.0 + confirm)]
         out.append(len(close) >= 2 and any(slow[g] <= 1.0 + confirm for g in close))
     return out
-
-
-def slowness(runs: list[list[tuple[int, float]]], members: list[list[int]]) -> list[float]:
-    """Per group timed: how slow the machine ran then, as the median over its models of their
-    time in it over their fastest time in any pass (1.0: every model at its fastest)."""
-    fastest = [min(ms for _, ms in r) for r in runs]
-    return [float(np.median([next(ms for g, ms in runs[i] if g == k) / fastest[i] for i in idx]))
-            for k, idx in enumerate(members)]  # fmt: skip
 
 
 def bound_runner(

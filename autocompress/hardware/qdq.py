@@ -72,7 +72,7 @@ def fit_edge(elems: Sequence[float], ms: Sequence[float], shapes: int) -> EdgeCo
 
 def measure_edges(
     shapes: Sequence[tuple[int, int, int]], *, threads: int = 1, reps: int = 60, passes: int = 3,
-    runtime: str = "onnxruntime", batch: int = 1, warn: bool = False,
+    runtime: str = "onnxruntime", batch: int = 1,
 ) -> tuple[EdgeCost, EdgeCost, list[dict[str, float]]]:  # fmt: skip
     """Time QuantizeLinear and DequantizeLinear on (up to ``MAX_SHAPES`` of) the activation
     ``shapes`` (C, H, W) and fit both costs.
@@ -94,7 +94,7 @@ def measure_edges(
                     paths.append(path)
                     inputs.append(shape)
         timings = measure_passes(paths, inputs, passes=passes, group=len(paths), threads=threads, reps=reps,
-                                 runtime=runtime, warn=warn)  # fmt: skip
+                                 runtime=runtime)  # fmt: skip
     records: list[dict[str, float]] = []
     fits = {}
     for j, kind in enumerate(("entry", "exit")):

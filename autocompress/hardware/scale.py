@@ -142,8 +142,7 @@ def fit_overhead(networks: Sequence[Timed]) -> tuple[float, float] | None:
     coef, *_ = np.linalg.lstsq(np.column_stack([w, b * w]), (m - t) * w, rcond=None)
     o, s = float(coef[0]), float(coef[1])
     if o < 0:
-        o = 0.0
-        s = float(np.sum((m - t) * b / m**2) / np.sum(b**2 / m**2))
+        o, s = 0.0, _factor(m, t, b)
     if not SCALE_BOUNDS[0] <= s <= SCALE_BOUNDS[1]:
         s = min(SCALE_BOUNDS[1], max(SCALE_BOUNDS[0], s))
         o = max(0.0, float(np.sum((m - t - s * b) / m**2) / np.sum(1 / m**2)))
@@ -170,8 +169,12 @@ def fit_precision(networks: Sequence[Timed], precision: str, scales: Mapping[str
     m = np.array([net.measured_ms for net in networks])
     if not np.any(b > 0):
         return None
-    s = float(np.sum((m - k) * b / m**2) / np.sum(b**2 / m**2))
-    return round(min(SCALE_BOUNDS[1], max(SCALE_BOUNDS[0], s)), 4)
+    return round(min(SCALE_BOUNDS[1], max(SCALE_BOUNDS[0], _factor(m, k, b))), 4)
+
+
+def _factor(measured: np.ndarray, known: np.ndarray, rows: np.ndarray) -> float:
+    """The ``s`` minimising the relative error of ``known + s x rows`` against ``measured``."""
+    return float(np.sum((measured - known) * rows / measured**2) / np.sum(rows**2 / measured**2))
 
 
 def fit_scales(networks: Mapping[str, Sequence[Timed]]) -> dict[str, float]:
