@@ -104,6 +104,8 @@ class _Figure:
     launches: int  # kernels after fusion
     launch_mask: np.ndarray  # each layer's launches (0: fused into the kernel before it)
     family: str
+    gemm_m: np.ndarray  # a convolution's GEMM rows (output pixels x batch), 0 for other kernels
+    gemm_n: np.ndarray  # its GEMM columns (output channels per group)
 
     @property
     def layers(self) -> int:
@@ -127,6 +129,8 @@ def _prepare(figures: Iterable[CalibrationFigure]) -> list[_Figure]:
                 sum(layer.launches for layer in net.layers),
                 np.array([layer.launches for layer in net.layers], dtype=float),
                 family_of(net.layers),
+                np.array([layer.gemm_m for layer in net.layers], dtype=float) * fig.batch,
+                np.array([layer.gemm_n for layer in net.layers], dtype=float),
             )
         )
     return out
@@ -146,6 +150,7 @@ class _Params:
     harness: dict[str, float]
     scale: dict[str, float]
     floor_max: bool = False
+    tile: tuple[int, int] | None = None
 
     @classmethod
     def of(cls, device: DeviceSpec) -> _Params:
@@ -153,7 +158,7 @@ class _Params:
         return cls(dict(roof.peak_gops), dict(roof.precision_efficiency), dict(roof.layer_efficiency),
                    roof.kernel_overhead_ms, roof.memory_efficiency, roof.memory_bandwidth_gbs,
                    device.overhead_ms, dict(roof.harness_overhead_ms), dict(roof.harness_scale),
-                   roof.floor_mode == "max")  # fmt: skip
+                   roof.floor_mode == "max", roof.gemm_tile)  # fmt: skip
 
     def get(self, name: str) -> float:
         group, _, key = name.partition(".")
@@ -194,11 +199,21 @@ class _Params:
             return self.harness[figure.harness]
         return self.overhead_ms if figure.includes_overhead else 0.0
 
+    def fill(self, fig: _Figure) -> np.ndarray | float:
+        """Each layer's GEMM tile fill (``roofline.tile_fill``, vectorised)."""
+        if self.tile is None:
+            return 1.0
+        tm, tn = self.tile
+        gemm = fig.gemm_n > 0
+        m, n = np.where(gemm, fig.gemm_m, 1.0), np.where(gemm, fig.gemm_n, 1.0)
+        fill = m / (np.ceil(m / tm) * tm) * n / (np.ceil(n / tn) * tn)
+        return np.where(gemm, fill, 1.0)
+
     def predict(self, fig: _Figure) -> float:
         """Roofline latency (ms) of a figure's network: the same formula as ``roofline.py``."""
         prec = fig.figure.precision
         kind_eff = np.array([self.layer_eff.get(k, 1.0) for k in LAYER_KINDS])[fig.kinds]
-        gops = self.peak[prec] * self.prec_eff[prec] * kind_eff
+        gops = self.peak[prec] * self.prec_eff[prec] * kind_eff * self.fill(fig)
         compute = 2.0 * fig.macs / (gops * 1e9)
         memory = (fig.elems + fig.weights) * BYTES_PER_ELEM[prec] / (self.bandwidth * 1e9 * self.mem_eff)
         # a harness scale stands for other clocks: it stretches the work, not the launch floor

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
 from autocompress._io import atomic_write_text, check_regular_file, path_kind
 from autocompress.arch import BlockSpec
@@ -111,9 +111,9 @@ class CalibrationFit(BaseModel):
 class Roofline(BaseModel):
     """The analytical model behind an estimated table, per layer (kernel).
 
-    A layer's latency is ``max(2 * MACs / (peak[precision] * efficiency), bytes / (bandwidth *
-    memory_efficiency)) + kernel_overhead_ms``; a fused block or a reference network is the sum
-    of its layers. The efficiency of a layer is ``precision_efficiency[precision] *
+    A layer's latency is ``max(2 * MACs / (peak[precision] * efficiency * tile fill), bytes /
+    (bandwidth * memory_efficiency)) + kernel_overhead_ms``; a fused block or a reference network
+    is the sum of its layers. The efficiency of a layer is ``precision_efficiency[precision] *
     layer_efficiency[kind]`` when ``precision_efficiency`` is given (calibrated files), else the
     legacy per-block-op ``efficiency[op]`` (``default`` when the op is missing).
     """
@@ -134,6 +134,11 @@ class Roofline(BaseModel):
         "add", description="add: a kernel costs its roofline time plus the floor (a CPU runtime dispatching "
         "ops one after another); max: the larger of the two (a GPU queue, where launches overlap the work "
         "of the kernel before)"
+    )
+    gemm_tile: tuple[PositiveInt, PositiveInt] | None = Field(
+        None, description="rows x columns of the GEMM tile a convolution kernel computes at once (tensor-core "
+        "implicit GEMM): a convolution whose output pixels or channels do not fill whole tiles reaches only "
+        "the filled share of its efficiency; none: no tile quantisation"
     )
     harness_overhead_ms: dict[str, float] = Field(
         {}, description="per-inference overhead of each measuring harness in the calibration figures "

@@ -29,7 +29,9 @@ class Layer:
     """One kernel: its kind, multiply-accumulates, weight elements and activation traffic.
 
     ``in_elems``/``out_elems`` are the activation elements read and written (for the memory
-    side of the roofline); ``weights`` the parameter elements read (bias included).
+    side of the roofline); ``weights`` the parameter elements read (bias included). A dense
+    (or grouped) convolution runs as an implicit GEMM of ``gemm_m`` rows (output pixels per
+    image) by ``gemm_n`` columns (output channels per group); 0 for every other kernel.
     """
 
     kind: str
@@ -39,6 +41,8 @@ class Layer:
     out_elems: int
     name: str = ""
     launches: int = 1  # kernel launches: 0 when fused into the kernel before it
+    gemm_m: int = 0
+    gemm_n: int = 0
 
     def __post_init__(self) -> None:
         if self.kind not in LAYER_KINDS:
@@ -82,6 +86,8 @@ def conv_layer(
         in_elems=h * w * cin + (out if residual else 0),
         out_elems=out,
         name=name,
+        gemm_m=oh * ow if kind == "conv" else 0,
+        gemm_n=cout // groups if kind == "conv" else 0,
     )
     return layer, oh, ow
 

@@ -4,14 +4,18 @@ networks a device is calibrated on (``reference_nets``, ``calibrate``).
 
 A layer costs ``max(compute, memory) + launches x kernel_overhead_ms``, where compute is its
 multiply-adds at a fraction of the precision's datasheet peak and memory its activation and
-weight bytes at a fraction of the memory bandwidth. Layers are fused as TensorRT builds them
-(conv + batch-norm + activation + residual add is one kernel; a squeeze-excite, a classifier
-head are one kernel each): a layer fused into the kernel before it has ``launches=0`` and pays
-its roofline time but no launch floor. Everything it produces is labelled ``estimated``.
+weight bytes at a fraction of the memory bandwidth. On a GPU with tensor cores
+(``roofline.gemm_tile``), a convolution runs as an implicit GEMM in whole tiles: its compute
+time is divided by the filled share of those tiles (:func:`tile_fill`). Layers are fused as
+TensorRT builds them (conv + batch-norm + activation + residual add is one kernel; a
+squeeze-excite, a classifier head are one kernel each): a layer fused into the kernel before
+it has ``launches=0`` and pays its roofline time but no launch floor. Everything it produces
+is labelled ``estimated``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -88,12 +92,24 @@ def layer_efficiency(roof: Roofline, kind: str, precision: str, op: str = "") ->
     return eff.get(kind, eff.get(op, eff.get("default", DEFAULT_EFFICIENCY)))
 
 
+def tile_fill(tile: tuple[int, int] | None, rows: float, cols: float) -> float:
+    """The share of its GEMM tiles a convolution fills: ``rows`` output pixels by ``cols``
+    output channels (per group), computed in whole ``tile[0] x tile[1]`` tiles (1 without a tile
+    or for a layer that is not a GEMM). A ResNet's 7 x 7 stage fills 49 of a 128-row tile: it
+    reaches 38% of the throughput a 640-pixel detector's layers do at the same efficiency."""
+    if tile is None or rows <= 0 or cols <= 0:
+        return 1.0
+    tm, tn = tile
+    return rows / (math.ceil(rows / tm) * tm) * cols / (math.ceil(cols / tn) * tn)
+
+
 def layer_latency_ms(roof: Roofline, layer: Layer, precision: str, op: str = "") -> float:
     """Roofline latency of one layer: the slower of compute and memory, plus the launch floor
     when it starts a kernel (``layer.launches``)."""
     compute_s = 0.0
     if layer.macs:
-        gops = roof.peak_gops[precision] * layer_efficiency(roof, layer.kind, precision, op)
+        fill = tile_fill(roof.gemm_tile, layer.gemm_m, layer.gemm_n)
+        gops = roof.peak_gops[precision] * layer_efficiency(roof, layer.kind, precision, op) * fill
         compute_s = 2.0 * layer.macs / (gops * 1e9)
     traffic = (layer.in_elems + layer.out_elems + layer.weights) * BYTES_PER_ELEM[precision]
     memory_s = traffic / (roof.memory_bandwidth_gbs * 1e9 * roof.memory_efficiency)

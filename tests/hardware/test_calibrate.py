@@ -20,8 +20,14 @@ from autocompress.hardware.calibrate import (
     leave_one_out,
 )
 from autocompress.hardware.lut import CalibrationFigure, DeviceSpec, load_device, load_table
-from autocompress.hardware.reference_nets import PUBLISHED_GMACS, reference_net
-from autocompress.hardware.roofline import block_latency_ms, block_layers
+from autocompress.hardware.reference_nets import PUBLISHED_GMACS, conv_layer, reference_net
+from autocompress.hardware.roofline import (
+    block_latency_ms,
+    block_layers,
+    layer_latency_ms,
+    layers_latency_ms,
+    tile_fill,
+)
 from autocompress.hardware.targets import TABLES_DIR, Target, get_target
 
 ESTIMATED = {
@@ -237,7 +243,9 @@ def test_latency_is_monotone_in_macs_for_same_shape_blocks(name: str) -> None:
     table = load_table(shipped(name).folder)
     families = defaultdict(list)
     for k, r in table.rows.items():
-        same_shape = (k.op, k.in_h, k.in_w, k.in_c, k.out_c, k.kernel, k.stride, k.precision)
+        # the same activation too: a hard-swish block with fewer channels can fill fewer GEMM tiles
+        # (roofline.tile_fill) than a relu block with more MACs, and cost more
+        same_shape = (k.op, k.in_h, k.in_w, k.in_c, k.out_c, k.kernel, k.stride, k.act, k.precision)
         families[same_shape].append((k.spec().macs(), r.latency_ms))
     checked = 0
     for rows in families.values():
@@ -247,6 +255,38 @@ def test_latency_is_monotone_in_macs_for_same_shape_blocks(name: str) -> None:
                 assert l2 >= l1 - 1e-9
                 checked += 1
     assert checked > 50
+
+
+def test_a_convolution_pays_for_whole_gemm_tiles_on_tensor_core_jetsons() -> None:
+    """One output channel past a 128-column tile costs a whole tile of columns on an Orin (tensor-core
+    implicit GEMM), next to nothing on the Jetson Nano (no tile in its model); a ResNet's 7 x 7 stage
+    fills 49 of a tile's 128 rows."""
+    assert tile_fill((128, 128), 49, 512) == pytest.approx(49 / 128)
+    assert tile_fill((128, 128), 6400, 129) == pytest.approx(129 / 256)
+    assert tile_fill(None, 49, 512) == 1.0 and tile_fill((128, 128), 49, 0) == 1.0  # no tile / not a GEMM
+
+    def ms(target: str, cout: int) -> float:
+        layer, _, _ = conv_layer(80, 80, 128, cout, 3)  # compute-bound: a detector's 80 x 80 stage
+        roof = get_target(target).device.roofline
+        assert roof is not None
+        return layer_latency_ms(roof, layer, "fp16")
+
+    assert ms("jetson-agx-orin", 129) / ms("jetson-agx-orin", 128) > 1.8
+    assert ms("jetson-nano", 129) / ms("jetson-nano", 128) < 1.05
+    dw, _, _ = conv_layer(7, 7, 96, 96, 3, groups=96)  # a depthwise conv is not a GEMM
+    assert (dw.gemm_m, dw.gemm_n) == (0, 0)
+
+
+@pytest.mark.parametrize("network", ["resnet50", "mobilenet_v3_large", "yolo11s"])
+def test_the_fit_prices_a_network_as_an_estimate_does(network: str) -> None:
+    """What calibration fits (vectorised, tile fill included) is what estimates then charge."""
+    device = get_target("jetson-agx-orin").device
+    size = 640 if network.startswith("yolo") else 224
+    fig = CalibrationFigure(network=network, input_size=size, precision="fp16", latency_ms=1.0, published="x",
+                            source="synthetic")  # fmt: skip
+    fitted = _Params.of(device).predict(_prepare([fig])[0])
+    estimate = layers_latency_ms(device, reference_net(network, size).layers, "fp16", include_overhead=True)
+    assert fitted == pytest.approx(estimate, rel=1e-9)
 
 
 @pytest.mark.parametrize("name", JETSONS)

@@ -24,7 +24,8 @@ from autocompress.space import load_space
 
 # leave-one-family-out share within +-25% each Jetson reached when its figures were last fitted
 # (benchmarks/README.md); a change of the model that loses ground fails here
-LOFO_WITHIN_25 = {"jetson-agx-orin": 0.65, "jetson-orin-nano": 0.7, "jetson-nano": 0.9, "jetson-xavier-nx": 0.85}
+# (issue 17's goal: 80%; the Orins reach it with the GEMM tile fill, roofline.tile_fill)
+LOFO_WITHIN_25 = {"jetson-agx-orin": 0.8, "jetson-orin-nano": 0.8, "jetson-nano": 0.9, "jetson-xavier-nx": 0.95}
 
 
 @pytest.mark.parametrize(("network", "size", "family"), [
@@ -148,7 +149,7 @@ def test_jetsons_are_calibrated_on_three_families_and_meet_their_held_out_share(
     assert within >= LOFO_WITHIN_25[name]
     band = device.error_band["all"]
     assert band.n == len(errs) and band.within[str(WITHIN_PCT)] == pytest.approx(within, abs=1e-3)
-    # AGX Orin's band lies below zero: its held-out detectors are all predicted too slow (benchmarks/README)
+    # every band reaches below zero: some held-out family is predicted too slow (benchmarks/README)
     assert band.lo_pct < band.hi_pct and band.lo_pct < 0 and "leave-one-family-out" in band.basis
     assert "LOFO" in held_out_line(device) and "no figure of" not in held_out_line(device)
 
