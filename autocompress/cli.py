@@ -224,7 +224,7 @@ def _search(**kw: Any) -> None:
     budget_ms = parse_budget(kw["budget"])
     _check_search_input(kw)  # a typo costs a second, not the import of torch and a training
     from autocompress.hardware.targets import get_target
-    from autocompress.search.config import Hooks, SearchConfig, check_options
+    from autocompress.search.config import USER_MODEL_DATASET, Hooks, SearchConfig, check_options
     from autocompress.search.study import prepare_run_dir
 
     cfg = SearchConfig(
@@ -260,6 +260,13 @@ def _search(**kw: Any) -> None:
     )
     check_options(cfg)  # run_search checks again; here, before torch is imported
     prepare_run_dir(cfg, get_target(cfg.target).name, None, create=False)
+    # the data too: a wrong --data-dir or a broken image costs a second, not the import of torch;
+    # the arrays read are kept for the search's own load_dataset (nothing is read twice)
+    from autocompress.data_files import read_data
+    from autocompress.space import load_space
+
+    read_data(cfg.dataset or (USER_MODEL_DATASET if cfg.model else load_space(cfg.space).model.dataset),
+              cfg.data_dir, keep=True)  # fmt: skip
     from autocompress.search import run_search
 
     tasks: dict[str, Any] = {}
@@ -1153,7 +1160,7 @@ def data_check(data_dir: Optional[Path] = typer.Option(None, "--data-dir")) -> N
 
 @_guard
 def _data_check(data_dir: Optional[Path]) -> None:
-    from autocompress.data import FASHION_HINT, fashion_mnist_dirs, find_fashion_mnist
+    from autocompress.data_files import FASHION_HINT, fashion_mnist_dirs, find_fashion_mnist
     from autocompress.exceptions import DatasetError
 
     folder = find_fashion_mnist(data_dir)
@@ -1174,7 +1181,7 @@ def data_download(
 
 @_guard
 def _data_download(dest: Optional[Path], url: str) -> None:
-    from autocompress.data import FASHION_URL, download_fashion_mnist
+    from autocompress.data_files import FASHION_URL, download_fashion_mnist
 
     folder = download_fashion_mnist(dest, base_url=url or FASHION_URL)
     out.print(f"Fashion-MNIST downloaded to {folder}")

@@ -23,7 +23,8 @@ import torch.nn.functional as F
 
 from autocompress._io import atomic_torch_save, atomic_write_text
 from autocompress.arch import BlockSpec, hidden_channels, plan, se_channels, unpruned
-from autocompress.data import ImageDataset, augment_for, batches, cache_dir, endless_batches, resize
+from autocompress.data import ImageDataset, augment_for, batches, endless_batches, resize
+from autocompress.data_files import cache_dir
 from autocompress.device import autocast, clipped_step, grad_scaler, resolve_device, to_device
 from autocompress.space import Candidate, SearchSpace
 

@@ -113,7 +113,8 @@ def environment() -> dict[str, object]:
 
 
 def _data():  # noqa: ANN202
-    from autocompress.data import find_fashion_mnist, load_dataset
+    from autocompress.data import load_dataset
+    from autocompress.data_files import find_fashion_mnist
 
     spec = "fashion-mnist" if find_fashion_mnist() is not None else "digits"
     return spec, load_dataset(spec, seed=0)

@@ -29,7 +29,8 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 from rich.progress import Progress  # noqa: E402
 
-from autocompress.data import FASHION_CLASSES, load_dataset, resize  # noqa: E402
+from autocompress.data import load_dataset, resize  # noqa: E402
+from autocompress.data_files import FASHION_CLASSES  # noqa: E402
 from autocompress.exceptions import DatasetError  # noqa: E402
 
 

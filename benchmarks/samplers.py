@@ -235,7 +235,7 @@ def _run_seed(seed: int) -> tuple[dict[str, dict], dict[str, float], int, float]
 
 
 def _cached(space, data) -> bool:
-    from autocompress.data import cache_dir
+    from autocompress.data_files import cache_dir
     from autocompress.supernet import supernet_key
 
     return (cache_dir() / "supernets" / f"{supernet_key(space, data, 0)}.pt").is_file()

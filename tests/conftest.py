@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from autocompress.data import find_fashion_mnist
+from autocompress.data_files import find_fashion_mnist
 
 ROOT = Path(__file__).resolve().parent.parent
 

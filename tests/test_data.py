@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from autocompress.data import FASHION_FILES, download_fashion_mnist, load_dataset, read_idx
+from autocompress.data import load_dataset
+from autocompress.data_files import FASHION_FILES, download_fashion_mnist, read_data, read_idx
 from autocompress.exceptions import DatasetError
 
 
@@ -59,6 +60,25 @@ def test_imagefolder(tmp_path: Path) -> None:
     assert d.class_names == ("cat", "dog")
     assert d.images.shape == (24, 3, 16, 16)
     assert sorted(torch.bincount(d.labels).tolist()) == [12, 12]
+
+
+def test_the_data_checked_before_torch_is_the_data_the_search_loads(tmp_path: Path) -> None:
+    """`autocompress search` reads the data once, before importing torch (read_data keep=True);
+    the load that follows takes those arrays instead of reading the folder again, once."""
+    from PIL import Image
+
+    for cls in ("cat", "dog"):
+        (tmp_path / cls).mkdir()
+        for i in range(4):
+            Image.fromarray(np.full((8, 8), 40 * i + (cls == "dog"), np.uint8)).save(tmp_path / cls / f"{i}.png")
+    spec = f"imagefolder:{tmp_path}"
+    checked = read_data(spec, keep=True)
+    shutil.rmtree(tmp_path / "dog")  # from here on, a read of the folder would fail
+    d = load_dataset(spec)
+    assert d.images.shape == (8, 1, 8, 8) and d.class_names == ("cat", "dog")
+    assert np.array_equal(d.images.numpy(), checked.images)
+    with pytest.raises(DatasetError, match="needs one sub-folder per class"):
+        load_dataset(spec)  # kept for one load only
 
 
 def test_missing_data_says_how_to_get_it(tmp_path: Path) -> None:

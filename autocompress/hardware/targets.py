@@ -29,14 +29,9 @@ def default_user_tables() -> Path:
     """``<cache>/tables`` (``$AUTOCOMPRESS_CACHE``, else ``~/.cache/autocompress``): where rows
     measured at search start go when neither the table's folder nor ``$AUTOCOMPRESS_TABLES`` is
     writable-and-named."""
-    # as autocompress.data.cache_dir, which this registry must not import (it imports torch)
-    env = os.environ.get("AUTOCOMPRESS_CACHE")
-    base = (
-        Path(env)
-        if env
-        else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "autocompress"
-    )
-    return base / "tables"
+    from autocompress.data_files import cache_dir  # torch-free
+
+    return cache_dir() / "tables"
 
 
 def user_tables_root() -> Path:
