@@ -224,7 +224,7 @@ def _search(**kw: Any) -> None:
     budget_ms = parse_budget(kw["budget"])
     _check_search_input(kw)  # a typo costs a second, not the import of torch and a training
     from autocompress.hardware.targets import get_target
-    from autocompress.search.config import USER_MODEL_DATASET, Hooks, SearchConfig, check_options
+    from autocompress.search.config import Hooks, SearchConfig, check_options
     from autocompress.search.study import prepare_run_dir
 
     cfg = SearchConfig(
@@ -262,10 +262,10 @@ def _search(**kw: Any) -> None:
     prepare_run_dir(cfg, get_target(cfg.target).name, None, create=False)
     # the data too: a wrong --data-dir or a broken image costs a second, not the import of torch;
     # the arrays read are kept for the search's own load_dataset (nothing is read twice)
-    from autocompress.data_files import read_data
+    from autocompress.data_files import DEFAULT_DATASET, read_data
     from autocompress.space import load_space
 
-    read_data(cfg.dataset or (USER_MODEL_DATASET if cfg.model else load_space(cfg.space).model.dataset),
+    read_data(cfg.dataset or (DEFAULT_DATASET if cfg.model else load_space(cfg.space).model.dataset),
               cfg.data_dir, keep=True)  # fmt: skip
     from autocompress.search import run_search
 

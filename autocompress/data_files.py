@@ -220,6 +220,7 @@ def _load_imagefolder(root: Path, image_size: int | None):
 
 
 FASHION_SPECS = ("fashion-mnist", "fashion_mnist", "fmnist")
+DEFAULT_DATASET = "fashion-mnist"  # what a --model search trains on without --dataset
 
 
 @dataclass(frozen=True)

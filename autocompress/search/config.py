@@ -14,8 +14,6 @@ import pandas as pd
 from autocompress.exceptions import BadInputError, RunDirError
 from autocompress.search.fidelity import FIDELITIES
 
-USER_MODEL_DATASET = "fashion-mnist"  # what a --model search trains on without --dataset
-
 if TYPE_CHECKING:
     from autocompress.search.finalize import FinalizeHooks
 

@@ -27,6 +27,7 @@ import torch.nn as nn
 from autocompress import compress
 from autocompress.budget import LatencyRange
 from autocompress.data import ImageDataset, load_dataset
+from autocompress.data_files import DEFAULT_DATASET
 from autocompress.device import describe as describe_device
 from autocompress.device import resolve_device
 from autocompress.exceptions import ModelError, UnpricedLayersError
@@ -51,7 +52,6 @@ from autocompress.problems.user_model.space import (
 )
 from autocompress.runtime import accuracy, accuracy_runtime, export_onnx, model_size, onnx_params
 from autocompress.schedule import FinalizeSpec
-from autocompress.search.config import USER_MODEL_DATASET
 from autocompress.supernet import recalibrate_bn
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ class UserModelProblem(Problem, UserModelDescriber):
         if weights is None:
             raise ModelError("--model needs --weights (a state dict saved with torch.save(model.state_dict(), path))")
         self.target: Target = get_target(target)
-        self.dataset_spec = dataset or USER_MODEL_DATASET
+        self.dataset_spec = dataset or DEFAULT_DATASET
         self.data_dir, self.subset, self.seed, self.batch = data_dir, subset, seed, batch
         self.space_spec = space
         self.shape_spec = input_shape
