@@ -434,7 +434,7 @@ def _print_budget_note(cfg: dict[str, Any]) -> None:
 def _check_search_input(kw: dict[str, Any]) -> None:
     """The cheap checks of a search's input (run_search repeats most of them), before anything
     is created: integer ranges, size, storage, paths, target, space."""
-    from autocompress.hardware.targets import get_target
+    from autocompress.hardware.targets import check_precisions, get_target
     from autocompress.search.storage import check_storage_spec
     from autocompress.space import load_space
 
@@ -452,9 +452,9 @@ def _check_search_input(kw: dict[str, Any]) -> None:
         check_not_special(warm / "pareto.csv", f"cannot warm-start from {warm}:", RunDirError)
     if kw.get("weights") is not None:
         check_regular_file(Path(kw["weights"]).expanduser(), "--weights: file", ModelError)
-    get_target(kw["target"]).table  # noqa: B018 - loads and validates the table
+    table = get_target(kw["target"]).table  # loads and validates the table
     if not kw.get("model"):  # with --model, --space narrows the model's derived space (checked later)
-        load_space(kw.get("space"))
+        check_precisions(load_space(kw.get("space")), table.device)
     elif kw.get("space") is not None:
         kind = path_kind(Path(kw["space"]).expanduser())
         if kind not in (None, "a file"):

@@ -803,17 +803,20 @@ def test_every_integer_flag_has_a_range() -> None:
 
 
 def test_check_storage_spec_refuses_without_creating_anything(tmp_path: Path) -> None:
-    """The check the search library calls before a run directory exists: syntax, plus a stat of
-    the named file (a FIFO would block SQLite or the journal); nothing is created."""
+    """The check the search library calls before a run directory exists: syntax, a stat of the
+    named file (a FIFO would block SQLite or the journal) and an import of the database's driver
+    (mysql has none installed here); nothing is created or connected to."""
     from autocompress.exceptions import BadInputError
     from autocompress.search.storage import check_storage_spec
 
     os.mkfifo(tmp_path / "fifo")
     for spec in (None, "", f"sqlite:///{tmp_path}/new.db", f"journal:{tmp_path}/new.log", "postgresql://u:pw@h/db",
-                 "postgresql+psycopg2://h/db", "mysql://x"):  # fmt: skip
+                 "postgresql+psycopg2://h/db"):  # fmt: skip
         check_storage_spec(spec)
     for spec, fragment in [
         ("redis://h", "must be postgresql://…, sqlite:///PATH or journal:PATH; got 'redis://h'"),
+        ("mysql://u:secret@h/db", "cannot open storage mysql://u:***@h/db: its database driver is not installed"),
+        ("mysql+nodriver://h/db", "cannot open storage mysql+nodriver://h/db: Can't load plugin"),
         ("journal:", "journal:PATH needs a file path"),
         ("journal:  ", "journal:PATH needs a file path"),
         ("sqlite://", "sqlite:///PATH needs a file path"),

@@ -10,11 +10,15 @@ import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from autocompress._io import ensure_writable_dir
 from autocompress._resources import is_shipped, tables_dir
 from autocompress.exceptions import TargetError, WriteError
 from autocompress.hardware.lut import DeviceSpec, LatencyTable, load_device, load_table
+
+if TYPE_CHECKING:
+    from autocompress.space import SearchSpace
 
 TABLES_DIR = tables_dir()  # the shipped tables (see autocompress._resources)
 USER_TABLES_ENV = "AUTOCOMPRESS_TABLES"
@@ -118,6 +122,19 @@ def list_targets() -> list[Target]:
             device = load_device(folder / "device.yaml")
             found.setdefault(device.name, Target(folder=folder, device=device))
     return list(found.values())
+
+
+def check_precisions(space: SearchSpace, device: DeviceSpec) -> None:
+    """Every precision the space can choose is one the target runs.
+
+    Raises:
+        TargetError: naming the precisions the target lacks and those it runs.
+    """
+    used = sorted({p for k, v in space.dimensions().items() if k.endswith("_precision") for p in v})
+    missing = [p for p in used if p not in device.precisions]
+    if missing:
+        raise TargetError(f"space {space.name} uses {', '.join(missing)} but target {device.name} runs "
+                          f"{', '.join(device.precisions)}")  # fmt: skip
 
 
 def get_target(name: str) -> Target:

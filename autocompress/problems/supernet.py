@@ -21,12 +21,12 @@ from autocompress.budget import LatencyRange, space_latency_range
 from autocompress.data import ImageDataset, load_dataset
 from autocompress.device import describe as describe_device
 from autocompress.device import resolve_device
-from autocompress.exceptions import AutoCompressError, TargetError
+from autocompress.exceptions import AutoCompressError
 from autocompress.hardware.host_fit import HostCheck, apply_cached, on_this_host
 from autocompress.hardware.interval import interval
 from autocompress.hardware.predict import predict
 from autocompress.hardware.pricing import Prediction
-from autocompress.hardware.targets import Target, get_target
+from autocompress.hardware.targets import Target, check_precisions, get_target
 from autocompress.problems.base import Problem, ProblemHooks, RunDescriber, TrialResult
 from autocompress.runtime import accuracy, accuracy_runtime, export_onnx
 from autocompress.schedule import FinalizeSpec
@@ -124,13 +124,7 @@ class SupernetProblem(Problem, SupernetDescriber):
     def check(self, hooks: ProblemHooks | None = None) -> None:
         table = self.target.table  # validates the whole table now, not mid-search
         compress.check_supported(self.space, table.device.runtime)
-        used = sorted({p for k, v in self.space.dimensions().items() if k.endswith("_precision") for p in v})
-        missing = [p for p in used if p not in table.device.precisions]
-        if missing:
-            raise TargetError(
-                f"space {self.space.name} uses {', '.join(missing)} but target {self.target.name} runs "
-                f"{', '.join(table.device.precisions)}"
-            )
+        check_precisions(self.space, table.device)
         hooks = hooks or ProblemHooks()
         self._host = on_this_host(self.target, self.space, channels=self.data.channels, classes=self.data.num_classes,
                                   recalibrate=getattr(self, "recalibrate", True), on_progress=hooks.host_fit_step)  # fmt: skip

@@ -88,12 +88,44 @@ def check_storage_spec(spec: str | None) -> None:
         if not path.strip():
             raise BadInputError(f"--storage sqlite:///PATH needs a file path, e.g. sqlite:///runs/study.db; got {spec!r}")
     elif _URL.match(spec):
+        database_url(spec)  # its driver is installed (imported, nothing opened)
         return
     else:
         raise BadInputError(f"{_FORMS}; got {redact(spec)!r}")
     kind = path_kind(Path(path).expanduser())
     if kind not in (None, "a file"):
         raise BadInputError(f"--storage {spec}: {path} is {kind}, not a regular file")
+
+
+def database_url(spec: str) -> str:
+    """The SQLAlchemy URL of a database ``--storage``, once its driver is known to import.
+
+    Raises:
+        BadInputError: no driver for the URL's database is installed (checked by importing it,
+            before any run directory, data or torch: a typo in a scheme costs a second).
+    """
+    url = spec
+    if spec.startswith("postgresql://"):
+        # SQLAlchemy 2.1's default PostgreSQL driver is psycopg 3; the extra installs psycopg2
+        import importlib.util
+
+        if importlib.util.find_spec("psycopg") is None:
+            if importlib.util.find_spec("psycopg2") is None:
+                raise BadInputError(
+                    "--storage postgresql://… needs psycopg2: pip install 'autocompress[postgres]'"
+                )
+            url = "postgresql+psycopg2://" + spec.removeprefix("postgresql://")
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        make_url(url).get_dialect().import_dbapi()
+    except ImportError as exc:
+        raise BadInputError(f"cannot open storage {redact(spec)}: its database driver is not installed "
+                            f"({exc}); use postgresql://…, sqlite:///PATH or journal:PATH") from None  # fmt: skip
+    except ArgumentError as exc:  # an unknown dialect or driver name after the scheme
+        raise BadInputError(f"cannot open storage {redact(spec)}: {exc}") from None
+    return url
 
 
 def resolve_storage(spec: str | None, run_dir: Path, study_file: str) -> str:
@@ -124,17 +156,7 @@ def open_storage(spec: str) -> optuna.storages.BaseStorage:
             raise RunDirError(f"cannot open journal storage {path}: {exc.strerror or exc}") from None
     if "***" in spec:
         raise BadInputError("the run's config records the storage without its password; pass --storage again")
-    url = spec
-    if spec.startswith("postgresql://"):
-        # SQLAlchemy 2.1's default PostgreSQL driver is psycopg 3; the extra installs psycopg2
-        import importlib.util
-
-        if importlib.util.find_spec("psycopg") is None:
-            if importlib.util.find_spec("psycopg2") is None:
-                raise BadInputError(
-                    "--storage postgresql://… needs psycopg2: pip install 'autocompress[postgres]'"
-                )
-            url = "postgresql+psycopg2://" + spec.removeprefix("postgresql://")
+    url = database_url(spec)
     try:
         # pool_pre_ping: a shared database may drop idle connections during a long trial;
         # the heartbeat arguments are "experimental" in Optuna 5 (stable since 2.x in fact)
