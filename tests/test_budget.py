@@ -16,7 +16,7 @@ from autocompress.budget import (
 )
 from autocompress.hardware.targets import get_target
 from autocompress.space import load_space
-from tests.helpers import assert_one_line_error, cli, tiny_mid_budget_us
+from tests.helpers import assert_one_line_error, cli, cpu_table_as_searched, tiny_mid_budget_us
 
 
 def test_the_range_spans_the_smallest_and_largest_networks_at_every_precision() -> None:
@@ -28,8 +28,9 @@ def test_the_range_spans_the_smallest_and_largest_networks_at_every_precision() 
     offered = [r for r in rows if r.in_space]
     assert {r.precision for r in offered} == {"fp32", "int8"}
     assert rng.min_ms <= min(r.min_ms for r in offered) and rng.max_ms >= max(r.max_ms for r in offered)
-    # the mid budget of the measured CPU table binds there; a budget above the slowest does not
-    cpu = space_latency_range(space, get_target("cpu").table, channels=1, classes=10)
+    # the mid budget of the measured CPU table (as a search here prices with it, re-calibrated to
+    # this machine) binds there; a budget above the slowest does not
+    cpu = space_latency_range(space, cpu_table_as_searched(), channels=1, classes=10)
     assert cpu.binds(tiny_mid_budget_us() / 1000) and not cpu.binds(cpu.max_ms) and cpu.binds(cpu.max_ms * 0.99)
 
 
