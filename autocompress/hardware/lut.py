@@ -386,11 +386,20 @@ def save_device(folder: Path, device: DeviceSpec) -> None:
 _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+def _safe_load(text: str) -> Any:
+    """``yaml.safe_load`` with :data:`_SafeLoader` (safe constructor: plain data only)."""
+    loader = _SafeLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def load_device(path: Path) -> DeviceSpec:
     if path_kind(path) not in (None, "a file"):  # a FIFO would block the read forever
         check_regular_file(path, "latency table file", TargetError)
     try:
-        raw = yaml.load(path.read_text(), Loader=_SafeLoader)
+        raw = _safe_load(path.read_text())
     except FileNotFoundError:
         raise TargetError(f"latency table {path.parent} has no device.yaml") from None
     except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
