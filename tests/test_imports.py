@@ -1,5 +1,6 @@
-"""The package's module import graph has no cycle: every ``import`` / ``from ... import`` of every
-module of ``autocompress/``, at the top or inside functions, absolute or relative.
+"""The package's module import graph: no cycle, and the problems sit below the search. Every
+``import`` / ``from ... import`` of every module of ``autocompress/`` counts, at the top or
+inside functions, absolute or relative.
 
 Only ``if TYPE_CHECKING:`` blocks are skipped (they never run). An import of ``a.b.c`` is an
 edge to ``a.b.c`` only, not to the packages above it: a package ``__init__`` re-exporting its
@@ -166,16 +167,68 @@ def test_hardware_modules_import_no_cycle() -> None:
     assert not cycles, f"import cycles among autocompress.hardware modules:\n{_describe(cycles)}"
 
 
-def _outside_hardware(cycles: list[list[str]]) -> bool:
-    return all(not m.startswith("autocompress.hardware.") for c in cycles for m in c)
-
-
-_CYCLES = find_cycles(import_graph())
-
-
 def test_package_imports_no_cycle() -> None:
     cycles = find_cycles(import_graph())
     assert not cycles, f"import cycles in autocompress:\n{_describe(cycles)}"
+
+
+def reachable(graph: dict[str, set[str]], start: str) -> dict[str, str]:
+    """Every module ``start`` imports, directly or through others, each with the module that
+    imports it on one shortest path (breadth-first), so a violation can be printed as a chain."""
+    via: dict[str, str] = {}
+    frontier = [start]
+    while frontier:
+        nxt = []
+        for v in frontier:
+            for w in sorted(graph.get(v, ())):
+                if w != start and w not in via:
+                    via[w] = v
+                    nxt.append(w)
+        frontier = nxt
+    return via
+
+
+def _chain(via: dict[str, str], start: str, end: str) -> str:
+    path = [end]
+    while path[-1] != start:
+        path.append(via[path[-1]])
+    return " -> ".join(reversed(path))
+
+
+# What sits above the problems: the search and what reads its results (README "Code layout").
+ABOVE_PROBLEMS = ("autocompress.search", "autocompress.cli", "autocompress.results", "autocompress.export",
+                  "autocompress.app")  # fmt: skip
+
+
+def problem_violations(graph: dict[str, set[str]]) -> list[str]:
+    """Chains by which a module of ``autocompress.problems`` reaches a module above it."""
+    found = []
+    for name in sorted(graph):
+        if name != "autocompress.problems" and not name.startswith("autocompress.problems."):
+            continue
+        via = reachable(graph, name)
+        for target in sorted(via):
+            if any(target == top or target.startswith(top + ".") for top in ABOVE_PROBLEMS):
+                found.append(_chain(via, name, target))
+    return found
+
+
+def test_the_violation_finder_follows_imports_through_other_modules() -> None:
+    graph = {"autocompress.problems.p": {"autocompress.space"}, "autocompress.space": {"autocompress.search.loop"},
+             "autocompress.search.loop": {"autocompress.problems.p"}}  # fmt: skip
+    assert problem_violations(graph) == [
+        "autocompress.problems.p -> autocompress.space -> autocompress.search.loop"
+    ]
+    clean = {"autocompress.problems.p": {"autocompress.space"}, "autocompress.space": set()}
+    assert problem_violations(clean) == []
+
+
+def test_problems_never_import_the_search_or_what_reads_its_results() -> None:
+    """README: problems sit below the search and never import it, at the top or in a function,
+    directly or through another module (a problem that imported the search would make the search
+    depend on itself through the problem it asks)."""
+    found = problem_violations(import_graph())
+    assert not found, "a problem imports the search (or what sits above it):\n" + "\n".join(found)
 
 
 def test_every_module_states_its_purpose_in_its_first_line() -> None:
