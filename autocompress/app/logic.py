@@ -465,7 +465,7 @@ def pareto_figure(df: pd.DataFrame, config: dict[str, Any], *, x: str = "latency
                     x=sub[xcol], y=sub[ycol], mode="markers", name=f"{status}: {mix}", legendgroup=status,
                     marker={"color": cmap[mix], "symbol": symbol, "size": size, "opacity": opacity,
                             "line": _EDGE.get(status, {"width": 0})},
-                    customdata=sub[custom].to_numpy(), hovertemplate=hover, error_x=latency_error_bars(sub, x),
+                    customdata=sub[custom].to_numpy(), hovertemplate=hover,
                 ))  # fmt: skip
         else:
             fig.add_trace(go.Scatter(
@@ -475,8 +475,11 @@ def pareto_figure(df: pd.DataFrame, config: dict[str, Any], *, x: str = "latency
                         "showscale": status == lead,
                         "colorbar": {"title": "size KB"},
                         "line": _EDGE.get(status, {"width": 0})},
-                customdata=part[custom].to_numpy(), hovertemplate=hover, error_x=latency_error_bars(part, x),
+                customdata=part[custom].to_numpy(), hovertemplate=hover,
             ))  # fmt: skip
+    interval = latency_interval_trace(plot, x, y)
+    if interval is not None:
+        fig.add_trace(interval)
     front = plot[plot["status"] == "front"].sort_values(xcol)
     if len(front) > 1 and x == "latency":  # the front is a line in accuracy vs latency only
         fig.add_trace(go.Scatter(x=front[xcol], y=front[ycol], mode="lines", name="accuracy–latency front",
@@ -492,20 +495,39 @@ def pareto_figure(df: pd.DataFrame, config: dict[str, Any], *, x: str = "latency
     return fig
 
 
-def latency_error_bars(rows: pd.DataFrame, x: str = "latency") -> dict[str, Any] | None:
-    """Plotly ``error_x`` of the latency axis: each point's interval (``latency_lo_ms`` ..
-    ``latency_hi_ms``, from the table's held-out error band); None when the axis is not latency
-    or no row has one (a table without a band, a run written before the columns existed)."""
+def latency_interval_segments(rows: pd.DataFrame, x: str = "latency",
+                               y: str = "validation") -> tuple[list, list] | None:  # fmt: skip
+    """Each point's latency interval (``latency_lo_ms`` .. ``latency_hi_ms``, from the table's
+    held-out error band) as a horizontal segment at its ``y`` accuracy, in plotly's form: x and
+    y lists, segments separated by None. Drawn from its ends, not as error bars around the
+    point: when the held-out errors all lie on one side, the interval does not contain the
+    prediction. None when the axis is not latency or no row has an interval (a table without a
+    band, a run written before the columns existed)."""
     if x != "latency" or "latency_lo_ms" not in rows or "latency_hi_ms" not in rows:
         return None
     lo = pd.to_numeric(rows["latency_lo_ms"], errors="coerce")
     hi = pd.to_numeric(rows["latency_hi_ms"], errors="coerce")
-    if lo.isna().all() or hi.isna().all():
+    keep = lo.notna() & hi.notna()
+    if not keep.any():
         return None
-    lat = pd.to_numeric(rows["latency_ms"], errors="coerce")
-    return {"type": "data", "symmetric": False, "array": (hi - lat).fillna(0).clip(lower=0).tolist(),
-            "arrayminus": (lat - lo).fillna(0).clip(lower=0).tolist(), "thickness": 1, "width": 3,
-            "color": "#7f8c8d"}  # fmt: skip
+    xs: list = []
+    ys: list = []
+    for a, b, acc in zip(lo[keep], hi[keep], rows.loc[keep, Y_AXES[y]], strict=True):
+        xs += [float(a), float(b), None]
+        ys += [float(acc), float(acc), None]
+    return xs, ys
+
+
+def latency_interval_trace(rows: pd.DataFrame, x: str = "latency", y: str = "validation"):
+    """The plotly trace of :func:`latency_interval_segments` (grey, ends marked), or None."""
+    import plotly.graph_objects as go
+
+    seg = latency_interval_segments(rows, x, y)
+    if seg is None:
+        return None
+    return go.Scatter(x=seg[0], y=seg[1], mode="lines+markers", name="latency interval", hoverinfo="skip",
+                      line={"color": "#7f8c8d", "width": 1},
+                      marker={"symbol": "line-ns", "size": 6, "line": {"width": 1, "color": "#7f8c8d"}})  # fmt: skip
 
 
 def breakdown_figure(bd: pd.DataFrame, *, estimated: bool = False):
