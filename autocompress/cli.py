@@ -1003,6 +1003,9 @@ def _validate_latency(**kw: Any) -> None:
                   f"re-timing (column 'repeated' in {paths['csv'].name}): this machine's speed changed while timing, "
                   f"so those errors are partly the machine's; over the {s['candidates'] - s['not_repeated']} that "
                   f"repeated, {100 * report.within_repeated:.1f}% are within ±10%", highlight=False)  # fmt: skip
+    shift = report.level_shift_note()
+    if shift:
+        out.print(f"note: {shift}", highlight=False)
     if report.table_cpu != report.cpu:
         out.print(f"note: the table was measured on {report.table_cpu!r}; this machine is {report.cpu!r}",
                   highlight=False)  # fmt: skip

@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 PRECISION_MODES = ("fp32", "fp16", "int8", "mixed")
 GROUP = 10  # models timed interleaved with each other
 TOLERANCE = 0.10
+LEVEL_SHIFT_PCT = 5.0  # a median error beyond this, with a good ranking, is the level moving (see level_shift_note)
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,29 @@ class Validation:
         return float(100 * np.median(self.errors)) if self.points else math.nan
 
     @property
+    def within_level_removed(self) -> float:
+        """The share within ±10% once every prediction is moved by the median error (the level):
+        how well the table's shape fits. Far above :attr:`within` with a good ranking, the misses
+        are one shift of the whole level, which is this machine's speed moving since the table
+        was timed (other load, clock, a VM neighbour), not the table."""
+        if not self.points:
+            return math.nan
+        level = np.median(self.errors)
+        return float(np.mean(np.abs((1 + self.errors) / (1 + level) - 1) <= TOLERANCE + 1e-12))
+
+    def level_shift_note(self) -> str | None:
+        """One line when the whole level moved (median error beyond ±5% while the ranking holds,
+        Spearman >= 0.98); None otherwise."""
+        if len(self.points) < 3 or abs(self.bias) <= LEVEL_SHIFT_PCT or not self.spearman >= 0.98:
+            return None
+        way = "slower" if self.bias < 0 else "faster"
+        return (f"the candidates ran about {abs(self.bias):.0f}% {way} than predicted (median) while the ranking held "
+                f"(Spearman {self.spearman:.3f}); with that level taken out, {100 * self.within_level_removed:.0f}% "
+                f"are within ±10% (against {100 * self.within:.0f}%). One shift of the whole level is this "
+                "machine's speed moving since the table was timed or fitted here (other load, clock, a VM "
+                "neighbour), not the table's shape: validate again on a quiet machine before profiling again")  # fmt: skip
+
+    @property
     def spearman(self) -> float:
         """Rank correlation of predicted and measured latency (what the search's ranking needs)."""
         if len(self.points) < 3:
@@ -138,6 +162,7 @@ class Validation:
             "host_fit": self.host_fit.get("status", "measured here"),
             "not_repeated": sum(not p.repeated for p in self.points),
             "within_10pct_repeated": round(self.within_repeated, 4),
+            "within_10pct_level_removed": round(self.within_level_removed, 4),
         }
 
     def band(self) -> ErrorBand:
