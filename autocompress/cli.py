@@ -598,11 +598,12 @@ def latency(
 def _latency(model: Path, target: str, precision: str, as_json: bool, profile_missing: bool) -> None:
     import json
 
-    from autocompress.hardware.file_latency import PRECISIONS, file_latency
+    from autocompress.hardware.targets import check_file_precision, get_target
 
-    if precision not in PRECISIONS:  # before the ONNX file is read
-        raise BadInputError(f"--precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    check_file_precision(precision)  # before the ONNX file is read
     check_regular_file(model, "model file", BadInputError)
+    check_file_precision(precision, get_target(target))  # all before torch and the pricing path load
+    from autocompress.hardware.file_latency import file_latency
     progress: Progress | None = None
     task: Any = None
 

@@ -40,9 +40,8 @@ from autocompress.hardware.layer_predict import predict_layers, unpriced
 from autocompress.hardware.layer_table import OPS, LayerSpec, LayerTable, load_layers
 from autocompress.hardware.lut import ErrorBand
 from autocompress.hardware.onnx_layers import extract_layers
-from autocompress.hardware.targets import Target, get_target
+from autocompress.hardware.targets import Target, check_file_precision, get_target
 
-PRECISIONS = ("fp32", "fp16", "int8", "mixed")
 SCHEMA = 1  # of the --json output
 
 
@@ -235,12 +234,9 @@ def file_layers(path: Path) -> tuple[list[LayerSpec], list[str]]:
 
 
 def _precisions(stored: list[str], precision: str, target: Target) -> list[str]:
-    if precision not in PRECISIONS:
-        raise BadInputError(f"--precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    check_file_precision(precision, target)
     runs = target.device.precisions
     if precision != "mixed":
-        if precision not in runs:
-            raise BadInputError(f"target {target.name} has no {precision} table rows (it runs {', '.join(runs)})")
         return [precision] * len(stored)
     lacking = sorted({p for p in stored if p not in runs})
     if lacking:
@@ -271,11 +267,7 @@ def file_latency(path: Path, target_name: str, precision: str = "mixed", *, prof
             lacks a layer family.
     """
     target = apply_cached(get_target(target_name))  # a band validated on this host, when there is one
-    if precision not in PRECISIONS:
-        raise BadInputError(f"--precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
-    runs = target.device.precisions
-    if precision != "mixed" and precision not in runs:  # before the file is read
-        raise BadInputError(f"target {target.name} has no {precision} table rows (it runs {', '.join(runs)})")
+    check_file_precision(precision, target)  # before the file is read
     layers, stored = file_layers(path)
     precisions = _precisions(stored, precision, target)
     device = target.device

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from autocompress._io import ensure_writable_dir
 from autocompress._resources import is_shipped, tables_dir
-from autocompress.exceptions import TargetError, WriteError
+from autocompress.exceptions import BadInputError, TargetError, WriteError
 from autocompress.hardware.lut import DeviceSpec, LatencyTable, load_device, load_table
 
 if TYPE_CHECKING:
@@ -135,6 +135,24 @@ def check_precisions(space: SearchSpace, device: DeviceSpec) -> None:
     if missing:
         raise TargetError(f"space {space.name} uses {', '.join(missing)} but target {device.name} runs "
                           f"{', '.join(device.precisions)}")  # fmt: skip
+
+
+FILE_PRECISIONS = ("fp32", "fp16", "int8", "mixed")  # what `latency` prices a file in; mixed: as the file stores it
+
+
+def check_file_precision(precision: str, target: Target | None = None) -> None:
+    """``autocompress latency``'s ``--precision``: one of :data:`FILE_PRECISIONS`, and (except
+    mixed, which depends on the file) one ``target`` runs, when given. Torch-free, so the command
+    refuses a wrong request before it loads the pricing path.
+
+    Raises:
+        BadInputError: naming the choices, or the precisions the target runs.
+    """
+    if precision not in FILE_PRECISIONS:
+        raise BadInputError(f"--precision must be one of {', '.join(FILE_PRECISIONS)}; got {precision!r}")
+    runs = target.device.precisions if target is not None else FILE_PRECISIONS
+    if precision != "mixed" and precision not in runs:
+        raise BadInputError(f"target {target.name} has no {precision} table rows (it runs {', '.join(runs)})")
 
 
 def get_target(name: str) -> Target:
