@@ -104,17 +104,24 @@ def test_a_mistyped_search_is_refused_before_torch_is_loaded(tmp_path: Path, arg
     (["{tmp}/m.onnx", "--target", "cpu", "--precision", "bf16"], "--precision must be one of fp32, fp16, int8, mixed"),
     (["{tmp}/m.onnx", "--target", "jetson-nanoo"], "unknown target 'jetson-nanoo'"),
     (["{tmp}/m.onnx", "--target", "cpu", "--precision", "fp16"], "has no fp16 table rows (it runs fp32, int8)"),
+    (["validate-latency", "--target", "jetson", "--out", "{tmp}/v"], "is estimated, not measured here"),
+    (["validate-latency", "--precision", "fp64", "--out", "{tmp}/v"], "--precision must be one of fp32, fp16, int8"),
+    (["validate-latency", "--target", "x86-cpu-onnxrt", "--out", "{tmp}/v"], "did you mean x86-cpu-onnxruntime"),
+    (["validate-latency", "--space", "{tmp}/none.yaml", "--out", "{tmp}/v"], "does not exist"),
 ])  # fmt: skip
-def test_a_mistyped_latency_request_is_refused_before_torch_is_loaded(tmp_path: Path, args: list[str],
-                                                                      fragment: str) -> None:  # fmt: skip
+def test_a_mistyped_latency_or_validation_is_refused_before_torch(tmp_path: Path, args: list[str],
+                                                                  fragment: str) -> None:  # fmt: skip
     """`autocompress latency` checks the file, the target and the precision before it loads the
-    pricing path (a quarter of a second, not two)."""
+    pricing path (a quarter of a second, not two), and `validate-latency` its target, precision
+    mode and space before the timing path."""
     import subprocess
     import sys
 
     (tmp_path / "m.onnx").write_bytes(b"x")
-    argv = ["latency", *(a.replace("{tmp}", str(tmp_path)) for a in args)]
+    verb = [] if args[0] == "validate-latency" else ["latency"]
+    argv = [*verb, *(a.replace("{tmp}", str(tmp_path)) for a in args)]
     proc = subprocess.run([sys.executable, "-c", _WITHOUT_TORCH, *argv], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert fragment.replace("{tmp}", str(tmp_path)) in proc.stderr and "Traceback" not in proc.stderr
     assert "TORCH_NOT_IMPORTED" in proc.stderr
+    assert not (tmp_path / "v").exists()  # nothing written

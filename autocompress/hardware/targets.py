@@ -138,6 +138,22 @@ def check_precisions(space: SearchSpace, device: DeviceSpec) -> None:
 
 
 FILE_PRECISIONS = ("fp32", "fp16", "int8", "mixed")  # what `latency` prices a file in; mixed: as the file stores it
+PRECISION_MODES = FILE_PRECISIONS  # validate-latency's candidates: every stage in one, or mixed as the space samples
+
+
+def check_measured_here(device: DeviceSpec) -> None:
+    """A table ``validate-latency`` can check: one measured (on this machine), not estimated.
+    Torch-free, so the command refuses before it loads the timing path.
+
+    Raises:
+        TargetError: naming what to run instead.
+    """
+    if device.source != "measured":
+        raise TargetError(
+            f"{device.name} is {device.source}, not measured here: validate-latency times models on this "
+            f"machine, so it can only check a table measured on it (run 'autocompress profile' on "
+            f"the device itself, then 'autocompress validate-latency' there)"
+        )
 
 
 def check_file_precision(precision: str, target: Target | None = None) -> None:

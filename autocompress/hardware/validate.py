@@ -27,13 +27,13 @@ import torch.nn as nn
 from autocompress import __version__
 from autocompress._io import atomic_path, atomic_write_text
 from autocompress.arch import block_precisions, plan
-from autocompress.exceptions import BadInputError, TargetError
+from autocompress.exceptions import BadInputError
 from autocompress.hardware.host import cpu_model
 from autocompress.hardware.lut import BlockKey, ErrorBand, load_device, save_device
 from autocompress.hardware.predict import predict
 from autocompress.hardware.pricing import fused_int8
 from autocompress.hardware.scale import Int8Fit, Timed, fit_int8, fit_scales, unit_scale
-from autocompress.hardware.targets import Target
+from autocompress.hardware.targets import PRECISION_MODES, Target, check_measured_here
 
 if TYPE_CHECKING:
     from autocompress.hardware.host_fit import HostFit
@@ -42,7 +42,6 @@ from autocompress.space import Candidate, SearchSpace
 
 log = logging.getLogger(__name__)
 
-PRECISION_MODES = ("fp32", "fp16", "int8", "mixed")
 GROUP = 10  # models timed interleaved with each other
 TOLERANCE = 0.10
 LEVEL_SHIFT_PCT = 5.0  # a median error beyond this, with a good ranking, is the level moving (see level_shift_note)
@@ -254,12 +253,7 @@ def validate_latency(
     """Predict and measure ``n`` random candidates of ``space`` on ``target`` (a table measured
     on this machine), with the table's runtime and thread count."""
     dev = target.device
-    if dev.source != "measured":
-        raise TargetError(
-            f"{dev.name} is {dev.source}, not measured here: validate-latency times models on this "
-            f"machine, so it can only check a table measured on it (run 'autocompress profile' on "
-            f"the device itself, then 'autocompress validate-latency' there)"
-        )
+    check_measured_here(dev)
     if n < 3:
         raise BadInputError(f"-n must be at least 3 (a rank correlation needs them); got {n}")
     if dev.runtime == "tensorrt":  # before minutes of exporting: TensorRT and a GPU are here
