@@ -395,8 +395,9 @@ def plot_pareto(trials: pd.DataFrame, config: dict[str, Any], out: Path) -> None
     budget = config.get("budget_ms")
     if budget:
         ax.axvline(budget, ls="--", c="#c0392b", lw=1)
+        # the label at the top of the line, clear of the legend (lower right)
         ax.annotate(f"budget {format_ms(budget)}", (budget, ax.get_ylim()[1]), rotation=90,
-                    va="top", ha="right", fontsize=8, color="#c0392b")  # fmt: skip  # clear of the legend
+                    va="top", ha="right", fontsize=8, color="#c0392b")  # fmt: skip
     label = config.get("target_label", "")
     est = " (ESTIMATED)" if config.get("target_estimated") else ""
     ax.set_xlabel(f"predicted latency on {config.get('target', '?')}{est}, ms")

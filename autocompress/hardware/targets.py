@@ -166,9 +166,9 @@ def check_file_precision(precision: str, target: Target | None = None) -> None:
     """
     if precision not in FILE_PRECISIONS:
         raise BadInputError(f"--precision must be one of {', '.join(FILE_PRECISIONS)}; got {precision!r}")
-    runs = target.device.precisions if target is not None else FILE_PRECISIONS
-    if precision != "mixed" and precision not in runs:
-        raise BadInputError(f"target {target.name} has no {precision} table rows (it runs {', '.join(runs)})")
+    if target is not None and precision != "mixed" and precision not in target.device.precisions:
+        runs = ", ".join(target.device.precisions)
+        raise BadInputError(f"target {target.name} has no {precision} table rows (it runs {runs})")
 
 
 def get_target(name: str) -> Target:
