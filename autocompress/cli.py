@@ -849,8 +849,7 @@ def _profile_layers(**kw: Any) -> None:
     from autocompress.hardware.layer_estimate import estimate_layer_rows
     from autocompress.hardware.layer_profile import profile_layer_keys
     from autocompress.hardware.layer_table import load_layers, merge_rows
-    from autocompress.hardware.profile import DEFAULT_NAMES, supported_precisions
-    from autocompress.hardware.targets import check_writable, get_target
+    from autocompress.hardware.targets import DEFAULT_NAMES, check_writable, get_target, supported_precisions
     from autocompress.model_spec import parse_input_shape
     from autocompress.problems.user_model.layers import model_layer_keys, user_example
     from autocompress.problems.user_model.loader import load_user_model
@@ -896,18 +895,27 @@ def _profile_layers(**kw: Any) -> None:
 @_guard
 def _profile(**kw: Any) -> None:
     _check_ints("profile", kw)  # before the import of torch
-    from autocompress.hardware.profile import DEFAULT_NAMES, profile_space, supported_precisions
-    from autocompress.hardware.targets import check_writable, new_table_folder
+    from autocompress.hardware.targets import (
+        DEFAULT_NAMES,
+        check_profile_precisions,
+        check_writable,
+        new_table_folder,
+        supported_precisions,
+    )
     from autocompress.space import load_space
 
     if kw["runtime"] not in DEFAULT_NAMES:
         raise BadInputError(f"--runtime must be one of {', '.join(DEFAULT_NAMES)}; got {kw['runtime']!r}")
     runs = supported_precisions(kw["runtime"])  # TensorRT without tensorrt or a GPU: one line, now
     precisions = [p.strip() for p in kw["precision"].split(",") if p.strip()] if kw["precision"] else runs
+    if not kw["missing_only"]:  # --missing-only also checks them against the table (profile_add)
+        check_profile_precisions(kw["runtime"], precisions)
     name = kw["name"] or DEFAULT_NAMES[kw["runtime"]]
     folder = kw["out_dir"] or new_table_folder(name)
     sp = load_space(kw["space"])
-    check_writable(folder)  # before minutes of measuring, not after
+    check_writable(folder)  # before minutes of measuring, not after; all of the above before torch
+    from autocompress.hardware.profile import profile_space
+
     if kw["missing_only"]:
         _profile_missing(kw, precisions, name, folder, sp)
         return

@@ -29,9 +29,8 @@ sys.path.insert(0, str(ROOT))
 from rich.progress import Progress  # noqa: E402
 
 from autocompress.arch import block_precisions, plan  # noqa: E402
-from autocompress.hardware.profile import DEFAULT_NAMES  # noqa: E402
 from autocompress.hardware.profile_add import add_measured_rows  # noqa: E402
-from autocompress.hardware.targets import get_target  # noqa: E402
+from autocompress.hardware.targets import DEFAULT_NAMES, get_target  # noqa: E402
 from autocompress.space import load_space  # noqa: E402
 
 

@@ -108,17 +108,21 @@ def test_a_mistyped_search_is_refused_before_torch_is_loaded(tmp_path: Path, arg
     (["validate-latency", "--precision", "fp64", "--out", "{tmp}/v"], "--precision must be one of fp32, fp16, int8"),
     (["validate-latency", "--target", "x86-cpu-onnxrt", "--out", "{tmp}/v"], "did you mean x86-cpu-onnxruntime"),
     (["validate-latency", "--space", "{tmp}/none.yaml", "--out", "{tmp}/v"], "does not exist"),
+    (["profile", "--runtime", "tflite", "--out", "{tmp}/v"], "--runtime must be one of onnxruntime, openvino"),
+    (["profile", "--space", "tiny", "--precision", "fp16", "--out", "{tmp}/v"], "runs fp32, int8; got fp16"),
+    (["profile", "--space", "{tmp}/none.yaml", "--out", "{tmp}/v"], "does not exist"),
 ])  # fmt: skip
 def test_a_mistyped_latency_or_validation_is_refused_before_torch(tmp_path: Path, args: list[str],
                                                                   fragment: str) -> None:  # fmt: skip
     """`autocompress latency` checks the file, the target and the precision before it loads the
     pricing path (a quarter of a second, not two), and `validate-latency` its target, precision
-    mode and space before the timing path."""
+    mode and space before the timing path, and `profile` its runtime, precisions and space before
+    the profiler."""
     import subprocess
     import sys
 
     (tmp_path / "m.onnx").write_bytes(b"x")
-    verb = [] if args[0] == "validate-latency" else ["latency"]
+    verb = [] if args[0] in ("validate-latency", "profile") else ["latency"]
     argv = [*verb, *(a.replace("{tmp}", str(tmp_path)) for a in args)]
     proc = subprocess.run([sys.executable, "-c", _WITHOUT_TORCH, *argv], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr[-2000:]

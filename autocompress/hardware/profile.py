@@ -34,7 +34,7 @@ from autocompress.hardware.lut import (
 )
 from autocompress.hardware.qdq import measure_edges
 from autocompress.hardware.scale import store_scale
-from autocompress.hardware.targets import Target
+from autocompress.hardware.targets import DEFAULT_ALIASES, DEFAULT_NAMES, Target, check_profile_precisions
 from autocompress.hardware.validate import fit_block_scale
 from autocompress.runtime import TIMED_RUNTIMES, export_onnx, measure_passes, pinned_cpus, runtime_version
 from autocompress.space import SearchSpace
@@ -73,27 +73,6 @@ def block_module(spec: BlockSpec, seed: int = 0) -> nn.Module:
                 m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
                 m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
     return module.eval()
-
-
-def supported_precisions(runtime: str) -> list[str]:
-    """Precisions the profiler measures with ``runtime`` (fails with one line when TensorRT or a
-    GPU is missing for ``tensorrt``).
-
-    On a CPU fp16 is left out: ONNX Runtime's CPU provider has no fp16 convolutions (it would
-    time casts), and OpenVINO computes fp16 on a CPU only with AVX512-FP16/AMX-FP16 or ARM fp16,
-    which x86 machines like this one's (OPTIMIZATION_CAPABILITIES = FP32, INT8) lack. TensorRT
-    on a GPU runs all three.
-    """
-    if runtime == "tensorrt":
-        from autocompress.runtime_tensorrt import check_available
-
-        check_available()
-        return ["fp32", "fp16", "int8"]
-    if runtime == "openvino":
-        from autocompress.runtime import _openvino
-
-        _openvino()  # a clear error when it is not installed
-    return ["fp32", "int8"]
 
 
 COPIES = 8  # a block is timed alone and as COPIES independent copies in one graph
@@ -257,13 +236,6 @@ def block_edges(blocks: list[BlockSpec], *, threads: int, reps: int, passes: int
     return entry, exit_
 
 
-DEFAULT_NAMES = {"onnxruntime": "x86-cpu-onnxruntime", "openvino": "x86-cpu-openvino",
-                 "tensorrt": "nvidia-gpu-tensorrt"}  # fmt: skip
-DEFAULT_ALIASES = {
-    "x86-cpu-onnxruntime": ["cpu", "x86", "x86-cpu"],
-    "x86-cpu-openvino": ["openvino", "cpu-openvino", "x86-openvino"],
-    "nvidia-gpu-tensorrt": ["gpu", "tensorrt"],
-}
 
 
 def profile_space(
@@ -288,13 +260,7 @@ def profile_space(
     if runtime not in TIMED_RUNTIMES:
         raise BadInputError(f"--runtime must be one of {', '.join(TIMED_RUNTIMES)}; got {runtime!r}")
     name = name or DEFAULT_NAMES[runtime]
-    runs = supported_precisions(runtime)
-    bad = [p for p in precisions if p not in runs]
-    if bad or not precisions:
-        where = "a GPU" if runtime == "tensorrt" else "this CPU"
-        raise BadInputError(
-            f"--precision: {runtime} on {where} runs {', '.join(runs)}; got {','.join(precisions) or 'nothing'}"
-        )
+    check_profile_precisions(runtime, precisions)
     if threads < 1 or reps < 5:
         raise BadInputError(f"--threads must be >= 1 and --reps >= 5; got {threads} and {reps}")
     blocks = sorted(all_blocks(space, in_channels, num_classes),

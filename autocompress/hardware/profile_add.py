@@ -17,7 +17,8 @@ from pathlib import Path
 from autocompress.arch import all_blocks
 from autocompress.exceptions import BadInputError, TargetError
 from autocompress.hardware.lut import BlockKey, LatencyTable, load_table
-from autocompress.hardware.profile import profile_blocks, supported_precisions
+from autocompress.hardware.profile import profile_blocks
+from autocompress.hardware.targets import supported_precisions
 from autocompress.space import SearchSpace
 
 

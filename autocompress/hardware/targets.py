@@ -171,6 +171,52 @@ def check_file_precision(precision: str, target: Target | None = None) -> None:
         raise BadInputError(f"target {target.name} has no {precision} table rows (it runs {runs})")
 
 
+# The profiler's tables: the target each runtime's profile writes by default, with its aliases
+# (here rather than in hardware/profile.py, which loads torch: a mistyped profile is refused first)
+DEFAULT_NAMES = {"onnxruntime": "x86-cpu-onnxruntime", "openvino": "x86-cpu-openvino",
+                 "tensorrt": "nvidia-gpu-tensorrt"}  # fmt: skip
+DEFAULT_ALIASES = {
+    "x86-cpu-onnxruntime": ["cpu", "x86", "x86-cpu"],
+    "x86-cpu-openvino": ["openvino", "cpu-openvino", "x86-openvino"],
+    "nvidia-gpu-tensorrt": ["gpu", "tensorrt"],
+}
+
+
+def supported_precisions(runtime: str) -> list[str]:
+    """Precisions the profiler measures with ``runtime`` (fails with one line when TensorRT or a
+    GPU is missing for ``tensorrt``).
+
+    On a CPU fp16 is left out: ONNX Runtime's CPU provider has no fp16 convolutions (it would
+    time casts), and OpenVINO computes fp16 on a CPU only with AVX512-FP16/AMX-FP16 or ARM fp16,
+    which x86 machines like this one's (OPTIMIZATION_CAPABILITIES = FP32, INT8) lack. TensorRT
+    on a GPU runs all three.
+    """
+    if runtime == "tensorrt":
+        from autocompress.runtime_tensorrt import check_available
+
+        check_available()
+        return ["fp32", "fp16", "int8"]
+    if runtime == "openvino":
+        from autocompress.runtime import _openvino
+
+        _openvino()  # a clear error when it is not installed
+    return ["fp32", "int8"]
+
+
+def check_profile_precisions(runtime: str, precisions: list[str]) -> None:
+    """``profile --precision``: at least one, each one ``runtime`` measures here.
+
+    Raises:
+        BadInputError: naming what the runtime runs (TensorRT or a GPU missing: that, in one line).
+    """
+    runs = supported_precisions(runtime)
+    if not precisions or any(p not in runs for p in precisions):
+        where = "a GPU" if runtime == "tensorrt" else "this CPU"
+        raise BadInputError(
+            f"--precision: {runtime} on {where} runs {', '.join(runs)}; got {','.join(precisions) or 'nothing'}"
+        )
+
+
 def get_target(name: str) -> Target:
     """Look a target up by name or alias (case-insensitive).
 
