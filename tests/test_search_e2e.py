@@ -200,3 +200,23 @@ def test_sigkill_then_resume_keeps_completed_trials(tmp_path, fashion_dir) -> No
     retried = after["retry_of"].dropna().astype(int).tolist()
     assert sorted(retried) == sorted(interrupted)
     assert (after["state"] == "RUNNING").sum() == 0
+
+
+def test_the_headline_command_on_an_estimated_jetson_writes_its_results(tmp_path, fashion_dir) -> None:
+    """`search --target jetson --budget 10ms` (the README's first command) on the tiny space: it
+    once died at its first results write when an error band lay wholly on one side of zero (the
+    Orin Nano's fp32 band), because the plot drew intervals as bars around the prediction. Every
+    result file is written, every latency is labelled an estimate, and the intervals drawn are
+    the ones recorded."""
+    run_dir = tmp_path / "jetson"
+    proc = cli("search", "--space", "tiny", "--target", "jetson", "--budget", "10ms", "--subset", "600",
+               "--trials", "3", "--run-dir", str(run_dir), "--sampler", "random")  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for name in ("config.yaml", "trials.parquet", "pareto.csv", "pareto.png", "report.md"):
+        assert (run_dir / name).is_file() and (run_dir / name).stat().st_size > 0, name
+    assert "ESTIMATED" in (run_dir / "report.md").read_text() and "(est.)" in proc.stdout
+    trials = pd.read_parquet(run_dir / "trials.parquet")
+    done = trials[trials["state"] == "COMPLETE"]
+    assert len(done) == 3 and done["latency_lo_ms"].notna().all()
+    assert (done["latency_lo_ms"] < done["latency_hi_ms"]).all()
+    assert "does not bind" in proc.stdout  # 10 ms is far above the tiny space on the Orin Nano
