@@ -234,7 +234,8 @@ def file_layers(path: Path) -> tuple[list[LayerSpec], list[str]]:
 
 
 def _precisions(stored: list[str], precision: str, target: Target) -> list[str]:
-    check_file_precision(precision, target)
+    """Each layer's precision: ``precision`` throughout (already checked against the target by
+    :func:`file_latency`), or for mixed the file's own, each one the target must run."""
     runs = target.device.precisions
     if precision != "mixed":
         return [precision] * len(stored)

@@ -236,8 +236,6 @@ def block_edges(blocks: list[BlockSpec], *, threads: int, reps: int, passes: int
     return entry, exit_
 
 
-
-
 def profile_space(
     space: SearchSpace,
     *,
