@@ -264,7 +264,7 @@ def model_card(
             # the range the prediction stands for (None: no held-out error on record, or a run
             # written before intervals existed) and what it rests on
             "latency_interval_ms": list(iv) if (iv := row_interval(row)) else None,
-            "latency_interval": interval_line(config),
+            "latency_interval": interval_line(config, row.get("latency_band")),
         },
         "measured_here": {
             "runtime": rt,

@@ -524,10 +524,16 @@ def latency_text(row: Any, star: str = "") -> str:
     return text if iv is None else f"{text} [{format_ms(iv[0])} – {format_ms(iv[1])}]"
 
 
-def interval_line(config: dict[str, Any]) -> str:
+def interval_line(config: dict[str, Any], band: Any = None) -> str:
     """What the run's latency intervals rest on (config.yaml's ``latency_error_band``), and what
-    the budget bounded (``budget_on``)."""
+    the budget bounded (``budget_on``). With one trial's ``band`` (its ``latency_band``, e.g.
+    ``fp32+int8``) only the bands its interval was taken from (or the all-precision one they fall
+    back to); every band of the run without it, or for a row written before the column existed."""
     bands = config.get("latency_error_band") or {}
+    if isinstance(band, str) and band:
+        keys = [p if p in bands else "all" for p in band.split("+")]
+        if all(k in bands for k in keys):
+            bands = {k: bands[k] for k in dict.fromkeys(keys)}
     what = "; ".join(f"{p}: {describe_band(ErrorBand.model_validate(b))}" for p, b in bands.items()) if bands else NO_BAND
     upper = config.get("budget_on") == "upper"
     return (f"latency interval: {what}; the budget bounds "

@@ -20,7 +20,14 @@ from autocompress.hardware.layer_predict import predict_layers
 from autocompress.hardware.layer_table import load_layers
 from autocompress.hardware.onnx_layers import extract_layers
 from autocompress.hardware.targets import TABLES_DIR, get_target
-from autocompress.results import CONFIG_FILE, STUDY_FILE, plot_pareto, render_report, trials_frame
+from autocompress.results import (
+    CONFIG_FILE,
+    STUDY_FILE,
+    interval_line,
+    plot_pareto,
+    render_report,
+    trials_frame,
+)
 from autocompress.search.config import DIRECTIONS, SearchConfig
 from autocompress.search.study import prepare_run_dir
 from autocompress.search.trial import constraint_values
@@ -165,3 +172,21 @@ def test_model_card_interval_row() -> None:
     assert _interval_cell({"latency_interval_ms": [0.72, 1.0], "latency_interval": "latency interval: x"}) == \
         "0.720 ms – 1.00 ms; x"
     assert _interval_cell({}) == NO_BAND  # a card of a run written before intervals
+
+
+def test_one_model_is_described_by_the_bands_its_interval_came_from() -> None:
+    """A model card or the explorer's trial caption names the band of the model's own precisions,
+    not every precision's band of the run (which report.md and the CLI list)."""
+    int8 = {"lo_pct": -4.0, "hi_pct": 6.0, "coverage": 0.8, "n": 20, "basis": "test: int8 networks"}
+    cfg = {"latency_error_band": {**BAND, "int8": int8}}
+    fp32_only = interval_line(cfg, "fp32")
+    assert "fp32: 80% of 24 held-out errors within -10.0%..+25.0%" in fp32_only and "int8" not in fp32_only
+    mixed = interval_line(cfg, "fp32+int8")
+    assert "fp32: " in mixed and "int8: 80% of 20 held-out errors within -4.0%..+6.0%" in mixed
+    for whole_run in (None, float("nan"), ""):  # the run's line, or a row written before the column
+        assert interval_line(cfg, whole_run) == mixed
+    everything = {"all": {**int8, "basis": "test: every precision"}}
+    assert interval_line({"latency_error_band": everything}, "fp16").startswith("latency interval: all: 80% of 20")
+    # a precision with neither its own band nor an all-precision one: the run's bands, nothing invented
+    assert interval_line(cfg, "fp16") == mixed
+    assert NO_BAND in interval_line({}, "fp32")

@@ -1,5 +1,6 @@
 """End to end: the `autocompress search` command on the tiny space and a Fashion-MNIST subset."""
 
+import json
 import os
 import signal
 import subprocess
@@ -220,3 +221,14 @@ def test_the_headline_command_on_an_estimated_jetson_writes_its_results(tmp_path
     assert len(done) == 3 and done["latency_lo_ms"].notna().all()
     assert (done["latency_lo_ms"] < done["latency_hi_ms"]).all()
     assert "does not bind" in proc.stdout  # 10 ms is far above the tiny space on the Orin Nano
+    # the winner exports, and its card describes the interval by its own precisions' bands only
+    exported = cli("export", str(run_dir), "--best", "--format", "onnx", "--out", str(tmp_path / "best"))
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    card = json.loads((tmp_path / "best" / "model_card.json").read_text())
+    assert card["predicted"]["source"] == "estimated"
+    row = done.set_index("number").loc[card["run"]["trial"]]
+    used = set(row["latency_band"].split("+"))
+    assert used and used <= {"fp32", "fp16", "int8"}
+    line = card["predicted"]["latency_interval"]
+    assert [p for p in ("fp32", "fp16", "int8") if f"{p}: " in line] == [p for p in ("fp32", "fp16", "int8") if p in used]
+    assert card["predicted"]["latency_interval_ms"] == [row["latency_lo_ms"], row["latency_hi_ms"]]

@@ -103,7 +103,7 @@ def show_detail(view: logic.RunView, df, teacher, s: dict) -> None:  # noqa: ANN
     c[3].metric("Size", format_bytes(float(row["size_bytes"])))
     c[4].metric("Params", f"{int(row['params']):,}")
     c[5].metric("MACs", f"{int(row['macs']):,}")
-    st.caption(f"latency: {latency_text(row, est)}; {interval_line(view.config)}")
+    st.caption(f"latency: {latency_text(row, est)}; {interval_line(view.config, row.get('latency_band'))}")
     if teacher is not None and int(teacher["number"]) != trial:
         d = logic.teacher_deltas(row, teacher)
         st.markdown(f"**vs the fp32 teacher** (trial {int(teacher['number'])}, the largest network)")

@@ -45,6 +45,12 @@ def interval_columns(device: DeviceSpec, precisions: Iterable[str], latency_ms: 
     return dict(zip(INTERVAL_COLUMNS, iv if iv is not None else (None, None), strict=True))
 
 
+def band_key(precisions: Iterable[str]) -> str:
+    """Which precisions' bands a network's interval was taken from, e.g. ``fp32`` or ``fp32+int8``
+    (a trials-table row's ``latency_band``: what its model card and the explorer describe)."""
+    return "+".join(sorted(set(precisions)))
+
+
 def describe_band(band: ErrorBand | None) -> str:
     """One phrase: how wide the band is and what it rests on, or :data:`NO_BAND`."""
     if band is None:

@@ -58,6 +58,7 @@ class TrialResult:
     # where the table records none: hardware/interval.py)
     latency_lo_ms: float | None = None
     latency_hi_ms: float | None = None
+    latency_band: str | None = None  # the precisions whose bands gave it (``interval.band_key``)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -65,10 +66,11 @@ class TrialResult:
     @classmethod
     def of_deployed(cls, path: Path, *, accuracy: Callable[[Path, str], float], runtime: str, prediction: Prediction,
                     params: int, macs: int, finetune_s: float, eval_start: float,
-                    quant: dict[str, Any], interval: tuple[float, float] | None = None) -> TrialResult:  # fmt: skip
+                    quant: dict[str, Any], interval: tuple[float, float] | None = None,
+                    band: str | None = None) -> TrialResult:  # fmt: skip
         """The result of a deployed file: its val/test accuracy by ``runtime`` (``accuracy(path,
         split)``), its size, and the candidate's predicted latency (with its ``interval``, when the
-        table records a held-out error band) and geometry."""
+        table records a held-out error band, and the precisions whose ``band`` gave it) and geometry."""
         return cls(
             val_accuracy=accuracy(path, "val"),
             test_accuracy=accuracy(path, "test"),
@@ -84,6 +86,7 @@ class TrialResult:
             accuracy_runtime=runtime,
             latency_lo_ms=None if interval is None else interval[0],
             latency_hi_ms=None if interval is None else interval[1],
+            latency_band=None if interval is None else band,
             **quant,
         )
 

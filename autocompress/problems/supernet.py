@@ -23,7 +23,7 @@ from autocompress.device import describe as describe_device
 from autocompress.device import resolve_device
 from autocompress.exceptions import AutoCompressError
 from autocompress.hardware.host_fit import HostCheck, apply_cached, on_this_host
-from autocompress.hardware.interval import interval
+from autocompress.hardware.interval import band_key, interval
 from autocompress.hardware.predict import predict
 from autocompress.hardware.pricing import Prediction
 from autocompress.hardware.targets import Target, check_precisions, get_target
@@ -304,10 +304,11 @@ class SupernetProblem(Problem, SupernetDescriber):
             threshold_pp=comp.qat_threshold_pp,
         )  # fmt: skip
         blocks = plan(cand, self.space, self.data.channels, self.data.num_classes)  # the pruned geometry
+        precisions = block_precisions(cand, self.space, blocks)
         splits = {"val": (x_val, y_val), "test": (x_test, y_test)}
         return TrialResult.of_deployed(
             path, accuracy=lambda f, split: accuracy(f, *splits[split], runtime=runtime), runtime=runtime,
             prediction=prediction, params=sum(b.params() for b in blocks), macs=sum(b.macs() for b in blocks),
             finetune_s=finetune_s, eval_start=t1, quant=quant,
-            interval=interval(self.target.table.device, block_precisions(cand, self.space, blocks), prediction.latency_ms),
+            interval=interval(self.target.table.device, precisions, prediction.latency_ms), band=band_key(precisions),
         )  # fmt: skip

@@ -31,7 +31,7 @@ from autocompress.data_files import DEFAULT_DATASET
 from autocompress.device import describe as describe_device
 from autocompress.device import resolve_device
 from autocompress.exceptions import ModelError, UnpricedLayersError
-from autocompress.hardware.interval import interval
+from autocompress.hardware.interval import band_key, interval
 from autocompress.hardware.layer_fill import fill_layers
 from autocompress.hardware.layer_predict import layer_precisions, predict_layers, unpriced
 from autocompress.hardware.layer_table import OPS, LayerSpec, LayerTable, load_layers
@@ -418,6 +418,7 @@ class UserModelProblem(Problem, UserModelDescriber):
                 precisions = layer_precisions(layers, self.prefixes(cand))
                 priced.update(prediction=prediction, params=onnx_params(out),
                               interval=interval(self.target.device, precisions, prediction.latency_ms),
+                              band=band_key(precisions),
                               macs=sum(layer.key.macs() for layer in layers))  # fmt: skip
             if fp16:  # the file deployed: those parts stored and computed in half precision
                 self.export(half_parts(net, fp16), out)
@@ -449,6 +450,7 @@ class UserModelProblem(Problem, UserModelDescriber):
             path, accuracy=lambda f, split: accuracy(f, *splits[split], runtime=runtime), runtime=runtime,
             prediction=prediction, params=priced["params"], macs=priced["macs"],
             finetune_s=finetune_s, eval_start=t1, quant=quant, interval=priced["interval"],
+            band=priced["band"],
         )  # fmt: skip
 
 
