@@ -184,9 +184,15 @@ def test_sigkill_then_resume_keeps_completed_trials(tmp_path, fashion_dir) -> No
     kept = before[before["state"] == "COMPLETE"].set_index("number")
     assert len(kept) >= 2
 
-    resumed = cli("search", "--space", "tiny", "--target", "cpu", "--budget", budget, "--subset", SUBSET,
+    # as report.md's "Next" command gives it: without --subset, the run's own subset is kept (it
+    # once loaded the whole data set and trained another supernet for it)
+    resumed = cli("search", "--space", "tiny", "--target", "cpu", "--budget", budget,
                   "--trials", "6", "--run-dir", str(run_dir), "--resume")  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "training supernet" not in resumed.stdout
+    import yaml
+
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["dataset"]["subset"] == int(SUBSET)
     after = pd.read_parquet(run_dir / "trials.parquet")
     done = after[after["state"] == "COMPLETE"].set_index("number")
     assert len(done) == 6

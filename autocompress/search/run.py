@@ -36,6 +36,7 @@ from autocompress.search.study import (
     open_study_storage,
     prepare_run_dir,
     warm_start_params,
+    with_recorded_data,
 )
 from autocompress.units import format_ms
 
@@ -50,7 +51,9 @@ def run_search(cfg: SearchConfig, hooks: Hooks | None = None) -> SearchOutcome:
     hooks = hooks or Hooks()
     check_options(cfg)
     check_storage_spec(cfg.storage)
-    prepare_run_dir(cfg, get_target(cfg.target).name, None, create=False)  # before data and latency work
+    resumed = prepare_run_dir(cfg, get_target(cfg.target).name, None, create=False)  # before data and latency work
+    if cfg.resume:  # the new trials are scored on the run's own data
+        cfg = with_recorded_data(cfg, resumed)
     problem = build_problem(
         target=cfg.target, space=cfg.space, dataset=cfg.dataset, data_dir=cfg.data_dir, subset=cfg.subset,
         seed=cfg.seed, model=cfg.model, weights=cfg.weights, input_shape=cfg.input_shape,

@@ -6,6 +6,7 @@ import contextlib
 import os
 import shutil
 import warnings
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -87,6 +88,25 @@ def prepare_run_dir(cfg: SearchConfig, target: str, space_fp: str | None, *, cre
     except OSError as exc:
         raise RunDirError(f"cannot write to run directory {run_dir}: {exc.strerror or exc}") from None
     return run_dir
+
+
+def with_recorded_data(cfg: SearchConfig, run_dir: Path) -> SearchConfig:
+    """``cfg`` for ``--resume`` of ``run_dir``: the data set and ``--subset`` the run was started
+    with where the command leaves them out (the new trials are scored on the same splits as the
+    old ones), refused where it names others."""
+    if not (run_dir / CONFIG_FILE).is_file():
+        return cfg
+    ds = read_config(run_dir).get("dataset") or {}
+    given = {"dataset": cfg.dataset, "subset": cfg.subset}
+    recorded = {"dataset": ds.get("spec"), "subset": ds.get("subset")}
+    known = {"dataset": recorded["dataset"] is not None, "subset": "subset" in ds}  # runs that recorded them
+    for key, flag in (("dataset", "--dataset"), ("subset", "--subset")):
+        if given[key] is not None and known[key] and given[key] != recorded[key]:
+            was = f"{flag} {recorded[key]}" if recorded[key] is not None else f"no {flag}"
+            raise RunDirError(f"cannot resume {run_dir}: it was started with {was}, not {flag} {given[key]}; "
+                              "leave it out to continue on the run's own data, or start a new run")  # fmt: skip
+    return replace(cfg, dataset=given["dataset"] or recorded["dataset"],
+                   subset=given["subset"] if given["subset"] is not None else recorded["subset"])  # fmt: skip
 
 
 def open_study_storage(cfg: SearchConfig, run_dir: Path, storage_spec: str) -> Any:
