@@ -1093,7 +1093,7 @@ def export(
 
 @_guard
 def _export(**kw: Any) -> None:
-    from autocompress.export import FORMATS, export_trial, load_run, select_trial
+    from autocompress.export import FORMATS, _budget_cell, export_trial, load_run, select_trial
 
     _check_ints("export", kw)
     if kw["fmt"] not in FORMATS:
@@ -1104,8 +1104,9 @@ def _export(**kw: Any) -> None:
     budget_ms = parse_budget(kw["budget"]) if kw["budget"] else None
     out_dir = kw["out_dir"]
     if out_dir is None:
-        _, trials = load_run(kw["run_dir"])
-        row = select_trial(trials, trial=kw["trial"], best=kw["best"], budget_ms=budget_ms)
+        config, trials = load_run(kw["run_dir"])
+        row = select_trial(trials, trial=kw["trial"], best=kw["best"], budget_ms=budget_ms,
+                           budget_on=config.get("budget_on", "point"))  # fmt: skip
         out_dir = kw["run_dir"] / "exports" / f"trial_{int(row['number']):04d}-{kw['fmt']}"
     with err.status("exporting, re-checking accuracy on the exported file, timing it here"):
         result = export_trial(kw["run_dir"], out_dir=out_dir, fmt=kw["fmt"], trial=kw["trial"], best=kw["best"],
@@ -1125,6 +1126,10 @@ def _export(**kw: Any) -> None:
     rng = f" [{format_ms(iv[0])} – {format_ms(iv[1])}]" if iv else ""
     out.print(f"  predicted on {p['target']}: {format_ms(p['latency_ms'])}{rng}{est}; measured here: "
               f"{format_ms(m['median_ms'])} ({m['runtime']} {m['runtime_version']}, 1 thread)", highlight=False)  # fmt: skip
+    if p.get("budget_ms") is not None:
+        out.print(f"  the run's budget: {_budget_cell(card).replace('**', '')}", highlight=False)
+    if card["dataset"]["input"].get("resize"):
+        out.print(f"  input: {card['dataset']['input']['resize']}", highlight=False)
 
 
 @app.command()

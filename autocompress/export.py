@@ -71,10 +71,12 @@ def trial_model(run_dir: Path, row: pd.Series) -> Path:
 
 
 def select_trial(
-    trials: pd.DataFrame, *, trial: int | None = None, best: bool = False, budget_ms: float | None = None
+    trials: pd.DataFrame, *, trial: int | None = None, best: bool = False, budget_ms: float | None = None,
+    budget_on: str = "point",
 ) -> pd.Series:
     """One completed trial: by number, or the most accurate (validation accuracy, as the search
-    chose) feasible Pareto trial, optionally within a tighter ``budget_ms``."""
+    chose) feasible Pareto trial, optionally within a tighter ``budget_ms``, which bounds what the
+    run's budget bounded (``budget_on``: the predicted latency, or the upper end of its interval)."""
     if (trial is None) == (not best):
         raise BadInputError("pass exactly one of --trial N or --best")
     if budget_ms is not None and not best:
@@ -92,10 +94,16 @@ def select_trial(
             raise BadInputError(f"trial {trial} did not complete (state {row['state']}{why}); nothing to export")
         return row
     done = trials[(trials["state"] == "COMPLETE") & trials["feasible"].astype(bool) & trials["pareto"].astype(bool)]
+    upper = budget_on == "upper"
     if budget_ms is not None:
-        done = done[done["latency_ms"] <= budget_ms]
+        bound = done["latency_ms"]
+        if upper and "latency_hi_ms" in done:
+            bound = pd.to_numeric(done["latency_hi_ms"], errors="coerce").fillna(bound)
+        done = done[bound <= budget_ms]
     if done.empty:
-        within = f" within {format_ms(budget_ms)}" if budget_ms is not None else ""
+        within = "" if budget_ms is None else (
+            f" within {format_ms(budget_ms)}" + (" (at the upper end of its latency interval, as the run's budget)"
+                                                 if upper else ""))  # fmt: skip
         raise BadInputError(f"no feasible Pareto trial{within} in this run; nothing to export")
     return done.sort_values(["val_accuracy", "latency_ms"], ascending=[False, True]).iloc[0]
 
@@ -123,7 +131,7 @@ def export_trial(
     run_dir = Path(run_dir)
     out_dir = Path(out_dir)
     config, trials = load_run(run_dir)
-    row = select_trial(trials, trial=trial, best=best, budget_ms=budget_ms)
+    row = select_trial(trials, trial=trial, best=best, budget_ms=budget_ms, budget_on=config.get("budget_on", "point"))
     source = trial_model(run_dir, row)
     if out_dir.exists() and not overwrite and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise BadInputError(f"{out_dir} already exists and is not empty; pass --overwrite or another --out")
@@ -242,7 +250,8 @@ def model_card(
             "split_sizes": ds.get("split_sizes"),
             "subset": ds.get("subset"),
             "input": {"shape": ["batch", channels, height, width], "dtype": "float32",
-                      "range": "[0, 1] pixels (normalisation is inside the model)", "name": "input"},
+                      "range": "[0, 1] pixels (normalisation is inside the model)", "name": "input",
+                      "resize": _resize_note(ds.get("image_size"), height, width)},
             "output": {"name": "logits", "shape": ["batch", len(ds.get("classes") or [])]},
         },  # fmt: skip
         "accuracy": {
@@ -261,6 +270,7 @@ def model_card(
             "source": "estimated" if estimated else "measured",
             "source_label": config.get("target_label"),
             "budget_ms": config.get("budget_ms"),
+            "budget_on": config.get("budget_on", "point"),
             # the range the prediction stands for (None: no held-out error on record, or a run
             # written before intervals existed) and what it rests on
             "latency_interval_ms": list(iv) if (iv := row_interval(row)) else None,
@@ -283,7 +293,8 @@ def model_card(
                       "problem": about["kind"], "parts": about["parts"]},  # fmt: skip
         "search": {"space": (config.get("space") or {}).get("name"), "sampler": config.get("sampler"),
                    "seed": config.get("seed")},  # fmt: skip
-        **({"tensorrt": tensorrt_card(files[0])} if fmt == "onnx" else {}),
+        **({"tensorrt": {**tensorrt_card(files[0]), "target_runtime": config.get("target_runtime")}}
+           if fmt == "onnx" else {}),  # fmt: skip
         "finalize": _finalize_entry(row),
     }
 
@@ -312,6 +323,32 @@ def _finalize_entry(row: pd.Series) -> dict[str, Any] | None:
             "search_test_accuracy": _py(row.get("search_test_accuracy")),
             "final_val_accuracy": _py(row.get("final_val_accuracy")),
             "final_test_accuracy": _py(row.get("final_test_accuracy"))}  # fmt: skip
+
+
+def _resize_note(image_size: Any, height: int, width: int) -> str | None:
+    """How the run's images were brought to the model's input size (None: they were that size)."""
+    try:
+        size = int(image_size)
+    except (TypeError, ValueError):
+        size = None
+    if size == height == width:
+        return None
+    was = f"{size}x{size}" if size else "the data set's"
+    return (f"the run's {was} images were resized to {height}x{width} first: bilinear with antialiasing, clamped to "
+            f"[0, 1] (torch.nn.functional.interpolate(x, size=({height}, {width}), mode='bilinear', antialias=True)); "
+            "resize yours the same way, another filter scores lower")  # fmt: skip
+
+
+def _budget_cell(card: dict[str, Any]) -> str:
+    """The card's budget row: the run's budget, what it bounds, and whether this trial met it."""
+    p = card["predicted"]
+    if p.get("budget_ms") is None:
+        return "n/a"
+    upper = p.get("budget_on") == "upper" and p.get("latency_interval_ms")
+    bound = float(p["latency_interval_ms"][1]) if upper else float(p["latency_ms"])
+    what = "the upper end of the latency interval" if upper else "the predicted latency"
+    met = "met" if bound <= float(p["budget_ms"]) else f"**NOT met** ({format_ms(bound)}): this trial is over the run's budget"
+    return f"{format_ms(float(p['budget_ms']))} on {what}: {met}"
 
 
 def usage_snippet(card: dict[str, Any]) -> str:
@@ -357,6 +394,7 @@ def render_card(card: dict[str, Any]) -> str:
         f"| predicted latency on {p['target']} | {format_ms(p['latency_ms'])}{tag} |",
         f"| predicted energy on {p['target']} | {energy}{' (ESTIMATED)' if est else ''} |",
         f"| latency interval | {_interval_cell(p)} |",
+        f"| the run's budget | {_budget_cell(card)} |",
         f"| latency source | {p['source_label']} |",
         f"| measured latency here | {format_ms(m['median_ms'])} median (p10 {format_ms(m['p10_ms'])}, "
         f"p90 {format_ms(m['p90_ms'])}; {m['runtime']} {m['runtime_version']}, {m['cpu']}, "
@@ -371,6 +409,7 @@ def render_card(card: dict[str, Any]) -> str:
         "",
         f"`input`: float32 {d['input']['shape']}, {d['input']['range']}. "
         f"`logits`: {d['output']['shape']}" + (f", classes {', '.join(map(str, classes))}." if classes else "."),
+        *([f"Input size: {d['input']['resize']}."] if d["input"].get("resize") else []),
         "",
         "## Run it",
         "",
@@ -379,8 +418,12 @@ def render_card(card: dict[str, Any]) -> str:
         "```",
         "",
         *([] if "tensorrt" not in card else [
-            "## Measure it on the device (TensorRT)", "",
-            "On the board (or any NVIDIA GPU with TensorRT), in the folder holding the file:", "",
+            *(["## Measure it on the device (TensorRT)", "",
+               "On the board (or any NVIDIA GPU with TensorRT), in the folder holding the file:", ""]
+              if card["tensorrt"].get("target_runtime") in (None, "tensorrt") else
+              ["## On an NVIDIA device (TensorRT)", "",
+               f"The run's target, {p['target']}, runs {card['tensorrt']['target_runtime']}. To measure this file on "
+               "an NVIDIA GPU with TensorRT instead, in the folder holding the file:", ""]),
             "```sh", card["tensorrt"]["trtexec"], "```", "",
             *([card["tensorrt"]["note"], ""] if card["tensorrt"]["note"] else []),
         ]),  # fmt: skip

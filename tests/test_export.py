@@ -13,6 +13,8 @@ import pytest
 import yaml
 
 from autocompress.data import load_dataset
+from autocompress.exceptions import BadInputError
+from autocompress.export import select_trial
 from autocompress.runtime import runner
 from tests.helpers import assert_one_line_error, cli
 
@@ -76,6 +78,26 @@ def test_onnx_export_predicts_as_the_trial_and_card_matches_the_run(small_run, t
     assert f"{100 * row['test_accuracy']:.2f}%" in md
     assert "import onnxruntime as ort" in md and "trial_0000.onnx" in md
     assert row["candidate"] in md
+    # the teacher is over the run's budget: the card and the command say so
+    assert "| the run's budget |" in md and "**NOT met**" in md and "over the run's budget" in proc.stdout
+    # the tiny space's inputs are smaller than Fashion-MNIST's 28x28: the card says how they were resized
+    res = int(row["resolution"])
+    assert res < 28 and f"28x28 images were resized to {res}x{res} first: bilinear with antialiasing" in md
+    # the run's target runs ONNX Runtime: the TensorRT section is offered as another device, not "the device"
+    assert "## On an NVIDIA device (TensorRT)" in md and "runs onnxruntime" in md
+
+
+def test_the_best_within_a_budget_bounds_what_the_run_bounded() -> None:
+    """``export --best --budget`` of a run whose budget bounds the upper end of each interval
+    (``--budget-on upper``) picks by that end too, not by the predicted point."""
+    trials = pd.DataFrame({
+        "number": [1, 2], "state": "COMPLETE", "feasible": True, "pareto": True, "val_accuracy": [0.90, 0.85],
+        "latency_ms": [0.30, 0.25], "latency_hi_ms": [0.34, 0.29],
+    })  # fmt: skip
+    assert int(select_trial(trials, best=True, budget_ms=0.32)["number"]) == 1
+    assert int(select_trial(trials, best=True, budget_ms=0.32, budget_on="upper")["number"]) == 2
+    with pytest.raises(BadInputError, match="within 0.280 ms .at the upper end of its latency interval"):
+        select_trial(trials, best=True, budget_ms=0.28, budget_on="upper")
 
 
 def _first_int8(run_dir: Path) -> int:

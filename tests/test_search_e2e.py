@@ -238,3 +238,5 @@ def test_the_headline_command_on_an_estimated_jetson_writes_its_results(tmp_path
     line = card["predicted"]["latency_interval"]
     assert [p for p in ("fp32", "fp16", "int8") if f"{p}: " in line] == [p for p in ("fp32", "fp16", "int8") if p in used]
     assert card["predicted"]["latency_interval_ms"] == [row["latency_lo_ms"], row["latency_hi_ms"]]
+    md = (tmp_path / "best" / "model_card.md").read_text()
+    assert "## Measure it on the device (TensorRT)" in md and "| the run's budget | 10.00 ms on the predicted latency: met |" in md

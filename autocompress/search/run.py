@@ -136,6 +136,7 @@ def _config(cfg: SearchConfig, problem: Problem, target: Any, storage_spec: str,
         "target": target.name,
         "target_label": target.source_label,
         "target_estimated": target.estimated,
+        "target_runtime": target.device.runtime,
         "budget_ms": cfg.budget_ms,
         "budget_on": cfg.budget_on,
         # the held-out error band the latency intervals come from ({}: none on record)
