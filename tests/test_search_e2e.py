@@ -240,3 +240,39 @@ def test_the_headline_command_on_an_estimated_jetson_writes_its_results(tmp_path
     assert card["predicted"]["latency_interval_ms"] == [row["latency_lo_ms"], row["latency_hi_ms"]]
     md = (tmp_path / "best" / "model_card.md").read_text()
     assert "## Measure it on the device (TensorRT)" in md and "| the run's budget | 10.00 ms on the predicted latency: met |" in md
+
+
+def test_ctrl_c_during_the_teacher_then_resume_still_has_its_teacher(tmp_path, fashion_dir) -> None:
+    """Ctrl-C while the first trial (the seeded fp32 teacher) runs: the trial is queued again, and
+    ``--resume`` runs it as the teacher (it was once lost, and the run had no teacher)."""
+    import optuna
+
+    run_dir = tmp_path / "interrupted"
+    budget = f"{tiny_mid_budget_us():.1f}us"
+    args = [sys.executable, "-m", "autocompress", "search", "--space", "tiny", "--target", "cpu", "--budget", budget,
+            "--subset", SUBSET, "--trials", "3", "--finalize", "0", "--run-dir", str(run_dir)]  # fmt: skip
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=os.environ.copy())  # fmt: skip
+    storage = f"sqlite:///{run_dir / 'study.db'}"
+    deadline = time.monotonic() + 300
+    running = False
+    while time.monotonic() < deadline and proc.poll() is None and not running:
+        time.sleep(0.2)
+        try:
+            trials = optuna.load_study(study_name="autocompress", storage=storage).get_trials(deepcopy=False)
+        except Exception:  # not created yet
+            continue
+        running = any(t.number == 0 and t.state == optuna.trial.TrialState.RUNNING for t in trials)
+    assert running, "trial 0 never ran"
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "interrupted" in stderr and "Traceback" not in stderr
+
+    resumed = cli("search", "--space", "tiny", "--target", "cpu", "--budget", budget, "--trials", "3",
+                  "--finalize", "0", "--run-dir", str(run_dir), "--resume")  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    after = pd.read_parquet(run_dir / "trials.parquet")
+    teacher = after[(after["seeded"] == "largest") & (after["state"] == "COMPLETE")]
+    assert len(teacher) == 1 and int(teacher["retry_of"].iloc[0]) == 0
+    assert (after["state"] == "COMPLETE").sum() == 3

@@ -16,7 +16,14 @@ from autocompress.exceptions import AutoCompressError, CompressionUnavailableErr
 from autocompress.problems import Problem
 from autocompress.results import write_results
 from autocompress.search.config import METRICS, Hooks, SearchConfig
-from autocompress.search.storage import WORKER_ATTR, fail_stale, heartbeat, live_foreign_trials, worker_id
+from autocompress.search.storage import (
+    WORKER_ATTR,
+    fail_and_requeue,
+    fail_stale,
+    heartbeat,
+    live_foreign_trials,
+    worker_id,
+)
 from autocompress.search.trial import constraint_values, find_twin, report_trial, score_candidate
 
 log = logging.getLogger(__name__)
@@ -59,7 +66,11 @@ def optimize(study: optuna.Study, problem: Problem, cfg: SearchConfig, config: d
             else:
                 with heartbeat(study, trial):
                     result = score_candidate(problem, cand, trial.number, study=study, cfg=cfg)
-        except (KeyboardInterrupt, CompressionUnavailableError, TargetError):
+        except KeyboardInterrupt:
+            fail_and_requeue(study, trial)
+            write_results(run_dir, study, config)
+            raise
+        except (CompressionUnavailableError, TargetError):
             study.tell(trial, state=TrialState.FAIL)
             write_results(run_dir, study, config)
             raise

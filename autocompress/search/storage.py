@@ -217,12 +217,14 @@ def live_foreign_trials(study: optuna.Study) -> int:
 
 class _Retry(optuna.storages.RetryHeartbeatStaleTrialCallback):
     """Optuna's retry (a WAITING copy of the trial, same params), carrying over of the dead
-    trial's attributes only ``retry_of`` and Optuna's retry history: its worker, candidate and
-    sampler state belong to the run that died (a copied worker would mark the retry as dead)."""
+    trial's attributes only ``retry_of``, its ``seeded`` role (a retried teacher is still the
+    teacher) and Optuna's retry history: its worker, candidate and sampler state belong to the
+    run that died (a copied worker would mark the retry as dead)."""
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         clean = copy.copy(trial)
-        clean.user_attrs = {"retry_of": trial.number}
+        seeded = trial.user_attrs.get("seeded")
+        clean.user_attrs = {"retry_of": trial.number, **({"seeded": seeded} if seeded else {})}
         clean.system_attrs = {k: copy.copy(v) for k, v in trial.system_attrs.items()
                               if k in ("failed_trial", "retry_history")}  # fmt: skip
         super().__call__(study, clean)
@@ -250,6 +252,13 @@ def requeue_interrupted(study: optuna.Study) -> list[int]:
         _RETRY(study, t)
         done.append(t.number)
     return done
+
+
+def fail_and_requeue(study: optuna.Study, trial: optuna.Trial) -> None:
+    """A trial stopped by Ctrl-C: failed, and its params queued again, so that ``--resume`` runs
+    it first (as a killed one's are); a seeded one (the teacher) is not lost."""
+    study.tell(trial, state=TrialState.FAIL)
+    _RETRY(study, study._storage.get_trial(trial._trial_id))
 
 
 def requeue_stale(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
