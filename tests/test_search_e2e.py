@@ -276,3 +276,23 @@ def test_ctrl_c_during_the_teacher_then_resume_still_has_its_teacher(tmp_path, f
     teacher = after[(after["seeded"] == "largest") & (after["state"] == "COMPLETE")]
     assert len(teacher) == 1 and int(teacher["retry_of"].iloc[0]) == 0
     assert (after["state"] == "COMPLETE").sum() == 3
+
+
+def test_a_copied_run_directory_resumes_its_own_study(run, tmp_path) -> None:
+    """config.yaml records the study's SQLite file by its absolute path: a copy of a run
+    directory, resumed, once wrote its trials into the original's study.db."""
+    import shutil
+
+    import optuna
+
+    run_dir, _ = run
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+
+    def count(folder: Path) -> int:
+        return len(optuna.load_study(study_name="autocompress", storage=f"sqlite:///{folder / 'study.db'}").trials)
+
+    before = count(run_dir)
+    proc = _search(copy, "--resume", "--finalize", "0", trials=str(before + 1))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert count(run_dir) == before and count(copy) == before + 1

@@ -9,6 +9,7 @@ started again with the same command; ``config.yaml`` is written when the study b
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from autocompress import __version__
@@ -71,7 +72,7 @@ def run_search(cfg: SearchConfig, hooks: Hooks | None = None) -> SearchOutcome:
     warm = warm_start_params(cfg.warm_start, problem) if cfg.warm_start else []
     run_dir = prepare_run_dir(cfg, target.name, problem.fingerprint())
     old_config = read_config(run_dir) if cfg.resume and (run_dir / CONFIG_FILE).is_file() else {}
-    storage_spec = resolve_storage(cfg.storage or old_config.get("storage", {}).get("url"), run_dir, STUDY_FILE)
+    storage_spec = resolve_storage(cfg.storage or recorded_storage(old_config, run_dir), run_dir, STUDY_FILE)
     storage = open_study_storage(cfg, run_dir, storage_spec)
 
     models_dir = run_dir / "models"
@@ -125,6 +126,17 @@ def run_search(cfg: SearchConfig, hooks: Hooks | None = None) -> SearchOutcome:
             f"of {len(done)} took {format_ms(fastest)} (results kept in {run_dir})"
         )
     return outcome
+
+
+def recorded_storage(old_config: dict[str, Any], run_dir: Path) -> str | None:
+    """The storage ``--resume`` reopens: the one the run recorded, except that a run directory
+    holding its own ``study.db`` resumes that one (None), wherever the recorded SQLite file was: a
+    copied or moved run directory records the absolute path of the original's, and would
+    otherwise write its trials there."""
+    url = (old_config.get("storage") or {}).get("url")
+    if isinstance(url, str) and url.startswith("sqlite:") and (run_dir / STUDY_FILE).is_file():
+        return None
+    return url
 
 
 def _config(cfg: SearchConfig, problem: Problem, target: Any, storage_spec: str,
