@@ -1101,6 +1101,8 @@ def _export(**kw: Any) -> None:
     _check_run_dir(kw["run_dir"])
     if kw["out_dir"] is not None and path_kind(kw["out_dir"]) not in (None, "a folder"):
         raise BadInputError(f"--out {kw['out_dir']} is {path_kind(kw['out_dir'])}, not a folder")
+    if kw["out_dir"] is not None:  # a parent that is a file, or read-only: before any work
+        ensure_writable_dir(kw["out_dir"], "--out folder")
     budget_ms = parse_budget(kw["budget"]) if kw["budget"] else None
     out_dir = kw["out_dir"]
     if out_dir is None:

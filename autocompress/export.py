@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 
 from autocompress import __version__
-from autocompress._io import file_sha256
-from autocompress.exceptions import AutoCompressError, BadInputError, RunDirError
+from autocompress._io import ensure_writable_dir, file_sha256
+from autocompress.exceptions import AutoCompressError, BadInputError, RunDirError, WriteError
 from autocompress.hardware.interval import NO_BAND, row_interval
 from autocompress.results import interval_line, load_run
 from autocompress.units import format_bytes, format_ms
@@ -135,8 +135,12 @@ def export_trial(
     source = trial_model(run_dir, row)
     if out_dir.exists() and not overwrite and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise BadInputError(f"{out_dir} already exists and is not empty; pass --overwrite or another --out")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".tmp"))
+    ensure_writable_dir(out_dir, "output folder")
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".tmp"))
+    except OSError as exc:
+        raise WriteError(f"cannot write to output folder {out_dir}: {exc.strerror or exc}") from None
     try:
         stem = f"trial_{int(row['number']):04d}"
         files = _write_model(source, tmp, stem, fmt)

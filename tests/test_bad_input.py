@@ -479,6 +479,8 @@ CASES: list[Case] = [
       files={"run/trials.parquet": b"PAR1"}, setup=_fifo("run/config.yaml")),
     C("export-out-fifo", ("export", "{tmp}/nope", "--best", "--out", "{tmp}/out"), ("--out {tmp}/out is a FIFO, not a folder",),
       setup=_fifo("out")),
+    C("export-out-under-a-file", ("export", "{tmp}/run", "--best", "--out", "{tmp}/f/sub"),
+      ("cannot write to --out folder {tmp}/f/sub: {tmp}/f is not a folder",), files={"run/config.yaml": run_config(), "f": "x"}),
     C("explore-run-fifo", ("explore", "{tmp}/run"), ("run directory {tmp}/run is a FIFO, not a folder",), setup=_fifo("run")),
     C("explore-trials-fifo", ("explore", "{tmp}/run"), ("{tmp}/run/trials.parquet is a FIFO, not a regular file",),
       files={"run/config.yaml": run_config()}, setup=_fifo("run/trials.parquet")),
