@@ -72,6 +72,14 @@ def _one_line(exc: BaseException) -> str:
     return escape(" ".join(str(exc).split()) or type(exc).__name__)
 
 
+# what Ctrl-C leaves, and how to go on, per command (the rest: nothing kept, nothing half-written)
+INTERRUPTED = {
+    "_search": "interrupted; completed trials are kept (continue with the same command and --resume)",
+    "_finalize": "interrupted; finished candidates are kept, and the one in training resumes from its last epoch "
+                 "(continue: run the same command again)",
+}
+
+
 def _guard(fn: Any) -> Any:
     """Run a command body, turning our errors (and Ctrl-C) into one line and an exit code."""
 
@@ -82,7 +90,7 @@ def _guard(fn: Any) -> Any:
         except AutoCompressError as exc:
             _fail(exc, exc.exit_code)
         except KeyboardInterrupt:
-            err.print("interrupted; completed trials are kept (continue with --resume)")
+            err.print(INTERRUPTED.get(fn.__name__, "interrupted; nothing was left half-written"))
             raise typer.Exit(130) from None
 
     return wrapper

@@ -169,3 +169,42 @@ def test_finalize_survives_kill_9_and_never_deploys_worse(unfinalized: Path, tmp
     assert card["finalize"]["deployed"] == "finalized"
     assert (out / f"trial_{number:04d}.onnx").read_bytes() == (run_dir / "models" / f"final_{number:04d}.onnx").read_bytes()
     assert "**finalized**" in (out / "model_card.md").read_text()
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_a_plain_rerun_finishes_the_candidate_an_interrupted_finalize_left(unfinalized: Path, tmp_path: Path) -> None:
+    """``finalize RUN --trials N`` stopped mid-way, then ``finalize RUN``: trial N is finished, not
+    left "running" in its state file, the trials table and the report."""
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(unfinalized, run_dir)
+    fin = run_dir / "finalize"
+    fin.mkdir(exist_ok=True)
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    trials = pd.read_parquet(run_dir / "trials.parquet")
+    planned = {p["trial"] for p in (config.get("finalize") or {}).get("plan", [])}
+    others = [int(n) for n, s, seeded in zip(trials["number"], trials["state"], trials["seeded"])
+              if s == "COMPLETE" and seeded != "largest" and int(n) not in planned]  # fmt: skip
+    assert others, "every completed trial was finalized already"
+    number = others[0]
+    teacher = json.loads((fin / "trial_0000.json").read_text()) if (fin / "trial_0000.json").is_file() else None
+    schedule = teacher["schedule"] if teacher else None
+    if schedule is None:  # the teacher was never finalized: the space's schedule, as finalize records it
+        from autocompress.space import load_space
+
+        spec = load_space("tiny").model.finalize
+        schedule = spec.model_dump(mode="json", exclude={"top"})
+    (fin / f"trial_{number:04d}.json").write_text(json.dumps(
+        {"number": number, "role": "candidate", "state": "running", "schedule": schedule}))  # fmt: skip
+    config["finalize"] = {**(config.get("finalize") or {}), "state": "running", "requested": [number]}
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+    again = cli("finalize", str(run_dir), timeout=1800)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    state = json.loads((fin / f"trial_{number:04d}.json").read_text())
+    assert state["state"] in ("finalized", "kept")
+    after = pd.read_parquet(run_dir / "trials.parquet").set_index("number")
+    assert after.loc[number, "final_state"] in ("finalized", "kept")
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["finalize"]["state"] == "done"

@@ -161,6 +161,10 @@ def finalize_candidates(problem: Problem, run_dir: Path, config: dict[str, Any],
     """
     hooks = hooks or FinalizeHooks()
     spec = problem.finalize_spec()
+    before = config.get("finalize") or {}
+    if top is None and numbers is None and before.get("state") == "running":
+        # a rerun naming nothing continues an interrupted finalize as it was asked for
+        top, numbers = before.get("top"), before.get("requested")
     top = spec.top if top is None else top
     window = accuracy_window(config)
     fin_dir = run_dir / FINALIZE_DIR
@@ -170,6 +174,11 @@ def finalize_candidates(problem: Problem, run_dir: Path, config: dict[str, Any],
     plan = plan_for(trials, top=top, numbers=numbers, window_pp=window)
     schedule = spec.model_dump(mode="json", exclude={"top"})
     states = finalize_states(run_dir)
+    done = set(trials.loc[trials["state"] == "COMPLETE", "number"].astype(int)) if "number" in trials else set()
+    planned = {n for n, _ in plan}
+    # a candidate an interrupted finalize left in training is finished too, whatever is asked now
+    plan += [(n, str(st.get("role") or "candidate")) for n, st in sorted(states.items())
+             if st.get("state") == "running" and n not in planned and n in done]
     skipped = [n for n, _ in plan if _finished(states.get(n), schedule)]
     t_start = time.perf_counter()
     config = {**config, "finalize": {
