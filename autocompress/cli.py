@@ -400,6 +400,8 @@ def _print_model_outcome(outcome: Any) -> None:
     _print_pareto(outcome, columns, row)
     out.print(f"latency source: {cfg['target_label']}", highlight=False)
     out.print(interval_line(cfg), highlight=False, soft_wrap=True)
+    if cfg.get("latency_family_note"):
+        out.print(cfg["latency_family_note"], highlight=False, soft_wrap=True)
     _print_budget_note(cfg)
     out.print(f"results: {outcome.run_dir}/ (report.md, pareto.csv, pareto.png, trials.parquet, models/)")
 
@@ -506,6 +508,8 @@ def _print_outcome(outcome: Any) -> None:
     _print_pareto(outcome, columns, row)
     out.print(f"latency source: {cfg['target_label']}", highlight=False)
     out.print(interval_line(cfg), highlight=False, soft_wrap=True)
+    if cfg.get("latency_family_note"):
+        out.print(cfg["latency_family_note"], highlight=False, soft_wrap=True)
     _print_budget_note(cfg)
     out.print(f"results: {outcome.run_dir}/ (report.md, pareto.csv, pareto.png, trials.parquet, models/)")
     out.print("next:")
@@ -777,13 +781,9 @@ def _space(**kw: Any) -> None:
 def _uncovered_space_note(device: Any, space: Any, channels: int, classes: int) -> str | None:
     """``families.uncovered_note`` for the space's largest network on an estimated target."""
     from autocompress.arch import plan
-    from autocompress.hardware.families import uncovered_note
-    from autocompress.hardware.roofline import block_layers
+    from autocompress.hardware.families import uncovered_blocks_note
 
-    if device.source != "estimated" or device.roofline is None:
-        return None
-    layers = [layer for b in plan(space.largest(), space, channels, classes) for layer in block_layers(b)]
-    return uncovered_note(device, layers)
+    return uncovered_blocks_note(device, plan(space.largest(), space, channels, classes))
 
 
 def _budget_verdict(budget_ms: float, lo: float, hi: float, target: str, estimated: bool) -> str:

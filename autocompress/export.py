@@ -275,6 +275,7 @@ def model_card(
             "source_label": config.get("target_label"),
             "budget_ms": config.get("budget_ms"),
             "budget_on": config.get("budget_on", "point"),
+            "family_note": config.get("latency_family_note"),
             # the range the prediction stands for (None: no held-out error on record, or a run
             # written before intervals existed) and what it rests on
             "latency_interval_ms": list(iv) if (iv := row_interval(row)) else None,
@@ -398,6 +399,7 @@ def render_card(card: dict[str, Any]) -> str:
         f"| predicted latency on {p['target']} | {format_ms(p['latency_ms'])}{tag} |",
         f"| predicted energy on {p['target']} | {energy}{' (ESTIMATED)' if est else ''} |",
         f"| latency interval | {_interval_cell(p)} |",
+        *([f"| calibration coverage | **{p['family_note']}** |"] if p.get("family_note") else []),
         f"| the run's budget | {_budget_cell(card)} |",
         f"| latency source | {p['source_label']} |",
         f"| measured latency here | {format_ms(m['median_ms'])} median (p10 {format_ms(m['p10_ms'])}, "

@@ -428,6 +428,7 @@ def render_report(run_dir: Path, trials: pd.DataFrame, pareto: pd.DataFrame, con
         f"- target: **{config.get('target')}** — latency source: {config.get('target_label')}",
         f"- budget: {format_ms(config.get('budget_ms', 0))} (hard constraint)",
         f"- {interval_line(config)}",
+        *([f"- **{config['latency_family_note']}**"] if config.get("latency_family_note") else []),
         *_budget_note(config),
         f"- data: {config.get('dataset', {}).get('name')} "
         f"(splits {config.get('dataset', {}).get('split_sizes')})",

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from autocompress.data import load_dataset
 from autocompress.runtime import ort_accuracy
@@ -227,6 +228,9 @@ def test_the_headline_command_on_an_estimated_jetson_writes_its_results(tmp_path
     assert len(done) == 3 and done["latency_lo_ms"].notna().all()
     assert (done["latency_lo_ms"] < done["latency_hi_ms"]).all()
     assert "does not bind" in proc.stdout  # 10 ms is far above the tiny space on the Orin Nano
+    # the Orin Nano's calibration holds depthwise-heavy classifiers: no "outside the families" line
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["latency_family_note"] is None
+    assert "holds no figure of this family" not in proc.stdout
     # the winner exports, and its card describes the interval by its own precisions' bands only
     exported = cli("export", str(run_dir), "--best", "--format", "onnx", "--out", str(tmp_path / "best"))
     assert exported.returncode == 0, exported.stderr[-2000:]
@@ -296,3 +300,19 @@ def test_a_copied_run_directory_resumes_its_own_study(run, tmp_path) -> None:
     proc = _search(copy, "--resume", "--finalize", "0", trials=str(before + 1))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert count(run_dir) == before and count(copy) == before + 1
+
+
+def test_an_estimate_outside_the_calibrated_families_says_so_in_every_result(tmp_path, fashion_dir) -> None:
+    """The Orin NX's calibration holds no depthwise-heavy classifier (the tiny space is one): the
+    search's output, report.md and the model card carry the line `space` and `latency` print."""
+    run_dir = tmp_path / "orin-nx"
+    proc = cli("search", "--space", "tiny", "--target", "orin-nx", "--budget", "10ms", "--subset", "600",
+               "--trials", "2", "--finalize", "0", "--run-dir", str(run_dir), "--sampler", "random")  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    note = "its calibration holds no figure of this family"
+    assert note in proc.stdout and note in (run_dir / "report.md").read_text()
+    exported = cli("export", str(run_dir), "--trial", "0", "--out", str(tmp_path / "card"))
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    assert note in (tmp_path / "card" / "model_card.md").read_text()
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert "depthwise-heavy classifier" in cfg["latency_family_note"]

@@ -11,6 +11,7 @@ estimate.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from autocompress.hardware.lut import DeviceSpec
 from autocompress.hardware.reference_nets import Layer, reference_net
@@ -83,6 +84,16 @@ def uncovered_note(device: DeviceSpec, layers: Sequence[Layer]) -> str | None:
     have = ", ".join(sorted(covered)) or "none"
     return (f"ESTIMATE for a {FAMILY_LABELS[fam]} on {device.name}: its calibration holds no figure of "
             f"this family (families calibrated: {have}); expect a larger error than its error band")
+
+
+def uncovered_blocks_note(device: DeviceSpec, blocks: Sequence[Any]) -> str | None:
+    """:func:`uncovered_note` for a network of our fused blocks (``arch.BlockSpec`` s) on an
+    estimated device with a roofline; None elsewhere."""
+    if device.source != "estimated" or device.roofline is None:
+        return None
+    from autocompress.hardware.roofline import block_layers
+
+    return uncovered_note(device, [layer for b in blocks for layer in block_layers(b)])
 
 
 def held_out_line(device: DeviceSpec) -> str:

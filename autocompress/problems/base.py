@@ -156,6 +156,12 @@ class Problem(RunDescriber):
     def fingerprint(self) -> str:
         """What must match for ``--resume`` to continue a study (space, weights, data)."""
 
+    def family_note(self) -> str | None:
+        """On an estimated target whose calibration holds no published figure of the network's
+        family (``hardware.families.uncovered_note``), the line every result shows beside the
+        estimate; None otherwise (after ``check``)."""
+        return None
+
     @abstractmethod
     def check(self, hooks: ProblemHooks | None = None) -> None:
         """Refuse, before anything is written, what this problem cannot do on its target (a

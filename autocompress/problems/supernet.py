@@ -201,6 +201,12 @@ class SupernetProblem(Problem, SupernetDescriber):
             self.target.table, blocks, block_precisions(cand, self.space, blocks), batch=self.batch
         )
 
+    def family_note(self) -> str | None:
+        from autocompress.hardware.families import uncovered_blocks_note
+
+        return uncovered_blocks_note(self.target.device, plan(self.space.largest(), self.space, self.data.channels,
+                                                               self.data.num_classes))  # fmt: skip
+
     def latency_range(self) -> LatencyRange:
         """Smallest architecture pruned as far as allowed to largest unpruned, over the
         precision mixes the space offers (table lookups only: milliseconds)."""

@@ -153,6 +153,8 @@ def _config(cfg: SearchConfig, problem: Problem, target: Any, storage_spec: str,
         "budget_on": cfg.budget_on,
         # the held-out error band the latency intervals come from ({}: none on record)
         "latency_error_band": bands_entry(target.device),
+        # an estimated target calibrated on no network of this one's family says so beside every estimate
+        "latency_family_note": problem.family_note(),
         "max_size_bytes": cfg.max_size_bytes,
         "accuracy_window_pp": (DEFAULT_ACCURACY_WINDOW_PP if cfg.accuracy_window_pp is None
                                else float(cfg.accuracy_window_pp)),  # fmt: skip

@@ -168,6 +168,14 @@ class UserModelProblem(Problem, UserModelDescriber):
                                           on_progress=hooks.profile_step if hooks else None)  # fmt: skip
         self._baseline_prediction = self.price(layers[0], cands[0])
         self._smallest_prediction = self.price(layers[1], cands[1])
+        from autocompress.hardware.families import uncovered_note
+        from autocompress.hardware.layer_estimate import roofline_layer
+
+        self._family_note = uncovered_note(self.target.device, [roofline_layer(layer.at("fp32", self.batch))
+                                                                for layer in layers[0]])  # fmt: skip
+
+    def family_note(self) -> str | None:
+        return getattr(self, "_family_note", None)
 
     def prepare(self, models_dir: Path, hooks: ProblemHooks | None = None) -> dict[str, Any]:
         """Export the original (``models/original.onnx``), fit the layer table's scale to it on
