@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import onnx
+from onnx import numpy_helper
 
 from autocompress.hardware.layer_table import LayerKey, LayerSpec
 
@@ -77,6 +78,21 @@ def _attr(node: onnx.NodeProto, name: str, default: Any) -> Any:
     return default
 
 
+def _axes(gr: _Graph, node: onnx.NodeProto, rank: int) -> set[int] | None:
+    """The axes a Reduce* node reduces, from its ``axes`` attribute (opset < 18) or its second
+    input (opset >= 18, a constant); all of them when neither is given; None when the input is
+    computed at run time."""
+    axes = _attr(node, "axes", None)
+    if axes is None and len(node.input) > 1 and node.input[1]:
+        value = gr.constant(node.input[1])
+        if value is None:
+            return None
+        axes = [int(a) for a in value.reshape(-1)]
+    if not axes:  # no axes: ``noop_with_empty_axes`` = 0 reduces all of them
+        return None if _attr(node, "noop_with_empty_axes", 0) else set(range(rank))
+    return {int(a) % rank for a in axes}
+
+
 def _chw(dims: list[int]) -> tuple[int, int, int]:
     """(C, H, W) of an activation: rank 4 as is, rank 2 (N, C) as (C, 1, 1), others as
     (dims[1], product of the middle, dims[-1])."""
@@ -105,6 +121,17 @@ class _Graph:
                 self.consumers.setdefault(i, []).append(n)
         self.outputs = {o.name for o in self.g.output}
         self.absorbed: set[int] = set()
+
+    def constant(self, t: str) -> np.ndarray | None:
+        """The value of an initializer or of a ``Constant`` node's output (None for any other tensor)."""
+        for i in self.g.initializer:
+            if i.name == t:
+                return numpy_helper.to_array(i)
+        for n in self.g.node:
+            if n.op_type == "Constant" and n.output and n.output[0] == t:
+                a = next((a for a in n.attribute if a.name == "value"), None)
+                return None if a is None else numpy_helper.to_array(a.t)
+        return None
 
     def only(self, t: str) -> onnx.NodeProto | None:
         cons = self.consumers.get(t, [])
@@ -273,8 +300,7 @@ def _layer(gr: _Graph, node: onnx.NodeProto) -> tuple[LayerKey, tuple[str, ...]]
     if op in ("GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax"):
         dims = shapes[x]
         if op.startswith("Reduce"):
-            axes = {a % len(dims) for a in _attr(node, "axes", [])}
-            if len(dims) != 4 or axes != {2, 3}:
+            if len(dims) != 4 or _axes(gr, node, len(dims)) != {2, 3}:
                 return None
         return _key("globalpool", _chw(dims), mode="max" if "Max" in op else ""), one
     if op == "BatchNormalization":
