@@ -39,7 +39,7 @@ from autocompress.hardware.layer_fill import fill_layers, missing_families, same
 from autocompress.hardware.layer_predict import predict_layers, unpriced
 from autocompress.hardware.layer_table import OPS, LayerSpec, LayerTable, load_layers
 from autocompress.hardware.lut import ErrorBand
-from autocompress.hardware.onnx_layers import extract_layers
+from autocompress.hardware.onnx_layers import extract_layers, graph_inputs
 from autocompress.hardware.targets import Target, check_file_precision, get_target
 
 SCHEMA = 1  # of the --json output
@@ -200,9 +200,35 @@ def _half_nodes(model: onnx.ModelProto) -> set[str]:
     return {n.name for n in model.graph.node if any(types.get(i) == half for i in n.input[:2] if i)}
 
 
-def file_layers(path: Path) -> tuple[list[LayerSpec], list[str]]:
-    """The file's layers (of its float equivalent) and each one's stored precision."""
+_DIM_NAMES = {1: "channels", 2: "height", 3: "width"}  # of a rank-4 (N, C, H, W) input
+
+
+def input_batch(path: Path, model: onnx.ModelProto) -> int:
+    """The batch the file's inputs fix (1 when their batch axis is dynamic).
+
+    Raises:
+        BadInputError: an input with a dynamic size past its batch axis (channels, height,
+            width): the layers' sizes, so their latency, depend on it.
+    """
+    batch = 1
+    for name, dims in graph_inputs(model):
+        dynamic = [i for i, d in enumerate(dims) if i > 0 and isinstance(d, str)]
+        if dynamic:
+            what = "/".join(_DIM_NAMES.get(i, f"dim {i}") if len(dims) == 4 else f"dim {i}" for i in dynamic)
+            raise BadInputError(
+                f"{path}: input '{name}' has dynamic {what} ({', '.join(str(dims[i]) for i in dynamic)}); "
+                "export it with a fixed input size (a dynamic batch axis is fine)"
+            )
+        if dims and isinstance(dims[0], int):
+            batch = max(batch, dims[0])
+    return batch
+
+
+def file_layers(path: Path) -> tuple[list[LayerSpec], list[str], int]:
+    """The file's layers (of its float equivalent), each one's stored precision and the batch
+    its input fixes (1 when dynamic)."""
     model = read_model(path)
+    batch = input_batch(path, model)
     try:
         float_model, int8_nodes = float_equivalent(model)
         half = _half_nodes(float_model)
@@ -230,7 +256,7 @@ def file_layers(path: Path) -> tuple[list[LayerSpec], list[str]]:
             stored.append("fp16")
         else:
             stored.append("fp32")
-    return layers, stored
+    return layers, stored, batch
 
 
 def _precisions(stored: list[str], precision: str, target: Target) -> list[str]:
@@ -269,7 +295,7 @@ def file_latency(path: Path, target_name: str, precision: str = "mixed", *, prof
     """
     target = apply_cached(get_target(target_name))  # a band validated on this host, when there is one
     check_file_precision(precision, target)  # before the file is read
-    layers, stored = file_layers(path)
+    layers, stored, batch = file_layers(path)
     precisions = _precisions(stored, precision, target)
     device = target.device
     table = load_layers(target.folder, device)

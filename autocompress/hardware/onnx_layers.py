@@ -30,27 +30,49 @@ ELTWISE = {"Add": "add", "Sub": "add", "Div": "add", "Mul": "mul"}
 RESIZE_MODES = {"nearest": "nearest", "linear": "bilinear", "cubic": "bicubic"}
 
 
+def graph_inputs(model: onnx.ModelProto) -> list[tuple[str, list[int | str]]]:
+    """Each input of the graph (initializers listed as inputs left out) with its dims: an int
+    where the file fixes it, else the dimension's name (``"?"`` when it has none)."""
+    inits = {i.name for i in model.graph.initializer}
+    out = []
+    for vi in model.graph.input:
+        if vi.name in inits:
+            continue
+        dims = vi.type.tensor_type.shape.dim
+        out.append((vi.name, [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]))
+    return out
+
+
 def _shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
     """Every tensor's dims at batch 1: from ONNX shape inference, or, where it leaves a dimension
-    unknown (slices and resizes computed from ``Shape``), by running the graph once."""
+    unknown (slices and resizes computed from ``Shape``), by running the graph once. A tensor
+    whose size past the batch axis stays unknown (the graph does not run, or its input size is
+    dynamic) is left out: the nodes that read it are not priced rather than priced at a guess."""
     inferred = onnx.shape_inference.infer_shapes(model)
     g = inferred.graph
     out: dict[str, list[int]] = {i.name: list(i.dims) for i in g.initializer}
-    unknown = False
+    unsure: set[str] = set()
     for vi in [*g.input, *g.value_info, *g.output]:
         dims = vi.type.tensor_type.shape.dim
         out[vi.name] = [d.dim_value if d.HasField("dim_value") else 1 for d in dims]
-        unknown |= any(not d.HasField("dim_value") for d in list(dims)[1:])
+        if any(not d.HasField("dim_value") for d in list(dims)[1:]):
+            unsure.add(vi.name)
     produced = {o for n in g.node for o in n.output if o}
-    unknown |= bool(produced - set(out))
-    if unknown:
-        out.update(_run_shapes(model))
+    if unsure or produced - set(out):
+        ran = _run_shapes(model)
+        out.update(ran)
+        for name in unsure - set(ran):
+            del out[name]
     return out
 
 
 def _run_shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
+    """Every tensor's dims from one run of the graph on zeros (a dynamic batch at 1); empty when
+    an input's other dims are dynamic (any size would be a guess) or the graph does not run."""
     import onnxruntime as ort
 
+    if any(isinstance(d, str) for _, dims in graph_inputs(model) for d in dims[1:]):
+        return {}
     m = onnx.ModelProto()
     m.CopyFrom(model)
     have = {o.name for o in m.graph.output}
@@ -59,15 +81,17 @@ def _run_shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
             if o and o not in have:
                 m.graph.output.append(onnx.ValueInfoProto(name=o))
                 have.add(o)
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3  # a failed run is reported by the shapes it leaves unknown, not on stderr
     try:
-        sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+        sess = ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
         feeds = {}
         for i in sess.get_inputs():
             dims = [d if isinstance(d, int) else 1 for d in i.shape]
             feeds[i.name] = np.zeros(dims, dtype=np.float32)
         names = [o.name for o in sess.get_outputs()]
         return {n: list(np.shape(v)) for n, v in zip(names, sess.run(names, feeds), strict=True)}
-    except Exception:  # noqa: BLE001 - shapes stay as inferred; the affected nodes become unpriced
+    except Exception:  # noqa: BLE001 - shapes stay unknown; the affected nodes become unpriced
         return {}
 
 

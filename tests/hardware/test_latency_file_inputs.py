@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from autocompress.cli import app
 from autocompress.hardware.onnx_layers import extract_layers
+from tests.helpers import assert_one_line_error, cli
 
 TARGET = "raspberry-pi-5"  # an estimated table: priced the same on any machine
 
@@ -69,3 +70,45 @@ def test_reduce_mean_over_channels_is_not_a_global_pool(tmp_path: Path) -> None:
     onnx.save(model, str(path))
     _, unknown = extract_layers(path)
     assert [u.split()[0] for u in unknown] == ["ReduceMean"]
+
+
+class Strided(nn.Module):
+    """A stride-2 conv, a max pool and an unpadded conv: at a guessed 1 x 1 input the graph does not run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 8, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+@pytest.mark.parametrize(("dynamic", "said"), [({0: "N", 2: "H", 3: "W"}, "dynamic height/width (H, W)"),
+                                               ({1: "C"}, "dynamic channels (C)")])  # fmt: skip
+def test_dynamic_input_size_is_refused_in_one_line(tmp_path: Path, dynamic: dict[int, str], said: str) -> None:
+    """A file whose input size is dynamic is not priced at a guessed 1 x 1: one line says why
+    (exit 2), and nothing of onnxruntime's own log reaches stderr."""
+    path = tmp_path / "dyn.onnx"
+    torch.onnx.export(Strided().eval(), torch.zeros(1, 3, 32, 32), str(path), input_names=["input"],
+                      dynamic_axes={"input": dynamic}, dynamo=False)  # fmt: skip
+    proc = cli("latency", str(path), "--target", TARGET)
+    assert_one_line_error(proc, 2, f"{path}: input 'input' has dynamic", said, "export it with a fixed input size")
+    assert "onnxruntime" not in proc.stderr and proc.stdout == ""
+
+
+def test_unknown_sizes_leave_layers_unpriced_not_guessed(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """Where the sizes stay unknown (the graph cannot run at any size it could guess), the layers
+    are reported unpriced instead of priced at 1 x 1 pixels, and onnxruntime logs nothing."""
+    path = tmp_path / "dyn.onnx"
+    torch.onnx.export(Strided().eval(), torch.zeros(1, 3, 32, 32), str(path), input_names=["input"],
+                      dynamic_axes={"input": {2: "H", 3: "W"}}, dynamo=False)  # fmt: skip
+    capfd.readouterr()
+    layers, unknown = extract_layers(path)
+    assert layers == [] and [u.split()[0] for u in unknown] == ["Conv", "Relu", "MaxPool", "Conv"]
+    assert "onnxruntime" not in capfd.readouterr().err
+
+
+def test_dynamic_batch_is_priced_at_batch_1(tmp_path: Path) -> None:
+    fixed = _json(latency(str(_export(tmp_path / "fixed.onnx")), "--target", TARGET, "--json"))
+    dyn = _json(latency(str(_export(tmp_path / "dyn.onnx", dynamic={0: "N"})), "--target", TARGET, "--json"))
+    assert dyn["latency_ms"] == fixed["latency_ms"] and dyn["layers"][0]["label"].startswith("conv+relu 28x28x1")
