@@ -80,6 +80,7 @@ class FileLatency:
     transitions_ms: float
     layers: list[LayerLine]
     profiled: int = 0
+    file_batch: int = 1  # the batch the file's input fixes; the figures are for batch 1
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -100,6 +101,8 @@ class FileLatency:
             "estimated": self.estimated,
             "precision": self.precision,
             "layer_precisions": self.layer_precisions,
+            "batch": 1,
+            "file_batch": self.file_batch,
             "latency_ms": self.latency_ms,
             "interval_ms": list(self.interval_ms) if self.interval_ms else None,
             "interval": self.band.model_dump(mode="json", exclude_none=True) if self.band else None,
@@ -330,6 +333,9 @@ def file_latency(path: Path, target_name: str, precision: str = "mixed", *, prof
     if profiled:
         notes.append(f"{len(profiled)} layer(s) had no row in the table: profiled on this machine and added to "
                      f"{target.folder / 'layers.csv'}")  # fmt: skip
+    if batch > 1:
+        notes.append(f"the figures are for batch 1 (as the layer tables are), while the file's input fixes "
+                     f"batch {batch}: they are not the latency of a batch of {batch}")  # fmt: skip
     if power is None:
         notes.append(f"no energy: {target.folder.name}/device.yaml records no power_w")
     if device.source == "measured" and not measured_here(device):
@@ -347,5 +353,5 @@ def file_latency(path: Path, target_name: str, precision: str = "mixed", *, prof
         interval_ms=iv, band=band, energy_mj=energy,
         energy_interval_mj=None if iv is None or power is None else (iv[0] * power, iv[1] * power),
         power_w=power, overhead_ms=pred.overhead_ms, transitions_ms=pred.transitions_ms, layers=lines,
-        profiled=len(profiled), notes=notes,
+        profiled=len(profiled), file_batch=batch, notes=notes,
     )  # fmt: skip

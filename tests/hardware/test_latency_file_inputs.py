@@ -112,3 +112,17 @@ def test_dynamic_batch_is_priced_at_batch_1(tmp_path: Path) -> None:
     fixed = _json(latency(str(_export(tmp_path / "fixed.onnx")), "--target", TARGET, "--json"))
     dyn = _json(latency(str(_export(tmp_path / "dyn.onnx", dynamic={0: "N"})), "--target", TARGET, "--json"))
     assert dyn["latency_ms"] == fixed["latency_ms"] and dyn["layers"][0]["label"].startswith("conv+relu 28x28x1")
+
+
+def test_static_batch_is_said_to_be_priced_at_batch_1(tmp_path: Path) -> None:
+    """A file exported at batch 8 is priced per image (batch 1, as the tables are), and both the
+    table output and the JSON say so; a batch-1 file carries no such note."""
+    one = _json(latency(str(_export(tmp_path / "b1.onnx")), "--target", TARGET, "--json"))
+    eight = _json(latency(str(_export(tmp_path / "b8.onnx", batch=8)), "--target", TARGET, "--json"))
+    assert (one["batch"], one["file_batch"], eight["batch"], eight["file_batch"]) == (1, 1, 1, 8)
+    assert eight["latency_ms"] == one["latency_ms"]
+    assert not any("batch" in n for n in one["notes"])
+    assert any("for batch 1" in n and "fixes batch 8" in n for n in eight["notes"])
+    res = latency(str(tmp_path / "b8.onnx"), "--target", TARGET)
+    assert res.exit_code == 0, res.output
+    assert "note: the figures are for batch 1" in res.output and "fixes batch 8" in res.output
