@@ -313,8 +313,8 @@ def file_latency(path: Path, target_name: str, precision: str = "mixed", *, prof
             f"target {target.name} has no layer-table rows like {len(todo)} layer(s) of {path} "
             f"({'; '.join(k.label() for k in todo[:4])}{' ...' if len(todo) > 4 else ''}); {here}"
         )
-    table, profiled = fill_layers(target, table, keys, on_progress=on_profile,
-                                  command=f"autocompress latency {path} --target {target.name} (on that machine)")  # fmt: skip
+    there = f"autocompress latency {path} --target {target.name} --profile-missing (on that machine)"
+    table, profiled = fill_layers(target, table, keys, on_progress=on_profile, command=there)
     missing = unpriced(device, table, layers, precisions)
     if missing:
         raise UnpricedLayersError(f"target {target.name} cannot price {len(missing)} layer(s): {'; '.join(missing[:6])}")

@@ -5,16 +5,19 @@ measured on another machine that lacks a layer family."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import onnx
 import pytest
 import torch
 import torch.nn as nn
+import yaml
 from typer.testing import CliRunner
 
 from autocompress.cli import app
 from autocompress.hardware.onnx_layers import extract_layers
+from autocompress.hardware.targets import TABLES_DIR
 from tests.helpers import assert_one_line_error, cli
 
 TARGET = "raspberry-pi-5"  # an estimated table: priced the same on any machine
@@ -126,3 +129,26 @@ def test_static_batch_is_said_to_be_priced_at_batch_1(tmp_path: Path) -> None:
     res = latency(str(tmp_path / "b8.onnx"), "--target", TARGET)
     assert res.exit_code == 0, res.output
     assert "note: the figures are for batch 1" in res.output and "fixes batch 8" in res.output
+
+
+def test_profile_missing_on_another_machines_table_suggests_a_command_that_profiles(tmp_path: Path) -> None:
+    """--profile-missing on a table measured elsewhere is refused with the command to run on that
+    machine, and that command is one that profiles (it carries --profile-missing)."""
+    from tests.hardware.test_latency_cli import ResNet18
+    from tests.hardware.test_latency_cli import _export as export_net
+
+    net = export_net(ResNet18(), tmp_path / "r.onnx")
+    tables = tmp_path / "tables"
+    shutil.copytree(TABLES_DIR / "x86-cpu-openvino", tables / "x86-cpu-openvino")
+    device_yaml = tables / "x86-cpu-openvino" / "device.yaml"
+    device = yaml.safe_load(device_yaml.read_text())
+    device["host"] = {**(device.get("host") or {}), "cpu": "Some Other CPU 9000", "logical_cpus": 999}
+    device_yaml.write_text(yaml.safe_dump(device, sort_keys=False))
+    before = (tables / "x86-cpu-openvino" / "layers.csv").read_text()
+    res = latency(str(net), "--target", "x86-cpu-openvino", "--profile-missing", env={"AUTOCOMPRESS_TABLES": str(tables)})
+    assert res.exit_code == 2, res.output
+    assert len(res.output.strip().splitlines()) == 1
+    assert "measured on another machine" in res.output
+    command = res.output.split("profile them there with: ", 1)[1]
+    assert command.startswith(f"autocompress latency {net} --target x86-cpu-openvino --profile-missing"), command
+    assert (tables / "x86-cpu-openvino" / "layers.csv").read_text() == before
