@@ -33,7 +33,7 @@ from autocompress.search.study import prepare_run_dir
 from autocompress.search.trial import constraint_values
 from tests.hardware.layer_nets import dense_net
 
-BAND = {"fp32": {"lo_pct": -10.0, "hi_pct": 25.0, "coverage": 0.8, "n": 24, "basis": "test: held-out networks"}}
+BAND = {"fp32": {"lo_pct": -10.0, "hi_pct": 25.0, "coverage": 0.8333, "n": 24, "basis": "test: held-out networks"}}
 
 
 @pytest.fixture(scope="module")
@@ -180,13 +180,13 @@ def test_one_model_is_described_by_the_bands_its_interval_came_from() -> None:
     int8 = {"lo_pct": -4.0, "hi_pct": 6.0, "coverage": 0.8, "n": 20, "basis": "test: int8 networks"}
     cfg = {"latency_error_band": {**BAND, "int8": int8}}
     fp32_only = interval_line(cfg, "fp32")
-    assert "fp32: 80% of 24 held-out errors within -10.0%..+25.0%" in fp32_only and "int8" not in fp32_only
+    assert "fp32: 20 of 24 held-out errors within -10.0%..+25.0%" in fp32_only and "int8" not in fp32_only
     mixed = interval_line(cfg, "fp32+int8")
-    assert "fp32: " in mixed and "int8: 80% of 20 held-out errors within -4.0%..+6.0%" in mixed
+    assert "fp32: " in mixed and "int8: 16 of 20 held-out errors within -4.0%..+6.0%" in mixed
     for whole_run in (None, float("nan"), ""):  # the run's line, or a row written before the column
         assert interval_line(cfg, whole_run) == mixed
     everything = {"all": {**int8, "basis": "test: every precision"}}
-    assert interval_line({"latency_error_band": everything}, "fp16").startswith("latency interval: all: 80% of 20")
+    assert interval_line({"latency_error_band": everything}, "fp16").startswith("latency interval: all: 16 of 20")
     # a precision with neither its own band nor an all-precision one: the run's bands, nothing invented
     assert interval_line(cfg, "fp16") == mixed
     assert NO_BAND in interval_line({}, "fp32")

@@ -55,6 +55,7 @@ from scipy.optimize import least_squares
 from autocompress.arch import BlockSpec
 from autocompress.exceptions import TargetError
 from autocompress.hardware.families import family_of
+from autocompress.hardware.interval import band_of, inside_count
 from autocompress.hardware.lut import (
     CalibrationFigure,
     CalibrationFit,
@@ -431,14 +432,13 @@ def error_bands(figures: Sequence[CalibrationFigure], errors: Sequence[float | N
     for key, errs in groups.items():
         if not errs:
             continue
-        actual = np.array([100.0 / (1 + e / 100) - 100.0 for e in errs])  # (actual / predicted - 1) %
+        # (actual / predicted - 1) % of each error as device.yaml records it (1 decimal), so that the
+        # band holds the errors a reader finds there
+        actual = [100.0 / (1 + round(e, 1) / 100) - 100.0 for e in errs]
         summary = HeldOut.of(errs)
         assert summary is not None
-        bands[key] = ErrorBand(
-            lo_pct=round(float(np.percentile(actual, 10)), 1), hi_pct=round(float(np.percentile(actual, 90)), 1),
-            coverage=0.8, n=len(errs), basis=basis, within={str(WITHIN_PCT): round(summary.within, 3)},
-            median_abs_pct=round(summary.median_abs_pct, 1),
-        )  # fmt: skip
+        bands[key] = band_of(actual, basis, digits=1, within={str(WITHIN_PCT): round(summary.within, 3)},
+                             median_abs_pct=round(summary.median_abs_pct, 1))  # fmt: skip
     return bands
 
 
@@ -626,7 +626,7 @@ def summary(device: DeviceSpec) -> str:
             lines.append(f"  {label.replace('_', '-')}: {text}")
     for key, band in device.error_band.items():
         lines.append(f"  error band {key}: actual = predicted x (1 {band.lo_pct:+.1f}% .. {band.hi_pct:+.1f}%) for "
-                     f"{band.coverage:.0%} of {band.n} held-out figures ({band.basis})")  # fmt: skip
+                     f"{inside_count(band)} of {band.n} held-out figures ({band.basis})")  # fmt: skip
     covered = covered_families(device)
     missing = [f for f in FAMILIES if f not in covered]
     if roof.calibrated and missing:

@@ -160,10 +160,11 @@ class Roofline(BaseModel):
 class ErrorBand(BaseModel):
     """How far a table's predictions fell from held-out truths, as ``actual = predicted x (1 + pct/100)``.
 
-    ``lo_pct``/``hi_pct`` are the low and high percentiles (``coverage`` of the errors lie between
-    them) of the relative error over ``n`` held-out cases; ``basis`` says how they were held out
-    (e.g. leave-one-family-out over published figures, or validate-latency on random candidates
-    timed on ``host``).
+    ``lo_pct``/``hi_pct`` bound the relative error over ``n`` held-out cases (order statistics,
+    ``interval.band_of``); ``coverage`` is the share of those cases that lie between them (at least
+    0.8 for a band built here; bands written before claimed 0.8 without counting); ``basis`` says
+    how they were held out (e.g. leave-one-family-out over published figures, or validate-latency on
+    random candidates timed on ``host``).
     """
 
     model_config = ConfigDict(extra="forbid")

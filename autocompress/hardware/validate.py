@@ -29,6 +29,7 @@ from autocompress._io import atomic_path, atomic_write_text
 from autocompress.arch import block_precisions, plan
 from autocompress.exceptions import BadInputError
 from autocompress.hardware.host import cpu_model
+from autocompress.hardware.interval import band_of
 from autocompress.hardware.lut import BlockKey, ErrorBand, load_device, save_device
 from autocompress.hardware.predict import predict
 from autocompress.hardware.pricing import fused_int8
@@ -165,14 +166,13 @@ class Validation:
         }
 
     def band(self) -> ErrorBand:
-        """The error band of these predictions (``lut.ErrorBand``): 10th/90th percentile of
-        (measured / predicted - 1) in %, share within ±5/10/20%, on this machine."""
+        """The error band of these predictions (``lut.ErrorBand``, from ``interval.band_of``): the
+        range of (measured / predicted - 1) in % that holds at least 80% of the candidates, the
+        share it holds, the share within ±5/10/20%, on this machine."""
         ratio = np.array([p.measured_ms / p.predicted_ms - 1 for p in self.points])
         how = "after re-calibration to this host" if str(self.host_fit.get("status", "")).startswith("re-cal") else ""
-        return ErrorBand(
-            lo_pct=round(float(np.percentile(100 * ratio, 10)), 2),
-            hi_pct=round(float(np.percentile(100 * ratio, 90)), 2),
-            n=len(self.points),
+        return band_of(
+            100 * ratio, digits=2,
             basis=(f"validate-latency: {len(self.points)} random {self.space} candidates ({self.precision}, seed "
                    f"{self.seed}) timed end to end with {self.runtime} {self.runtime_version}, {self.threads} "
                    f"thread(s), 10th percentile of {self.reps} runs, fastest of {self.passes} passes (more until repeated)"
