@@ -431,12 +431,13 @@ def _print_pareto(outcome: Any, columns: tuple[str, ...], row: Any) -> None:
 
 
 def _print_budget_note(cfg: dict[str, Any]) -> None:
-    """One line when the budget excluded no candidate of the space (config.yaml's latency_range)."""
+    """One line when the budget excluded no candidate of the space, or every one (config.yaml's
+    latency_range)."""
     from rich.markup import escape
 
-    from autocompress.budget import non_binding_message
+    from autocompress.budget import budget_message
 
-    msg = non_binding_message(float(cfg["budget_ms"]), cfg.get("latency_range"), str(cfg["target"]))
+    msg = budget_message(float(cfg["budget_ms"]), cfg.get("latency_range"), str(cfg["target"]))
     if msg:
         out.print(f"[bold yellow]note:[/] {escape(msg)}", highlight=False, soft_wrap=True)
 
@@ -735,7 +736,7 @@ def _space(**kw: Any) -> None:
     rng = space_latency_range(sp, table, **shape, target=t.name, estimated=t.estimated)
     rows = precision_ranges(sp, table, **shape)
     refused = unsupported_precisions(sp, table)
-    verdict = _budget_verdict(budget_ms, rng.min_ms, rng.max_ms, t.name, t.estimated) if budget_ms else None
+    verdict = _budget_verdict(budget_ms, rng) if budget_ms else None
     uncovered = _uncovered_space_note(t.device, sp, shape["channels"], kw["classes"])
     if kw["as_json"]:
         doc = {
@@ -786,16 +787,16 @@ def _uncovered_space_note(device: Any, space: Any, channels: int, classes: int) 
     return uncovered_blocks_note(device, plan(space.largest(), space, channels, classes))
 
 
-def _budget_verdict(budget_ms: float, lo: float, hi: float, target: str, estimated: bool) -> str:
-    """Whether ``budget_ms`` binds on a space predicted ``lo``..``hi`` ms."""
-    from autocompress.budget import non_binding_message
+def _budget_verdict(budget_ms: float, rng: Any) -> str:
+    """Whether ``budget_ms`` binds on a space predicted ``rng`` (a ``LatencyRange``)."""
+    from autocompress.budget import below_fastest_message, non_binding_message
 
-    if budget_ms >= hi:
-        entry = {"min_ms": lo, "max_ms": hi, "binds": False, "estimated": estimated}
-        return str(non_binding_message(budget_ms, entry, target))
-    if budget_ms < lo:
-        return f"budget {format_ms(budget_ms)} is below the fastest candidate ({format_ms(lo)}): no candidate fits"
-    return f"budget {format_ms(budget_ms)} binds on {target}: it excludes the candidates predicted above it"
+    entry = rng.to_config(budget_ms)
+    msg = non_binding_message(budget_ms, entry, rng.target) or below_fastest_message(budget_ms, entry, rng.target,
+                                                                                      when="before")  # fmt: skip
+    if msg:
+        return msg
+    return f"budget {format_ms(budget_ms)} binds on {rng.target}: it excludes the candidates predicted above it"
 
 
 @app.command()

@@ -29,7 +29,7 @@ import pandas as pd
 import yaml
 
 from autocompress._io import atomic_path, atomic_write_text, check_regular_file, path_kind
-from autocompress.budget import non_binding_message
+from autocompress.budget import below_fastest_message, budget_message
 from autocompress.exceptions import RunDirError
 from autocompress.hardware.interval import NO_BAND, describe_band, row_interval
 from autocompress.hardware.lut import ErrorBand
@@ -469,15 +469,28 @@ def render_report(run_dir: Path, trials: pd.DataFrame, pareto: pd.DataFrame, con
         "",
         "## Next",
         "",
-        "More trials on the same study (completed trials are kept):",
-        "",
-        f"    autocompress search --target {config.get('target')} --budget {config.get('budget_ms', 0):g}ms "
-        + (_model_args(config) if config.get("kind") == "model" else f"--space {config.get('space_path')} ")
-        + f"--run-dir {run_dir} --resume --trials {int(config.get('trials', 0)) + 30}"
-        + (" --budget-on upper" if config.get("budget_on") == "upper" else ""),
+        *_next_search(run_dir, config),
         "",
     ]
     return "\n".join(lines)
+
+
+def _next_search(run_dir: Path, config: dict[str, Any]) -> list[str]:
+    """More trials on the same study; a new search with a budget that some candidate meets when
+    the budget is below the space's fastest candidate (more trials cannot help there)."""
+    args = (_model_args(config) if config.get("kind") == "model" else f"--space {config.get('space_path')} ")
+    upper = " --budget-on upper" if config.get("budget_on") == "upper" else ""
+    entry = config.get("latency_range")
+    if below_fastest_message(float(config.get("budget_ms", 0)), entry, str(config.get("target"))):
+        assert isinstance(entry, dict)  # a message means a range was recorded
+        low = float(entry["min_ms"])
+        return ["The budget is below the space's fastest candidate: more trials will not meet it. A new search with",
+                "a budget some candidate meets:", "",
+                f"    autocompress search --target {config.get('target')} --budget {low:g}ms {args}"
+                f"--trials {int(config.get('trials', 0))}{upper}"]  # fmt: skip
+    return ["More trials on the same study (completed trials are kept):", "",
+            f"    autocompress search --target {config.get('target')} --budget {config.get('budget_ms', 0):g}ms "
+            f"{args}--run-dir {run_dir} --resume --trials {int(config.get('trials', 0)) + 30}{upper}"]  # fmt: skip
 
 
 def _finalize_section(trials: pd.DataFrame, config: dict[str, Any]) -> list[str]:
@@ -542,8 +555,9 @@ def interval_line(config: dict[str, Any], band: Any = None) -> str:
 
 
 def _budget_note(config: dict[str, Any]) -> list[str]:
-    """The report's line when the run's budget excludes no candidate of its space (none otherwise)."""
-    msg = non_binding_message(float(config.get("budget_ms", 0)), config.get("latency_range"), str(config.get("target")))
+    """The report's line when the run's budget excludes no candidate of its space, or every one
+    (none otherwise)."""
+    msg = budget_message(float(config.get("budget_ms", 0)), config.get("latency_range"), str(config.get("target")))
     return [f"- **{msg}**"] if msg else []
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from autocompress.budget import non_binding_message
+from autocompress.budget import budget_message
 from autocompress.exceptions import AutoCompressError
 from autocompress.results import (
     CONFIG_FILE,
@@ -153,10 +153,11 @@ def finalize_note(config: dict[str, Any], trials: pd.DataFrame) -> str | None:
 
 def budget_note(config: dict[str, Any]) -> str | None:
     """One line when the run's budget excludes no candidate of its space (config.yaml's
-    ``latency_range``), with the range and a budget that would bind; None otherwise."""
+    ``latency_range``), with the range and a budget that would bind, or when it is below the
+    fastest candidate (no trial can meet it); None otherwise."""
     if not config.get("budget_ms"):
         return None
-    return non_binding_message(float(config["budget_ms"]), config.get("latency_range"), str(config.get("target")))
+    return budget_message(float(config["budget_ms"]), config.get("latency_range"), str(config.get("target")))
 
 
 def _is_precision(col: str) -> bool:

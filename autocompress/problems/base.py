@@ -196,6 +196,10 @@ class Problem(RunDescriber):
     def predict(self, cand: Any) -> Prediction:
         """Latency and energy on the target, with the per-entry breakdown."""
 
+    # whether ``latency_range`` after ``check`` is what the trials are priced with (a problem whose
+    # ``prepare`` rescales the target says False: a budget below its range is then only warned of)
+    range_final_after_check: bool = True
+
     @abstractmethod
     def latency_range(self) -> LatencyRange:
         """The fastest and slowest predicted latency of the space's candidates on the target

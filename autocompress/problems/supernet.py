@@ -208,11 +208,15 @@ class SupernetProblem(Problem, SupernetDescriber):
                                                                self.data.num_classes))  # fmt: skip
 
     def latency_range(self) -> LatencyRange:
-        """Smallest architecture pruned as far as allowed to largest unpruned, over the
-        precision mixes the space offers (table lookups only: milliseconds)."""
-        return space_latency_range(self.space, self.target.table, channels=self.data.channels,
-                                   classes=self.data.num_classes, batch=self.batch, target=self.target.name,
-                                   estimated=self.target.estimated)  # fmt: skip
+        """Every candidate's network priced where the space has few enough, else its extremes
+        searched for (``budget.space_latency_range``; table lookups only)."""
+        cached = getattr(self, "_latency_range", None)
+        if cached is None or cached[0] is not self.target.table or cached[1] != self.batch:  # up to seconds
+            rng = space_latency_range(self.space, self.target.table, channels=self.data.channels,
+                                      classes=self.data.num_classes, batch=self.batch, target=self.target.name,
+                                      estimated=self.target.estimated)  # fmt: skip
+            cached = self._latency_range = (self.target.table, self.batch, rng)
+        return cached[2]
 
     def evaluate(self, cand: Candidate, number: int) -> TrialResult:
         """Score one candidate for real; writes ``models/trial_NNNN.onnx``.

@@ -8,12 +8,14 @@ started again with the same command; ``config.yaml`` is written when the study b
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from autocompress import __version__
 from autocompress._io import storage_error
+from autocompress.budget import below_fastest_message
 from autocompress.exceptions import BadInputError, InfeasibleBudgetError, WriteError
 from autocompress.hardware.interval import NO_BAND, bands_entry
 from autocompress.hardware.targets import get_target
@@ -41,6 +43,7 @@ from autocompress.search.study import (
 )
 from autocompress.units import format_ms
 
+log = logging.getLogger(__name__)
 
 def run_search(cfg: SearchConfig, hooks: Hooks | None = None) -> SearchOutcome:
     """Run (or resume) a search and write its run directory.
@@ -62,6 +65,7 @@ def run_search(cfg: SearchConfig, hooks: Hooks | None = None) -> SearchOutcome:
     )  # fmt: skip
     problem.check(ProblemHooks(profile_step=hooks.layers_profile, host_fit_step=hooks.host_fit, note=hooks.note))
     target = problem.target
+    _check_budget_range(cfg, problem, hooks)
     if cfg.budget_on == "upper":
         lacking = [p for p in target.device.precisions if target.device.band(p) is None]
         if lacking:
@@ -137,6 +141,23 @@ def recorded_storage(old_config: dict[str, Any], run_dir: Path) -> str | None:
     if isinstance(url, str) and url.startswith("sqlite:") and (run_dir / STUDY_FILE).is_file():
         return None
     return url
+
+
+def _check_budget_range(cfg: SearchConfig, problem: Problem, hooks: Hooks) -> None:
+    """Before any training: a budget below the space's fastest candidate is refused where every
+    candidate was priced and the prices cannot change before the trials (no trial could meet it;
+    training a supernet to find that out costs minutes); otherwise one warning line."""
+    rng = problem.latency_range()
+    if rng.feasible(cfg.budget_ms):
+        return
+    entry = rng.to_config(cfg.budget_ms)
+    if rng.exact and problem.range_final_after_check:
+        raise BadInputError(str(below_fastest_message(cfg.budget_ms, entry, rng.target, when="refused")))
+    line = f"warning: {below_fastest_message(cfg.budget_ms, entry, rng.target, when='before')}"
+    if hooks.note:
+        hooks.note(line)
+    else:
+        log.warning(line)
 
 
 def _config(cfg: SearchConfig, problem: Problem, target: Any, storage_spec: str,
