@@ -278,14 +278,15 @@ def test_search_cli_end_to_end(weights, tmp_path: Path) -> None:
     assert "resnet_tiny" in (run / "report.md").read_text()
     # 10 ms is far above the original model on this CPU: the run says the budget does not bind
     entry = config["latency_range"]
-    # the range is the original and the most compressed model, whichever is faster (int8 entries
-    # cost on a model this small, so the compressed one may be the slower)
+    # the range holds the original and the most compressed model at every precision mix (int8
+    # entries cost on a model this small, so a mix may be slower than both); partly pruned
+    # candidates are not priced, and the range says so (exact False, "likely")
     ends = sorted([float(config["baseline"]["latency_ms"]), float(smallest["latency_ms"])])
-    assert entry["binds"] is False and 0 < entry["min_ms"] < entry["max_ms"]
+    assert entry["binds"] is False and entry["exact"] is False and 0 < entry["min_ms"] < entry["max_ms"]
     # config.yaml rounds to 5 decimals; under a loaded machine the smallest trial's price was seen
     # 0.15% off the range's (cause not established: noted in the issue-17 closing note)
-    assert [entry["min_ms"], entry["max_ms"]] == pytest.approx(ends, rel=1e-2)
-    assert "budget 10 ms does not bind on x86-cpu-onnxruntime" in proc.stdout
+    assert entry["min_ms"] <= ends[0] * 1.01 and entry["max_ms"] >= ends[1] * 0.99
+    assert "budget 10 ms likely does not bind on x86-cpu-onnxruntime" in proc.stdout
     # --resume with a higher --trials continues the same study: the 3 trials kept, one more run
     proc = cli("search", "--model", f"{MODELS}:resnet_tiny", "--weights", str(weights["resnet_tiny"]),
                "--dataset", "fashion-mnist", "--subset", "300", "--target", "cpu", "--budget", "10ms",

@@ -14,7 +14,9 @@ every trial is priced with it.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
+import math
 import tempfile
 import time
 from collections.abc import Callable
@@ -25,7 +27,7 @@ import torch
 import torch.nn as nn
 
 from autocompress import compress
-from autocompress.budget import LatencyRange
+from autocompress.budget import MAX_MIXES, LatencyRange
 from autocompress.data import ImageDataset, load_dataset
 from autocompress.data_files import DEFAULT_DATASET
 from autocompress.device import describe as describe_device
@@ -168,6 +170,7 @@ class UserModelProblem(Problem, UserModelDescriber):
                                           on_progress=hooks.profile_step if hooks else None)  # fmt: skip
         self._baseline_prediction = self.price(layers[0], cands[0])
         self._smallest_prediction = self.price(layers[1], cands[1])
+        self._end_layers = layers  # the range prices both at every precision mix
         from autocompress.hardware.families import uncovered_note
         from autocompress.hardware.layer_estimate import roofline_layer
 
@@ -245,21 +248,37 @@ class UserModelProblem(Problem, UserModelDescriber):
                     "layer_scale": self.target.device.layer_scale}  # fmt: skip
         return {"fitted": True, **scale.to_dict()}
 
+    # pruning changes the layers (a candidate's are known once it is pruned and exported): a range
+    # over every candidate would export each ratio combination, so it is not claimed
+    range_final_after_check = False  # prepare fits the run's layer scale: every price may move
+
     def latency_range(self) -> LatencyRange:
-        """The original model and the most compressed one, as ``check`` priced them (priced
-        again once ``prepare`` has fitted the run's scale to this machine)."""
-        rescaled = bool((self._baseline.get("latency_scale") or {}).get("fitted"))
-        small = getattr(self, "_smallest_prediction", None)
-        if small is None or rescaled:
-            small = self.predict(self.smallest())
-        big = self._baseline.get("latency_ms")
-        if big is None:
-            big = (getattr(self, "_baseline_prediction", None) or self.predict(self.largest())).latency_ms
-        # the most compressed model need not be the faster one (int8 entries cost on a small CPU model)
-        (lo, fastest), (hi, slowest) = sorted([(small.latency_ms, self.smallest().describe()),
-                                               (float(big), self.largest().describe())])  # fmt: skip
+        """The original model and the most compressed one, each at every precision mix the space
+        offers (every mix priced up to ``MAX_MIXES``, else one precision everywhere): int8 entries
+        cost, so a mix can be slower than both ends. Partly pruned candidates are not priced
+        (``exact`` False: the range is the fastest and slowest found). Priced again once ``prepare``
+        has fitted the run's scale to this machine."""
+        ends = [(self.largest(), 0), (self.smallest(), 1)]
+        layers = getattr(self, "_end_layers", None)
+        if layers is None:
+            with tempfile.TemporaryDirectory() as tmp:
+                layers = [self.layers_of(self.export(self.prune(c, calibrate=False), Path(tmp) / f"m{i}.onnx"))
+                          for c, i in ends]  # fmt: skip
+            self._end_layers = layers
+        dims = {k: v for k, v in self.space.dimensions().items() if k.startswith("precision.")}
+        if math.prod(len(v) for v in dims.values()) <= MAX_MIXES:
+            mixes = [dict(zip(dims, m)) for m in itertools.product(*dims.values())]
+        else:  # one precision everywhere it is offered (fp32 where it is not)
+            precs = sorted({p for v in dims.values() for p in v})
+            mixes = [{k: (p if p in v else v[0]) for k, v in dims.items()} for p in precs]
+        priced = []
+        for cand, i in ends:
+            for mix in mixes:
+                c = ModelCandidate.from_flat({**cand.to_flat(), **mix})
+                priced.append((self.price(layers[i], c).latency_ms, c.describe()))
+        (lo, fastest), (hi, slowest) = min(priced), max(priced)
         return LatencyRange(min_ms=lo, max_ms=hi, target=self.target.name, estimated=self.target.estimated,
-                            fastest=fastest, slowest=slowest)  # fmt: skip
+                            fastest=fastest, slowest=slowest, exact=False)  # fmt: skip
 
     def attach(self, models_dir: Path) -> None:
         self.models_dir = models_dir
