@@ -884,6 +884,17 @@ def _profile_layers(**kw: Any) -> None:
     if target.estimated:
         rows = estimate_layer_rows(target.device, todo)
     else:
+        from autocompress.hardware.host_fit import measured_here
+
+        if not measured_here(target.device):  # rows timed here beside rows timed there: one table, two machines
+            host = target.device.host
+            raise BadInputError(
+                f"target {target.name} was measured on another machine ({host.get('cpu', 'unknown')!r}, "
+                f"{host.get('logical_cpus', '?')} logical CPUs, machine {host.get('machine') or 'unrecorded'}): "
+                f"layers timed here would mix two machines in one table; run this command on that machine, or "
+                f"profile this one with 'autocompress profile --runtime {target.device.runtime} --name "
+                f"{target.name}-here' and add the layers to that table (--name {target.name}-here)"
+            )
         if target.device.runtime != kw["runtime"] or target.device.host.get("threads") != kw["threads"]:
             raise BadInputError(
                 f"target {target.name} was measured with {target.device.runtime}, "

@@ -77,9 +77,10 @@ def label_as_this_machine(folder: Path) -> None:
 
     import yaml
 
-    from autocompress.hardware.host import cpu_model
+    from autocompress.hardware.host import cpu_model, machine_id
 
     path = folder / "device.yaml"
     dev = yaml.safe_load(path.read_text())
-    dev["host"] = {**(dev.get("host") or {}), "cpu": cpu_model(), "logical_cpus": os.cpu_count()}
+    dev["host"] = {**(dev.get("host") or {}), "cpu": cpu_model(), "logical_cpus": os.cpu_count(),
+                   "machine": machine_id()}  # fmt: skip
     path.write_text(yaml.safe_dump(dev, sort_keys=False))

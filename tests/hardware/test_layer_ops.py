@@ -157,6 +157,18 @@ def test_profile_layers_writes_a_measured_row_for_a_new_op(tmp_path: Path) -> No
     assert (TABLES_DIR / "x86-cpu-onnxruntime" / "layers.csv").read_text() == before
 
 
+def test_profile_layers_refuses_a_table_measured_on_another_machine(tmp_path: Path) -> None:
+    """Rows timed here added to a table timed elsewhere would make one table of two machines."""
+    root = tmp_path / "tables"
+    shutil.copytree(TABLES_DIR / "x86-cpu-onnxruntime", root / "x86-cpu-onnxruntime")  # as shipped: another machine
+    before = (root / "x86-cpu-onnxruntime" / "layers.csv").read_text()
+    proc = cli("profile", "--layers", "--model", f"{NETS}:upsample_net", "--weights",
+               str(_weights(tmp_path, ln.upsample_net())), "--precision", "fp32", "--reps", "5", "--passes", "1",
+               "--space", str(_space(tmp_path)), env={"AUTOCOMPRESS_TABLES": str(root)})  # fmt: skip
+    assert_one_line_error(proc, 2, "was measured on another machine", "--name x86-cpu-onnxruntime-here")
+    assert (root / "x86-cpu-onnxruntime" / "layers.csv").read_text() == before
+
+
 def _space(tmp_path: Path) -> Path:
     path = tmp_path / "space.yaml"
     path.write_text(
