@@ -796,7 +796,8 @@ def _budget_verdict(budget_ms: float, rng: Any) -> str:
                                                                                       when="before")  # fmt: skip
     if msg:
         return msg
-    return f"budget {format_ms(budget_ms)} binds on {rng.target}: it excludes the candidates predicted above it"
+    est = " (ESTIMATED)" if rng.estimated else ""
+    return f"budget {format_ms(budget_ms)} binds on {rng.target}: it excludes the candidates predicted above it{est}"
 
 
 @app.command()

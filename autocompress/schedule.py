@@ -25,8 +25,9 @@ class FinalizeSpec(BaseModel):
     kd_alpha: float = Field(0.9, ge=0, le=1, description="distillation weight (teacher: the largest network)")
     kd_temperature: float = Field(4.0, gt=0)
 
-    def describe(self) -> str:
-        """One line: what the model card and report say about the schedule."""
+    def describe(self, teacher: str = "the largest network") -> str:
+        """One line: what the model card and report say about the schedule (``teacher``: what the
+        distillation learns from; a bring-your-own-model run's is the user's original model)."""
         return (f"{self.epochs} epoch{'s' if self.epochs != 1 else ''}, {self.schedule} LR from {self.lr:g}, "
                 f"batch {self.batch_size}, KD alpha {self.kd_alpha:g} T {self.kd_temperature:g} "
-                "from the largest network")  # fmt: skip
+                f"from {teacher}")  # fmt: skip

@@ -93,6 +93,9 @@ def test_space_command_table() -> None:
         assert row in text, row
     cpu = cli("space", "tiny")  # default target: the CPU table measured on this machine
     assert cpu.returncode == 0 and "x86-cpu-onnxruntime" in cpu.stdout and "ESTIMATED" not in cpu.stdout
+    # a budget that binds on an estimated target: the verdict says the figures are estimates too
+    rpi = cli("space", "tiny", "--target", "rpi4", "--budget", "0.45ms")
+    assert "budget 0.450 ms binds on raspberry-pi-4: it excludes the candidates predicted above it (ESTIMATED)" in rpi.stdout
 
 
 @pytest.mark.parametrize(

@@ -276,6 +276,8 @@ def test_search_cli_end_to_end(weights, tmp_path: Path) -> None:
     assert all((ROOT / p).is_file() or Path(p).is_file() for p in done["model_path"])
     assert "Accuracy–latency front on" in proc.stdout and "original" in proc.stdout
     assert "resnet_tiny" in (run / "report.md").read_text()
+    # the finalize phase distils from the user's model, and says so (not "the largest network")
+    assert config["finalize"]["schedule_text"].endswith("from your original model")
     # 10 ms is far above the original model on this CPU: the run says the budget does not bind
     entry = config["latency_range"]
     # the range holds the original and the most compressed model at every precision mix (int8

@@ -321,6 +321,8 @@ class HostCheck:
 
     def to_config(self) -> dict[str, Any]:
         if self.fit is None:
+            if self.target.device.source != "measured":  # an estimated table: no machine here to fit it to
+                return {"status": f"{self.target.device.source} (nothing to re-calibrate)", "line": None}
             return {"status": "measured here" if self.line is None else "not re-calibrated", "line": self.line}
         return {"status": "re-calibrated" + (" (cached)" if self.cached else ""), "line": self.line,
                 "file": str(self.fit.path()), **asdict(self.fit)}  # fmt: skip

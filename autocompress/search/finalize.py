@@ -173,6 +173,7 @@ def finalize_candidates(problem: Problem, run_dir: Path, config: dict[str, Any],
     trials = load_trials(run_dir)
     plan = plan_for(trials, top=top, numbers=numbers, window_pp=window)
     schedule = spec.model_dump(mode="json", exclude={"top"})
+    text = spec.describe("your original model" if getattr(problem, "kind", "") == "model" else "the largest network")
     states = finalize_states(run_dir)
     done = set(trials.loc[trials["state"] == "COMPLETE", "number"].astype(int)) if "number" in trials else set()
     planned = {n for n, _ in plan}
@@ -183,7 +184,7 @@ def finalize_candidates(problem: Problem, run_dir: Path, config: dict[str, Any],
     t_start = time.perf_counter()
     config = {**config, "finalize": {
         "top": top, "requested": numbers, "plan": [{"trial": n, "role": r} for n, r in plan],
-        "schedule": schedule, "schedule_text": spec.describe(), "state": "running"}}  # fmt: skip
+        "schedule": schedule, "schedule_text": text, "state": "running"}}  # fmt: skip
     write_config(run_dir, config)
     if hooks.start:
         hooks.start(plan, len(skipped))
@@ -191,7 +192,7 @@ def finalize_candidates(problem: Problem, run_dir: Path, config: dict[str, Any],
     for number, role in plan:
         if number in skipped:
             continue
-        state = _finalize_one(problem, run_dir, rows.loc[number], number, role, schedule, spec.describe(),
+        state = _finalize_one(problem, run_dir, rows.loc[number], number, role, schedule, text,
                               states.get(number), hooks)  # fmt: skip
         states[number] = state
         write_trials(run_dir, load_trials(run_dir), config)
