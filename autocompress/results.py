@@ -431,7 +431,7 @@ def render_report(run_dir: Path, trials: pd.DataFrame, pareto: pd.DataFrame, con
         *([f"- **{config['latency_family_note']}**"] if config.get("latency_family_note") else []),
         *_budget_note(config),
         f"- data: {config.get('dataset', {}).get('name')} "
-        f"(splits {config.get('dataset', {}).get('split_sizes')})",
+        f"(splits: {_splits(config.get('dataset', {}).get('split_sizes'))})",
         f"- space: {config.get('space', {}).get('name')}, sampler {config.get('sampler')}, "
         f"seed {config.get('seed')}",
         _model_line(config) if config.get("kind") == "model" else
@@ -551,6 +551,13 @@ def interval_line(config: dict[str, Any], band: Any = None) -> str:
     upper = config.get("budget_on") == "upper"
     return (f"latency interval: {what}; the budget bounds "
             f"{'the upper end of the interval' if upper else 'the predicted latency'}")
+
+
+def _splits(sizes: Any) -> str:
+    """``train 1,500, val 1,500, ...`` from config.yaml's split sizes (as it is when not a mapping)."""
+    if not isinstance(sizes, dict):
+        return str(sizes)
+    return ", ".join(f"{k} {int(v):,}" if isinstance(v, (int, float)) else f"{k} {v}" for k, v in sizes.items())
 
 
 def _budget_note(config: dict[str, Any]) -> list[str]:

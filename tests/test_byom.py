@@ -251,6 +251,23 @@ def test_layer_table_prices_the_exported_graph(weights, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_an_original_model_at_chance_is_warned_about(tmp_path: Path, fashion_dir) -> None:
+    """Untrained weights (or weights for another data set) make every comparison meaningless:
+    the search says so before its trials."""
+    torch.manual_seed(0)
+    path = tmp_path / "untrained.pt"
+    torch.save(bm.resnet_tiny().state_dict(), path)
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump({"finetune_steps": [0], "kd_alpha": [0.5], "kd_temperature": [4.0]}))
+    proc = cli("search", "--model", f"{MODELS}:resnet_tiny", "--weights", str(path), "--dataset", "fashion-mnist",
+               "--subset", "300", "--target", "cpu", "--budget", "10ms", "--trials", "1", "--finalize", "0",
+               "--space", str(space), "--run-dir", str(tmp_path / "run"))  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    line = next(ln for ln in proc.stdout.splitlines() if "about chance" in ln)
+    assert "warning: your model resnet_tiny() scores" in line and "(10% for 10 classes)" in line
+
+
+@pytest.mark.slow
 def test_search_cli_end_to_end(weights, tmp_path: Path) -> None:
     run = tmp_path / "run"
     space = tmp_path / "space.yaml"
@@ -276,6 +293,7 @@ def test_search_cli_end_to_end(weights, tmp_path: Path) -> None:
     assert all((ROOT / p).is_file() or Path(p).is_file() for p in done["model_path"])
     assert "Accuracy–latency front on" in proc.stdout and "original" in proc.stdout
     assert "resnet_tiny" in (run / "report.md").read_text()
+    assert "about chance" not in proc.stdout  # a trained model: no warning
     # the finalize phase distils from the user's model, and says so (not "the largest network")
     assert config["finalize"]["schedule_text"].endswith("from your original model")
     # 10 ms is far above the original model on this CPU: the run says the budget does not bind

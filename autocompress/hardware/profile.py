@@ -306,8 +306,9 @@ def profile_space(
     device = DeviceSpec(
         name=name,
         aliases=DEFAULT_ALIASES.get(name, []),
-        description=(f"This machine's GPU ({host['gpu']}) with {label}, batch 1" if runtime == "tensorrt"
-                     else f"This machine's CPU with {label}, batch 1"),  # fmt: skip
+        # "the machine that profiled it": a table travels (shipped, copied), "this machine" would not
+        description=(f"The GPU it was profiled on ({host['gpu']}) with {label}, batch 1" if runtime == "tensorrt"
+                     else f"The CPU it was profiled on ({host.get('cpu', 'unknown')}) with {label}, batch 1"),  # fmt: skip
         source="measured",
         runtime=runtime,
         runtime_version=version,

@@ -82,7 +82,7 @@ def run_search(cfg: SearchConfig, hooks: Hooks | None = None) -> SearchOutcome:
     models_dir = run_dir / "models"
     models_dir.mkdir(exist_ok=True)
     prepared = problem.prepare(models_dir, ProblemHooks(train_start=hooks.supernet_start,
-                                                        train_step=hooks.supernet_step))  # fmt: skip
+                                                        train_step=hooks.supernet_step, note=hooks.note))  # fmt: skip
     config = _config(cfg, problem, target, storage_spec, warm, prepared)
     if cfg.accuracy_window_pp is None and old_config.get("accuracy_window_pp") is not None:
         config["accuracy_window_pp"] = old_config["accuracy_window_pp"]

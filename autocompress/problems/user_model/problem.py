@@ -85,6 +85,9 @@ class UserModelDescriber(RunDescriber):
         return rows
 
 
+CHANCE_FACTOR = 1.5  # an original scoring at most this many times chance is taken for untrained or mismatched
+
+
 class UserModelProblem(Problem, UserModelDescriber):
     """What every trial of a model search shares: the user's model (the teacher), the data,
     the derived space and the target. Loading checks that model, weights and data fit together
@@ -204,6 +207,12 @@ class UserModelProblem(Problem, UserModelDescriber):
             "model_path": str(original),
             "latency_scale": self._scale_entry(scale, before.latency_ms),
         }
+        chance = 1 / self.data.num_classes
+        if hooks and hooks.note and self._baseline["val_accuracy"] <= CHANCE_FACTOR * chance:
+            hooks.note(f"warning: your model {self.user.function}() scores {100 * self._baseline['val_accuracy']:.1f}% "
+                       f"on {self.data.name}'s validation split, about chance ({100 * chance:.0f}% for "
+                       f"{self.data.num_classes} classes): are --weights trained on this data set, at this input "
+                       "size? Every candidate is compared with it")  # fmt: skip
         return {"baseline": self._baseline}
 
     def _run_scale(self, original: Path) -> RunScale | None:
