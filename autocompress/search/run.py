@@ -58,6 +58,10 @@ def run_search(cfg: SearchConfig, hooks: Hooks | None = None) -> SearchOutcome:
     resumed = prepare_run_dir(cfg, get_target(cfg.target).name, None, create=False)  # before data and latency work
     if cfg.resume:  # the new trials are scored on the run's own data
         cfg = with_recorded_data(cfg, resumed)
+    if cfg.budget_on == "upper":  # before the data and a re-calibration (seconds); its cached fit is read
+        from autocompress.hardware.host_fit import apply_cached
+
+        _check_bands_for_upper(apply_cached(get_target(cfg.target)))
     problem = build_problem(
         target=cfg.target, space=cfg.space, dataset=cfg.dataset, data_dir=cfg.data_dir, subset=cfg.subset,
         seed=cfg.seed, model=cfg.model, weights=cfg.weights, input_shape=cfg.input_shape,
@@ -66,13 +70,8 @@ def run_search(cfg: SearchConfig, hooks: Hooks | None = None) -> SearchOutcome:
     problem.check(ProblemHooks(profile_step=hooks.layers_profile, host_fit_step=hooks.host_fit, note=hooks.note))
     target = problem.target
     _check_budget_range(cfg, problem, hooks)
-    if cfg.budget_on == "upper":
-        lacking = [p for p in target.device.precisions if target.device.band(p) is None]
-        if lacking:
-            raise BadInputError(
-                f"--budget-on upper needs the held-out error band of target {target.name}'s table, and it records "
-                f"none for {', '.join(lacking)} ({NO_BAND}); use --budget-on point"
-            )
+    if cfg.budget_on == "upper":  # the table as re-calibrated to this machine
+        _check_bands_for_upper(target)
     warm = warm_start_params(cfg.warm_start, problem) if cfg.warm_start else []
     run_dir = prepare_run_dir(cfg, target.name, problem.fingerprint())
     old_config = read_config(run_dir) if cfg.resume and (run_dir / CONFIG_FILE).is_file() else {}
@@ -130,6 +129,17 @@ def run_search(cfg: SearchConfig, hooks: Hooks | None = None) -> SearchOutcome:
             f"of {len(done)} took {format_ms(fastest)} (results kept in {run_dir})"
         )
     return outcome
+
+
+def _check_bands_for_upper(target: Any) -> None:
+    """``--budget-on upper`` bounds the upper end of each interval: every precision of the table
+    needs a held-out error band."""
+    lacking = [p for p in target.device.precisions if target.device.band(p) is None]
+    if lacking:
+        raise BadInputError(
+            f"--budget-on upper needs the held-out error band of target {target.name}'s table, and it records "
+            f"none for {', '.join(lacking)} ({NO_BAND}); use --budget-on point"
+        )
 
 
 def recorded_storage(old_config: dict[str, Any], run_dir: Path) -> str | None:
