@@ -390,17 +390,19 @@ def latency_breakdown(config: dict[str, Any], row: pd.Series) -> pd.DataFrame:
 def compare(rows: list[pd.Series], *, ref: pd.Series | None = None,
             config: dict[str, Any] | None = None) -> pd.DataFrame:  # fmt: skip
     """Candidates side by side: one column per trial, one row per figure and choice (each part
-    of the network as the run's problem describes it)."""
+    of the network as the run's problem describes it). On an estimated target the latency and
+    energy rows say so, as every other view of them does."""
     from autocompress.problems import describer
 
     runs = describer(config or {}) if config else None
+    est = " (ESTIMATED)" if (config or {}).get("target_estimated") else ""
     cols = {}
     for r in rows:
         d: dict[str, Any] = {
             "val acc %": round(100 * float(r["val_accuracy"]), 2),
             "test acc %": round(100 * float(r["test_accuracy"]), 2),
-            "latency": format_ms(float(r["latency_ms"])),
-            "energy mJ": "n/a" if pd.isna(r.get("energy_mj")) else round(float(r["energy_mj"]), 4),
+            f"latency{est}": format_ms(float(r["latency_ms"])),
+            f"energy mJ{est}": "n/a" if pd.isna(r.get("energy_mj")) else round(float(r["energy_mj"]), 4),
             "size": format_bytes(float(r["size_bytes"])),
             "params": int(r["params"]),
             "MACs": int(r["macs"]),

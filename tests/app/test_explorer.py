@@ -162,6 +162,9 @@ def test_estimated_targets_are_labelled(small_run, tmp_path, monkeypatch) -> Non
     # a budget far above every candidate says so, with a budget that would bind
     assert any("does not bind on jetson-orin-nano" in w.value and "e.g. 0.48 ms" in w.value for w in at.warning)
     assert "latency ms (est.)" in _frame(at, "status").columns
+    at.multiselect(key="compare").set_value([0, 1]).run()  # the side-by-side table labels them too
+    compared = _frame(at, "trial 0")
+    assert {"latency (ESTIMATED)", "energy mJ (ESTIMATED)"} <= set(compared.index) and "latency" not in compared.index
 
 
 def test_explore_verb_refuses_a_missing_run_in_one_line(tmp_path) -> None:
