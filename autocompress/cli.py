@@ -346,6 +346,9 @@ def _finalize_hooks(progress: Progress, estimated: bool) -> Any:
         tasks["all"] = progress.add_task("finalize", total=len(plan), completed=done, info="")
         if done:
             progress.console.print(f"finalize: {done} of {len(plan)} already finished, skipped", highlight=False)
+        if all(role == "teacher" for _, role in plan):
+            progress.console.print("finalize: no feasible candidate on the accuracy-latency front: only the teacher "
+                                   "is trained longer (pick trials with --trials N,...)", highlight=False)  # fmt: skip
 
     def candidate(number: int, role: str) -> None:
         what = f"  training trial {number} ({role})"
