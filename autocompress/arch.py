@@ -170,10 +170,11 @@ class BlockSpec:
         )
 
     def kernels(self) -> int:
-        """Kernel launches after fusion as TensorRT builds them (conv+bn+act is one; the residual
-        add fuses into project; squeeze-excite (pool, two 1x1 convs, scale) is one kernel; the
-        head's linear layer runs in its global pooling's kernel)."""
-        return {"stem": 1, "mbconv": 3, "mbconv_se": 4, "head": 1}[self.op]
+        """Kernel launches after fusion as TensorRT builds them (the stem: the input's normalisation,
+        one pointwise kernel, and conv+bn+act, one; the residual add fuses into project;
+        squeeze-excite (pool, two 1x1 convs, scale) is one kernel; the head's linear layer runs in
+        its global pooling's kernel)."""
+        return {"stem": 2, "mbconv": 3, "mbconv_se": 4, "head": 1}[self.op]
 
 
 def plan(cand: Candidate, space: SearchSpace, in_channels: int, num_classes: int) -> list[BlockSpec]:

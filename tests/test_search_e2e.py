@@ -229,6 +229,13 @@ def test_the_headline_command_on_an_estimated_jetson_writes_its_results(tmp_path
     assert len(done) == 3 and done["latency_lo_ms"].notna().all()
     assert (done["latency_lo_ms"] < done["latency_hi_ms"]).all()
     assert "does not bind" in proc.stdout  # 10 ms is far above the tiny space on the Orin Nano
+    # `latency` on the search's own files gives the search's figures: the layers the file holds
+    # (the input's normalisation, the classifier after the pool, residual adds) priced by the
+    # roofline's kernel convention, as the block table prices the blocks (they once read 20-34% apart)
+    from autocompress.hardware.file_latency import file_latency
+
+    for _, r in done.iterrows():
+        assert file_latency(Path(r["model_path"]), "jetson").latency_ms == pytest.approx(r["latency_ms"], rel=0.02)
     # the Orin Nano's calibration holds depthwise-heavy classifiers: no "outside the families" line
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert cfg["latency_family_note"] is None

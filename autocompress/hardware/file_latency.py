@@ -56,6 +56,7 @@ class LayerLine:
     latency_ms: float
     energy_mj: float | None
     priced_by: str  # "table (measured)" / "table (estimated)" / "interpolated (family fit)" / "estimated (roofline)"
+    # / "estimated (roofline, in the kernel before it)": its work, no launch (layer_predict.launch_free)
     estimate: bool  # priced by an estimate rather than a measured or published table row
     nodes: tuple[str, ...]
 
@@ -325,6 +326,8 @@ def file_latency(path: Path, target_name: str, precision: str = "mixed", *, prof
     lines = []
     for i, (key, cost, layer) in enumerate(zip(keys, pred.breakdown, layers, strict=True)):
         by, est = _priced_by(table, key, cost.interpolated, roofline)
+        if cost.fused:
+            by = "estimated (roofline, in the kernel before it)"
         lines.append(LayerLine(i, cost.label, key.op, key.precision, cost.latency_ms,
                                None if power is None else cost.latency_ms * power, by, est, layer.nodes))  # fmt: skip
     iv = band.interval(pred.latency_ms) if band else None

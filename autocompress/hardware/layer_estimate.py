@@ -5,6 +5,7 @@ measure: Jetson, Raspberry Pi), labelled ``estimated``.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 
 from autocompress.exceptions import TargetError
 from autocompress.hardware.layer_table import LayerKey, LayerRow
@@ -42,6 +43,13 @@ def layer_roofline_ms(device: DeviceSpec, key: LayerKey) -> float:
     if device.roofline is None:
         raise TargetError(f"target {device.name} has no roofline to estimate layers from")
     return layer_latency_ms(device.roofline, roofline_layer(key), key.precision)
+
+
+def fused_ms(device: DeviceSpec, key: LayerKey) -> float:
+    """Roofline latency of a layer run inside the kernel before it: its work, no launch floor."""
+    if device.roofline is None:
+        raise TargetError(f"target {device.name} has no roofline to estimate layers from")
+    return layer_latency_ms(device.roofline, replace(roofline_layer(key), launches=0), key.precision)
 
 
 def estimate_layer_rows(device: DeviceSpec, keys: Iterable[LayerKey]) -> list[LayerRow]:

@@ -103,6 +103,7 @@ class EntryCost:
     latency_ms: float
     energy_mj: float | None
     interpolated: bool
+    fused: bool = False  # run inside the kernel before it (its work priced by the roofline, no launch)
 
 
 @dataclass(frozen=True)
@@ -231,24 +232,35 @@ def unpriced(device: DeviceSpec, table: Table[K], keys: Sequence[K],
 
 
 def price(device: DeviceSpec, table: Table[K], keys: Sequence[K], *,
-          estimate: Callable[[K], float] | None = None, source: str = "") -> Prediction:  # fmt: skip
+          estimate: Callable[[K], float] | None = None, source: str = "",
+          fused: Callable[[int, K], float | None] | None = None) -> Prediction:  # fmt: skip
     """Price a network given as its table keys, in order (the one path for blocks and layers).
 
     Args:
         estimate: the device's roofline for one key (estimated targets), used for missing keys.
         source: how the result is labelled (``Prediction.source``).
+        fused: for the entry at an index, its latency when it runs inside the kernel before it
+            (the roofline without a launch floor: ``layer_predict.launch_free``), else None.
 
     Raises:
         TargetError: a precision the device does not run, or a key whose family has no row.
     """
     costs = []
-    for key in keys:
+    inside = set()
+    for i, key in enumerate(keys):
         prec = key.precision
         if prec not in device.precisions:
             raise TargetError(
                 f"target {device.name} does not run {prec} (it runs {', '.join(device.precisions)})"
             )
         scale = device.scale(prec, table.kind)
+        in_kernel = fused(i, key) if fused is not None else None
+        if in_kernel is not None:  # priced by the roofline: not a row of the table
+            inside.add(i)
+            power = device.power_w
+            costs.append(EntryCost(key.label(), in_kernel * scale, None if power is None else in_kernel * scale * power,
+                                   True, fused=True))  # fmt: skip
+            continue
         row = table.get(key)
         if row is not None:
             energy = None if row.energy_mj is None else row.energy_mj * scale
@@ -261,7 +273,7 @@ def price(device: DeviceSpec, table: Table[K], keys: Sequence[K], *,
                 f"profile them with 'autocompress profile'"
             )
         costs.append(EntryCost(key.label(), int8_core(device, key, ms) * scale, None, True))
-    guessed = [c for c in costs if c.interpolated]
+    guessed = [c for i, c in enumerate(costs) if c.interpolated and i not in inside]
     if guessed:  # one line per network: a search prices thousands of them
         log.warning("%s: %d %s not in the table, interpolated: %s", device.name, len(guessed), table.kind,
                     "; ".join(f"{c.label} {c.latency_ms:.4f} ms" for c in guessed[:8])

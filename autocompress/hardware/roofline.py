@@ -26,6 +26,7 @@ from autocompress.hardware.lut import BlockKey, DeviceSpec, LatencyTable, Roofli
 from autocompress.hardware.reference_nets import (
     Layer,
     conv_layer,
+    eltwise_layer,
     global_pool_layer,
     linear_layer,
     se_layers,
@@ -39,7 +40,9 @@ def block_layers(spec: BlockSpec) -> list[Layer]:
     """The kernels a runtime runs for one fused block (their MACs add up to ``spec.macs()``,
     plus what a hard-swish costs).
 
-    ``stem``: one conv (+bn+act); ``mbconv``: 1x1 expand, kxk depthwise, 1x1 project with the
+    ``stem``: the input's normalisation (the exported network's ``(x - mean) / std``: one
+    pointwise kernel; a fusing runtime cannot fold it into a zero-padded conv), then one conv
+    (+bn+act); ``mbconv``: 1x1 expand, kxk depthwise, 1x1 project with the
     residual add fused into it; ``mbconv_se``: the same with squeeze-excite after the depthwise
     conv (global pool, 1x1 reduce, 1x1 expand, scale: one kernel, ``reference_nets.se_layers``,
     as EfficientNet's is built); ``head``: global average pool with the linear layer fused into
@@ -49,7 +52,8 @@ def block_layers(spec: BlockSpec) -> list[Layer]:
     """
     if spec.op == "stem":
         stem, _, _ = conv_layer(spec.in_h, spec.in_w, spec.in_c, spec.out_c, spec.kernel, spec.stride, name="stem")
-        return [_with_act(stem, spec.act)]
+        pixels = spec.in_h * spec.in_w * spec.in_c
+        return [eltwise_layer(pixels, pixels, "normalize"), _with_act(stem, spec.act)]
     if spec.op == "head":
         return [
             global_pool_layer(spec.in_h, spec.in_w, spec.in_c, "pool"),

@@ -17,8 +17,8 @@ from autocompress.hardware.calibrate import (
 )
 from autocompress.hardware.families import covered_families, family_of, held_out_line, uncovered_note
 from autocompress.hardware.lut import CalibrationFigure, DeviceSpec
-from autocompress.hardware.reference_nets import reference_net
-from autocompress.hardware.roofline import block_latency_ms, block_layers
+from autocompress.hardware.reference_nets import conv_layer, reference_net
+from autocompress.hardware.roofline import block_latency_ms, block_layers, layers_latency_ms
 from autocompress.hardware.targets import get_target
 from autocompress.space import load_space
 
@@ -97,11 +97,14 @@ def test_cuda_graph_figure_pays_the_work_but_no_launch_floor(mode: str) -> None:
 
 
 def test_floor_max_mode_charges_the_larger_of_work_and_floor() -> None:
+    conv = [conv_layer(224, 224, 3, 64, 3, 2, name="stem")[0]]  # one kernel
+    work = layers_latency_ms(_device(0.0, "add", 1e3, 10.0), conv, "fp16")  # about 0.04 ms of compute
+    assert layers_latency_ms(_device(0.01, "max", 1e3, 10.0), conv, "fp16") == pytest.approx(work)
+    assert layers_latency_ms(_device(0.01, "add", 1e3, 10.0), conv, "fp16") == pytest.approx(work + 0.01)
+    assert layers_latency_ms(_device(10.0, "max", 1e3, 10.0), conv, "fp16") == pytest.approx(10.0)
+    # the stem block is two kernels (the input's normalisation, then the conv): two floors
     stem = BlockSpec("stem", 224, 224, 3, 64, 3, 2, 1.0, "relu", -1)
-    work = block_latency_ms(_device(0.0, "add", 1e3, 10.0), stem, "fp16")  # about 0.04 ms of compute
-    assert block_latency_ms(_device(0.01, "max", 1e3, 10.0), stem, "fp16") == pytest.approx(work)
-    assert block_latency_ms(_device(0.01, "add", 1e3, 10.0), stem, "fp16") == pytest.approx(work + 0.01)
-    assert block_latency_ms(_device(10.0, "max", 1e3, 10.0), stem, "fp16") == pytest.approx(10.0)
+    assert block_latency_ms(_device(10.0, "max", 1e3, 10.0), stem, "fp16") == pytest.approx(20.0)
 
 
 def test_harness_overhead_is_fitted_apart_from_the_kernel_floor() -> None:
