@@ -9,6 +9,7 @@ latency is ``overhead + sum(blocks)``.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -334,13 +335,28 @@ def profile_space(
     device = device.model_copy(
         update={"block_scale": block_scale, "host": {**device.host, "block_scale_fit": scale_note}}
     )
-    table = LatencyTable(device=device, rows=merged, folder=folder)
-    table.save(folder)
-    if networks > 0:
-        with pinned_cpus(threads if pin else 0):
-            table = fit_table_scale(folder, space, networks=networks, passes=passes, channels=in_channels,
-                                    classes=num_classes)  # fmt: skip
-    return table
+    # written and fitted in a hidden folder beside it, then swapped in: an interrupted profile (the
+    # fit takes minutes) leaves the table as it was, never a half-fitted one a search would use
+    work = folder.parent / f".{folder.name}.profiling"
+    old = folder.parent / f".{folder.name}.replaced"
+    try:
+        shutil.rmtree(work, ignore_errors=True)
+        if folder.is_dir():
+            shutil.copytree(folder, work)  # what else the folder holds (layers.csv) is kept
+        work.mkdir(parents=True, exist_ok=True)
+        LatencyTable(device=device, rows=merged, folder=work).save(work)
+        if networks > 0:
+            with pinned_cpus(threads if pin else 0):
+                fit_table_scale(work, space, networks=networks, passes=passes, channels=in_channels,
+                                classes=num_classes)  # fmt: skip
+        shutil.rmtree(old, ignore_errors=True)
+        if folder.exists():
+            folder.rename(old)
+        work.rename(folder)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return load_table(folder)
 
 
 def fit_table_scale(

@@ -106,6 +106,28 @@ def test_profile_space_writes_a_loadable_measured_table(tmp_path: Path) -> None:
     assert isinstance(next(iter(merged.rows)), BlockKey)
 
 
+def test_a_profile_interrupted_in_its_fit_leaves_the_table_as_it_was(tmp_path: Path, monkeypatch) -> None:
+    """The fit of the block scale takes minutes after the rows are timed: Ctrl-C there once left a
+    table with new rows and an unfitted scale that searches used."""
+    import pytest
+
+    from autocompress.hardware import profile as prof
+
+    space = micro_space()
+    folder = tmp_path / "mine"
+    profile_space(space, name="mine", precisions=["fp32"], folder=folder, reps=10, networks=0)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(prof, "fit_table_scale", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        profile_space(space, name="mine", precisions=["int8"], folder=folder, reps=10, networks=3)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]  # no work folder left beside it
+
+
 def test_openvino_runs_the_same_model_as_onnxruntime(tmp_path: Path) -> None:
     path = block_onnx(BLOCKS[1], "fp32", tmp_path, "b", _calib(BLOCKS[1]))
     x = np.random.default_rng(0).random((2, 8, 16, 16), dtype=np.float32)
