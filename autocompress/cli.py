@@ -935,7 +935,14 @@ def _profile(**kw: Any) -> None:
     if not kw["missing_only"]:  # --missing-only also checks them against the table (profile_add)
         check_profile_precisions(kw["runtime"], precisions)
     name = kw["name"] or DEFAULT_NAMES[kw["runtime"]]
+    from autocompress.hardware.targets import list_targets
+
+    targets = list_targets()
+    owner = next((t for t in targets if name in t.device.aliases and t.name != name), None)
+    if owner is not None:  # it would take the alias over from the target users reach by it
+        raise BadInputError(f"--name {name} is an alias of target {owner.name}; choose another name")
     folder = kw["out_dir"] or new_table_folder(name)
+    shadowed = next((t for t in targets if t.name == name and t.folder.resolve() != Path(folder).resolve()), None)
     sp = load_space(kw["space"])
     check_writable(folder)  # before minutes of measuring, not after; all of the above before torch
     from autocompress.hardware.profile import profile_space
@@ -956,6 +963,10 @@ def _profile(**kw: Any) -> None:
         )  # fmt: skip
     out.print(f"wrote {len(table.rows)} rows to {folder}/ ({table.device.runtime} {table.device.runtime_version}, "
               f"{table.device.host.get('cpu')}, {kw['threads']} thread(s))", highlight=False)  # fmt: skip
+    if shadowed is not None:  # searched first: --target NAME now prices with this table alone
+        out.print(f"note: --target {name} now reads this table, not {shadowed.folder}/ (its {len(shadowed.table.rows)} "
+                  f"rows); it holds the blocks of space {sp.name}: other spaces' blocks are interpolated until "
+                  f"profiled here too ('autocompress profile --space SPACE --name {name} --merge')", highlight=False)  # fmt: skip
 
 
 @app.command("validate-latency")

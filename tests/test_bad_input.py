@@ -403,6 +403,8 @@ CASES: list[Case] = [
     C("targets-corrupt-table", ("targets",), ("device.yaml: field overhead_ms",),
       setup=_table(_edit("device.yaml", lambda t: t.replace("overhead_ms:", "overhead_ms: -1\nold_overhead_ms:", 1)))),
     # --- profile
+    C("profile-name-is-an-alias", ("profile", "--space", "tiny", "--name", "cpu", "--out", "{tmp}/t"),
+      ("--name cpu is an alias of target x86-cpu-onnxruntime; choose another name",)),
     C("profile-runtime", ("profile", "--runtime", "tflite"), ("--runtime must be one of onnxruntime, openvino, tensorrt",)),
     C("profile-precision", ("profile", "--space", "tiny", "--precision", "fp16", "--out", "{tmp}/t"), ("runs fp32, int8; got fp16",)),
     C("profile-threads", ("profile", "--space", "tiny", "--threads", "0", "--out", "{tmp}/t"), ("--threads must be at least 1",)),

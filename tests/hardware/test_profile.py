@@ -141,3 +141,15 @@ def test_profile_with_openvino_writes_its_own_table(tmp_path: Path) -> None:
     assert table.device.name == "x86-cpu-openvino" and table.device.runtime == "openvino"
     assert table.device.host["openvino"] == table.device.runtime_version
     assert {k.precision for k in table.rows} == {"fp32", "int8"}
+
+
+def test_profiling_a_shipped_tables_name_says_it_now_takes_its_place(tmp_path: Path) -> None:
+    """A table of the same name in the user's folder is searched first: --target NAME then prices
+    with it alone (its one space's blocks), and the command says so."""
+    from tests.helpers import cli
+
+    proc = cli("profile", "--space", "tiny", "--precision", "fp32", "--reps", "5", "--passes", "1", "--networks", "0",
+               "--out", str(tmp_path / "x86-cpu-onnxruntime"), env={"AUTOCOMPRESS_TABLES": str(tmp_path)})  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "note: --target x86-cpu-onnxruntime now reads this table, not" in proc.stdout
+    assert "--name x86-cpu-onnxruntime --merge" in proc.stdout
