@@ -49,8 +49,12 @@ def inside_count(band: ErrorBand) -> int:
 
 
 def network_band(device: DeviceSpec, precisions: Iterable[str]) -> ErrorBand | None:
-    """The band of a network whose entries run in ``precisions`` (None when any lacks one)."""
+    """The band of a network whose entries run in ``precisions`` (None when any lacks one): a
+    network mixing precisions takes the table's ``mixed`` band where it records one (a
+    ``validate-latency --precision mixed``, held-out networks of that very kind)."""
     used = sorted(set(precisions))
+    if len(used) > 1 and device.error_band.get("mixed") is not None:
+        return device.error_band["mixed"]
     bands = [device.band(p) for p in used]
     if not bands or any(b is None for b in bands):
         return None

@@ -352,10 +352,16 @@ def fit_block_scale(
     return scales, sum(len(g) for g in groups.values()) + len(mixed), int8
 
 
+MIN_BAND_CANDIDATES = 10  # a validation of fewer candidates is reported, but its band is not recorded
+
+
 def record_band(report: Validation, target: Target, fit: HostFit | None) -> str:
     """Store the report's error band under its precision mode (fp32, int8, mixed) where the
     table's predictions on this machine are kept: the host fit (a table re-calibrated here), else
     the table's own ``device.yaml`` (measured here); returns one line saying where (or why not)."""
+    if len(report.points) < MIN_BAND_CANDIDATES:
+        return (f"error band not recorded: {len(report.points)} candidates are too few to stand for the table's "
+                f"errors (at least {MIN_BAND_CANDIDATES}; -n 100 is the default)")  # fmt: skip
     band = report.band()
     if fit is not None:
         fit.error_band[report.precision] = band.model_dump()

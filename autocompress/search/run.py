@@ -136,9 +136,12 @@ def _check_bands_for_upper(target: Any) -> None:
     needs a held-out error band."""
     lacking = [p for p in target.device.precisions if target.device.band(p) is None]
     if lacking:
+        has = sorted(target.device.error_band)
+        why = f"it records bands for {', '.join(has)} only" if has else NO_BAND
         raise BadInputError(
             f"--budget-on upper needs the held-out error band of target {target.name}'s table, and it records "
-            f"none for {', '.join(lacking)} ({NO_BAND}); use --budget-on point"
+            f"none for {', '.join(lacking)} ({why}); use --budget-on point, or record them with "
+            f"'autocompress validate-latency --target {target.name} --precision P' for each"
         )
 
 

@@ -91,6 +91,18 @@ def test_a_mixed_network_states_what_its_widest_range_holds() -> None:
     assert (inside_count(band), band.n) == (16, 20)  # the least held share of either precision's errors
 
 
+def test_a_mixed_network_takes_the_mixed_validations_band_where_one_is_recorded() -> None:
+    """``validate-latency --precision mixed`` records a ``mixed`` band from held-out networks that
+    mix precisions: those networks take it; one-precision networks keep their own."""
+    fp32 = band_of([-5.0, 0.0, 5.0, 8.0, 9.0, 10.0], "fp32 figures")
+    mixed = band_of([-3.0, -1.0, 0.0, 1.0, 2.0, 3.0], "mixed networks")
+    device = DeviceSpec.model_validate({**load_device(TABLES_DIR / "raspberry-pi-5" / "device.yaml").model_dump(),
+                                        "error_band": {"fp32": fp32, "mixed": mixed}})  # fmt: skip
+    assert network_band(device, ["fp32", "int8"]) == mixed
+    assert network_band(device, ["fp32", "fp32"]) == fp32
+    assert network_band(device, ["int8"]) is None  # no int8 band and no all-precision one: nothing invented
+
+
 def shipped_estimated() -> list[str]:
     return sorted(p.parent.name for p in TABLES_DIR.glob("*/device.yaml")
                   if load_device(p).source == "estimated")  # fmt: skip

@@ -91,7 +91,7 @@ def test_a_table_measured_here_is_used_as_it_is(here_table: Path) -> None:
 
 def test_validate_latency_writes_the_error_band(here_table: Path, other_table: Path, tmp_path: Path) -> None:
     space = str(small_space(tmp_path))
-    args = ("validate-latency", "--target", "tiny-cpu", "-n", "4", "--space", space, "--reps", "10", "--passes", "1",
+    args = ("validate-latency", "--target", "tiny-cpu", "-n", "16", "--space", space, "--reps", "10", "--passes", "1",
             "--precision", "int8")  # fmt: skip
     # measured here: into the table's device.yaml, with this host
     here = tmp_path / "here-tables"
@@ -99,7 +99,7 @@ def test_validate_latency_writes_the_error_band(here_table: Path, other_table: P
     proc = cli(*args, "--out", str(tmp_path / "v1"), env={"AUTOCOMPRESS_TABLES": str(here)})
     assert proc.returncode == 0, proc.stderr
     band = load_device(here / "tiny-cpu" / "device.yaml").error_band["int8"]
-    assert band.n == 4 and band.lo_pct <= band.hi_pct and "10" in band.within
+    assert band.n == 16 and band.lo_pct <= band.hi_pct and "10" in band.within
     assert band.host["cpu"] == json.loads((tmp_path / "v1" / "validation.json").read_text())["summary"]["cpu"]
     assert "error band int8 recorded in" in proc.stdout
     # from another machine: re-calibrated (here with 2 networks per mode, to keep the test short;
@@ -112,11 +112,15 @@ def test_validate_latency_writes_the_error_band(here_table: Path, other_table: P
     assert proc.returncode == 0, proc.stderr
     assert "re-calibrated to this one" in proc.stdout and "cached" in proc.stdout
     fit = HostFit.load(_target(other_table))
-    assert fit is not None and fit.error_band["int8"]["n"] == 4
+    assert fit is not None and fit.error_band["int8"]["n"] == 16
     assert "after re-calibration" in fit.error_band["int8"]["basis"]
     assert load_device(other_table / "device.yaml").error_band == {}
     saved = json.loads((tmp_path / "v2" / "validation.json").read_text())
-    assert saved["summary"]["host_fit"] == "re-calibrated (cached)" and saved["error_band"]["n"] == 4
+    assert saved["summary"]["host_fit"] == "re-calibrated (cached)" and saved["error_band"]["n"] == 16
+    # fewer candidates: the validation is reported, its band is not recorded
+    few = cli(*args[:4], "5", *args[5:], "--out", str(tmp_path / "v3"), env=env)
+    assert few.returncode == 0 and "error band not recorded: 5 candidates are too few" in few.stdout
+    assert HostFit.load(_target(other_table)).error_band["int8"]["n"] == 16
 
 
 def test_a_fit_cached_by_an_older_re_calibration_is_not_reused(other_table: Path, monkeypatch: pytest.MonkeyPatch) -> None:
