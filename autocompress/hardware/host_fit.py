@@ -111,7 +111,10 @@ class HostFit:
 
     def apply(self, device: DeviceSpec) -> DeviceSpec:
         """``device`` with this machine's factors, int8 entry/exit costs and (once validated here) band."""
-        update: dict[str, Any] = {"block_scale": dict(self.block_scale)}
+        # the label every figure carries says the rows were re-fitted here (targets.source_label)
+        nets = sum(self.networks.values())
+        update: dict[str, Any] = {"block_scale": dict(self.block_scale), "host": {
+            **device.host, "recalibrated_to": f"{self.host.get('cpu')}, on {nets} reference networks timed here"}}
         if self.overhead_ms is not None:
             update["overhead_ms"] = self.overhead_ms
         if self.int8_entry is not None and self.int8_exit is not None:

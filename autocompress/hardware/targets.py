@@ -104,7 +104,8 @@ class Target:
             bits = [f"{d.runtime} {d.runtime_version}".strip(), host.get("cpu", "")]
             if threads:
                 bits.append(f"{threads} thread{'s' if threads != 1 else ''}")
-            return "measured (" + ", ".join(b for b in bits if b) + ")"
+            again = f"; re-calibrated to this machine ({host['recalibrated_to']})" if host.get("recalibrated_to") else ""
+            return "measured (" + ", ".join(b for b in bits if b) + again + ")"
         if d.source == "published":
             return "published"
         n = d.roofline.calibration_figures() if d.roofline else 0
