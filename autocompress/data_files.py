@@ -17,6 +17,7 @@ import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -194,17 +195,25 @@ def _load_imagefolder(root: Path, image_size: int | None):
     for path, _ in files:  # before opening any: a FIFO would block, a device never end
         check_regular_file(path, f"imagefolder {root}: image", DatasetError)
     arrays = []
-    mode, size = "L", image_size or 0
-    for i, (path, _) in enumerate(files):
+    # the headers first (nothing decoded): one colour image makes the set RGB (grey ones are
+    # replicated, not colour dropped from the rest), and the size is the median short side
+    modes, sides = set(), []
+    for path, _ in files:
+        try:
+            with Image.open(path) as img:
+                modes.add(img.mode)
+                sides.append(min(img.size))
+        except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
+            pass  # said below, with the reason, when it is decoded
+    mode = "L" if modes <= GREY_MODES else "RGB"
+    size = image_size or (int(np.median(sides)) if sides else 0)
+    for path, _ in files:
         try:
             with warnings.catch_warnings():
                 # PIL only warns between MAX_IMAGE_PIXELS and twice that, then decodes it all
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 with Image.open(path) as img:
-                    if i == 0:
-                        mode = "L" if img.mode in ("L", "1", "I;16", "I") else "RGB"
-                        size = image_size or img.size[0]
-                    img = img.convert(mode).resize((size, size), Image.Resampling.BILINEAR)
+                    img = _square(img.convert(mode)).resize((size, size), Image.Resampling.BILINEAR)
                     arr = np.asarray(img, dtype=np.float32) / 255.0
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             size_txt = str(exc).split(",")[0]  # "Image size (N pixels) exceeds limit of M pixels"
@@ -216,7 +225,19 @@ def _load_imagefolder(root: Path, image_size: int | None):
         arrays.append(arr[None] if mode == "L" else arr.transpose(2, 0, 1))
     images = np.stack(arrays).astype(np.float32)
     labels = np.array([label for _, label in files], dtype=np.int64)
-    return images, labels, tuple(classes), f"imagefolder:{root.resolve()}:{len(files)}"
+    # ":square": how the images were read (centre square, median size), in the data's fingerprint
+    return images, labels, tuple(classes), f"imagefolder:{root.resolve()}:{len(files)}:square"
+
+
+GREY_MODES = {"L", "1", "I;16", "I", "LA"}  # PIL modes of one-channel images
+
+
+def _square(img: Any) -> Any:
+    """The centred square of ``img`` (its short side): scaling it keeps the aspect ratio."""
+    w, h = img.size
+    side = min(w, h)
+    left, top = (w - side) // 2, (h - side) // 2
+    return img if w == h else img.crop((left, top, left + side, top + side))
 
 
 FASHION_SPECS = ("fashion-mnist", "fashion_mnist", "fmnist")

@@ -62,6 +62,26 @@ def test_imagefolder(tmp_path: Path) -> None:
     assert sorted(torch.bincount(d.labels).tolist()) == [12, 12]
 
 
+def test_imagefolder_keeps_colour_and_aspect_whatever_the_first_file(tmp_path: Path) -> None:
+    """The first file read once set the colour mode and the size of every image: one grey image
+    first made a red-vs-green set grey, and wide images were squashed to the first one's width."""
+    from PIL import Image
+
+    for cls, colour in (("red", (255, 0, 0)), ("green", (0, 255, 0))):
+        (tmp_path / cls).mkdir()
+        Image.fromarray(np.full((30, 30), 128, np.uint8)).save(tmp_path / cls / "00.png")  # grey, sorted first
+        for i in range(1, 4):
+            wide = np.zeros((20, 40, 3), np.uint8)
+            wide[:, 10:30] = colour  # the coloured square in the middle of a 2:1 image
+            Image.fromarray(wide).save(tmp_path / cls / f"{i:02d}.png")
+    d = load_dataset(f"imagefolder:{tmp_path}")
+    assert d.images.shape[1] == 3  # colour kept: the grey images are replicated to RGB
+    assert d.images.shape[2:] == (20, 20)  # the median short side, each image's centre square
+    green, red = d.images[d.labels == 0], d.images[d.labels == 1]
+    assert float(red[1:, 0].mean()) > 0.99 and float(red[1:, 1].mean()) < 0.01  # the centre: pure red
+    assert float(green[1:, 1].mean()) > 0.99 and float(green[1:, 0].mean()) < 0.01
+
+
 def test_the_data_checked_before_torch_is_the_data_the_search_loads(tmp_path: Path) -> None:
     """`autocompress search` reads the data once, before importing torch (read_data keep=True);
     the load that follows takes those arrays instead of reading the folder again, once."""
