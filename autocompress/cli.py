@@ -728,7 +728,7 @@ def _space(**kw: Any) -> None:
         unsupported_precisions,
     )
     from autocompress.hardware.targets import get_target
-    from autocompress.space import load_space
+    from autocompress.space import load_space, space_arg
 
     _check_ints("space", kw)
     budget_ms = parse_budget(kw["budget"]) if kw["budget"] else None
@@ -741,6 +741,7 @@ def _space(**kw: Any) -> None:
     refused = unsupported_precisions(sp, table)
     verdict = _budget_verdict(budget_ms, rng) if budget_ms else None
     uncovered = _uncovered_space_note(t.device, sp, shape["channels"], kw["classes"])
+    missing, needed = _missing_rows(t, sp, shape["channels"], kw["classes"])
     if kw["as_json"]:
         doc = {
             "space": sp.name, "path": str(sp.path), "size": sp.size(), "target": t.name, "estimated": t.estimated,
@@ -750,6 +751,7 @@ def _space(**kw: Any) -> None:
             "range": {"min_ms": round(rng.min_ms, 5), "max_ms": round(rng.max_ms, 5), "fastest": rng.fastest,
                       "slowest": rng.slowest, "binding_example_ms": binding_budget(rng.min_ms, rng.max_ms)},
             "unsupported_precisions": refused, "uncovered_family": uncovered,
+            "rows": {"needed": needed, "interpolated": missing},
             **({"budget": {"budget_ms": budget_ms, "binds": rng.binds(budget_ms), "feasible": budget_ms >= rng.min_ms,
                            "message": verdict}} if budget_ms else {}),
         }  # fmt: skip
@@ -770,6 +772,12 @@ def _space(**kw: Any) -> None:
     out.print(f"latency source: {t.source_label}", highlight=False)
     if uncovered:
         out.print(f"note: {uncovered}", highlight=False)
+    if missing:
+        how = ("from the roofline" if t.device.roofline is not None else
+               f"from rows of their family; measure them with 'autocompress profile --space {space_arg(sp.path)} --name {t.name} "
+               "--merge' on the machine the table was profiled on")  # fmt: skip
+        out.print(f"note: {missing} of the {needed} block rows this space needs are not in {t.name}'s table: "
+                  f"interpolated {how}", highlight=False)  # fmt: skip
     out.print(f"fastest: {rng.fastest}\nslowest: {rng.slowest}", highlight=False)
     out.print(f"budgets between {format_ms(rng.min_ms)} and {format_ms(rng.max_ms)} bind (e.g. --budget "
               f"{binding_budget(rng.min_ms, rng.max_ms):g}ms); below "
@@ -780,6 +788,19 @@ def _space(**kw: Any) -> None:
                   "refused", highlight=False)  # fmt: skip
     if verdict:
         out.print(verdict, highlight=False)
+
+
+def _missing_rows(t: Any, space: Any, channels: int, classes: int) -> tuple[int, int]:
+    """(missing, needed): the table rows the space's blocks need at the precisions it offers that
+    the target runs, and how many of them the table lacks (priced by interpolation)."""
+    from autocompress.arch import all_blocks
+    from autocompress.hardware.lut import BlockKey
+
+    offered = {p for k, v in space.dimensions().items() if k.endswith("precision") for p in v} or {"fp32"}
+    precisions = [p for p in t.device.precisions if p in offered | {"fp32"}]
+    keys = {BlockKey.of(b, p) for b in all_blocks(space, channels, classes)
+            for p in (["fp32"] if b.op in ("stem", "head") else precisions)}  # fmt: skip
+    return sum(t.table.get(k) is None for k in keys), len(keys)
 
 
 def _uncovered_space_note(device: Any, space: Any, channels: int, classes: int) -> str | None:

@@ -83,7 +83,7 @@ def test_space_command_json(jetson_json: dict) -> None:
     assert doc["budget"]["binds"] is False and "does not bind" in doc["budget"]["message"]
 
 
-def test_space_command_table() -> None:
+def test_space_command_table(tmp_path) -> None:
     proc = cli("space", "fashion_mnist", "--target", "jetson")
     assert proc.returncode == 0, proc.stderr
     text = proc.stdout
@@ -93,6 +93,18 @@ def test_space_command_table() -> None:
         assert row in text, row
     cpu = cli("space", "tiny")  # default target: the CPU table measured on this machine
     assert cpu.returncode == 0 and "x86-cpu-onnxruntime" in cpu.stdout and "ESTIMATED" not in cpu.stdout
+    # a space whose blocks the measured table lacks (a larger resolution): the command says they are interpolated
+    import yaml
+
+    from autocompress.space import SPACES_DIR
+
+    raw = yaml.safe_load((SPACES_DIR / "tiny.yaml").read_text())
+    raw["input"]["resolution"] = [64]
+    big = tmp_path / "big.yaml"
+    big.write_text(yaml.safe_dump(raw))
+    proc = cli("space", str(big), "--target", "cpu")
+    assert proc.returncode == 0 and "block rows this space needs are not in x86-cpu-onnxruntime's table" in proc.stdout
+    assert "block rows this space needs" not in cpu.stdout  # the tiny space's own rows are all there
     # a budget that binds on an estimated target: the verdict says the figures are estimates too
     rpi = cli("space", "tiny", "--target", "rpi4", "--budget", "0.45ms")
     assert "budget 0.450 ms binds on raspberry-pi-4: it excludes the candidates predicted above it (ESTIMATED)" in rpi.stdout
