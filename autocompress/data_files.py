@@ -9,6 +9,7 @@ process (:func:`take_checked`), so nothing is read twice.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import os
@@ -200,10 +201,12 @@ def _load_imagefolder(root: Path, image_size: int | None):
     modes, sides = set(), []
     for path, _ in files:
         try:
-            with Image.open(path) as img:
-                modes.add(img.mode)
-                sides.append(min(img.size))
-        except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(path) as img:
+                    modes.add(img.mode)
+                    sides.append(min(img.size))
+        except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError):
             pass  # said below, with the reason, when it is decoded
     mode = "L" if modes <= GREY_MODES else "RGB"
     size = image_size or (int(np.median(sides)) if sides else 0)
@@ -321,12 +324,23 @@ def download_fashion_mnist(
     dest = Path(dest) if dest is not None else cache_dir() / "fashion-mnist"
     if path_kind(dest) is not None:
         check_folder(dest, "--dest", DatasetError)
+    made = [p for p in (dest, *dest.parents) if not p.exists()]  # removed again if nothing is downloaded
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DatasetError(f"cannot create {dest}: {exc.strerror or exc}") from None
+    try:
+        _fetch(dest, base_url, FASHION_MD5 if checksums is None else checksums, timeout)
+    except BaseException:
+        for folder in made:  # innermost first; only folders this call made and left empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+    return dest
+
+
+def _fetch(dest: Path, base_url: str, checksums: dict[str, str], timeout: float) -> None:
     ensure_writable_dir(dest, "download folder")
-    checksums = FASHION_MD5 if checksums is None else checksums
     for stem in FASHION_FILES.values():
         name = f"{stem}.gz"
         target = dest / name
@@ -342,11 +356,13 @@ def download_fashion_mnist(
                 raise DatasetError(f"download of {url} is corrupt (md5 mismatch)")
             os.replace(tmp, target)
         except OSError as exc:
-            raise DatasetError(f"cannot download {url}: {exc}; {FASHION_HINT}") from None
+            why = getattr(exc, "reason", None) or exc  # urllib's URLError wraps the socket's error
+            why = getattr(why, "strerror", None) or str(why)
+            raise DatasetError(f"cannot download {url}: {why}; install the data with 'sudo apt-get install "
+                               "dataset-fashion-mnist', or pass --data-dir DIR (a folder holding its files)") from None
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-    return dest
 
 
 def _md5(path: Path) -> str:

@@ -119,6 +119,21 @@ def test_truncated_idx_file_is_a_clear_error(tmp_path: Path, fashion_dir: Path) 
         read_idx(bad)
 
 
+def test_a_download_that_cannot_connect_says_why_and_leaves_no_folder(tmp_path: Path) -> None:
+    """Offline: one line with the reason (not urllib's repr), the other ways to get the data (not
+    the command that just failed), and none of the folders it would have made."""
+    import socket
+
+    with socket.socket() as s:  # a loopback port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(DatasetError) as err:
+        download_fashion_mnist(tmp_path / "dl" / "a" / "b", base_url=f"http://127.0.0.1:{port}/")
+    msg = str(err.value)
+    assert "Connection refused" in msg and "<urlopen error" not in msg and "data download" not in msg
+    assert "apt-get install dataset-fashion-mnist" in msg and not (tmp_path / "dl").exists()
+
+
 def test_download_from_a_mirror_checks_md5_and_loads(tmp_path: Path, fashion_dir: Path) -> None:
     """The real download code, against a mirror served on loopback from the installed files."""
     mirror = tmp_path / "mirror"
