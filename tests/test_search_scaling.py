@@ -290,6 +290,31 @@ def test_ray_backend_runs_two_trials_at_once(tmp_path, fashion_dir) -> None:
     assert len(pd.read_csv(run_dir / "pareto.csv")) >= 1
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_ctrl_c_stops_a_ray_search_as_it_stops_a_local_one(tmp_path, fashion_dir) -> None:
+    """Ray Tune caught Ctrl-C itself: the command exited 0, printed the results as if finished and
+    offered Tune's Tuner.restore. Now: exit 130, the one "interrupted" line, --resume goes on."""
+    pytest.importorskip("ray.tune")
+    run_dir = tmp_path / "ray-int"
+    proc = _popen(_args(run_dir, "--backend", "ray", "--workers", "2", trials=30))
+    storage = f"sqlite:///{run_dir / 'study.db'}"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(1)
+        try:
+            study = optuna.load_study(study_name="autocompress", storage=storage)
+        except Exception:  # not created yet
+            continue
+        if any(t.state.name == "COMPLETE" for t in study.get_trials(deepcopy=False)):
+            break
+    assert proc.poll() is None, "the search ended before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, (out[-2000:], err[-3000:])
+    assert "interrupted; completed trials are kept" in err and "Tuner.restore" not in out + err
+
+
 @pytest.fixture(scope="module")
 def halving_run(tmp_path_factory, fashion_dir):
     run_dir = tmp_path_factory.mktemp("runs") / "halving"

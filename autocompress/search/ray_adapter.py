@@ -127,6 +127,9 @@ def run_ray(study: optuna.Study, storage_spec: str, problem: Problem, cfg: Any, 
                 failure_config=tune.FailureConfig(max_failures=0),
             ),
         )
+        # Ctrl-C stops the search as it stops a local one (exit 130, "interrupted"), not Tune's
+        # graceful stop, which returned as if the run had finished and offered Tuner.restore
+        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
         tuner.fit()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
