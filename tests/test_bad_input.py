@@ -436,6 +436,8 @@ CASES: list[Case] = [
       ("{tmp}/ro/dl", "Read-only file system"), setup=_readonly("ro")),
     # --- search: scaling options (issue 7)
     C("storage-unknown-backend", (*SEARCH, "--storage", "mysql://x"), ("cannot open storage mysql://x",)),
+    C("storage-postgres-bad-port", (*SEARCH, "--storage", "postgresql://u:S3cret@127.0.0.1:notaport/db", "--run-dir", "{tmp}/run"),
+      ("--storage postgresql://u:***@127.0.0.1:notaport/db is not a valid database URL",)),
     C("storage-redis", (*SEARCH, "--storage", "redis://localhost", "--run-dir", "{tmp}/run"),
       ("--storage must be postgresql://…, sqlite:///PATH or journal:PATH; got 'redis://localhost'",)),
     C("storage-journal-no-path", (*SEARCH, "--storage", "journal:", "--run-dir", "{tmp}/run"),

@@ -314,6 +314,11 @@ def test_a_copied_run_directory_resumes_its_own_study(run, tmp_path) -> None:
     proc = _search(copy, "--resume", "--finalize", "0", trials=str(before + 1))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert count(run_dir) == before and count(copy) == before + 1
+    # --storage naming another study on --resume once moved the run onto it: refused
+    other = _search(copy, "--resume", "--finalize", "0", "--storage", f"sqlite:///{run_dir / 'study.db'}",
+                    trials=str(before + 2))  # fmt: skip
+    assert other.returncode == 2 and f"its study is in sqlite:///{(copy / 'study.db').resolve()}" in other.stderr
+    assert count(run_dir) == before and count(copy) == before + 1
 
 
 def test_an_estimate_outside_the_calibrated_families_says_so_in_every_result(tmp_path, fashion_dir) -> None:

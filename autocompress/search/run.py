@@ -16,7 +16,7 @@ from typing import Any
 from autocompress import __version__
 from autocompress._io import storage_error
 from autocompress.budget import below_fastest_message
-from autocompress.exceptions import BadInputError, InfeasibleBudgetError, WriteError
+from autocompress.exceptions import BadInputError, InfeasibleBudgetError, RunDirError, WriteError
 from autocompress.hardware.interval import NO_BAND, bands_entry
 from autocompress.hardware.targets import get_target
 from autocompress.problems import Problem, ProblemHooks, build_problem
@@ -32,7 +32,7 @@ from autocompress.results import (
 )
 from autocompress.search.config import DIRECTIONS, METRICS, Hooks, SearchConfig, SearchOutcome, check_options
 from autocompress.search.loop import optimize
-from autocompress.search.storage import check_storage_spec, resolve_storage
+from autocompress.search.storage import check_storage_spec, redact, resolve_storage
 from autocompress.search.storage import describe as describe_storage
 from autocompress.search.study import (
     create_study,
@@ -75,7 +75,13 @@ def run_search(cfg: SearchConfig, hooks: Hooks | None = None) -> SearchOutcome:
     warm = warm_start_params(cfg.warm_start, problem) if cfg.warm_start else []
     run_dir = prepare_run_dir(cfg, target.name, problem.fingerprint())
     old_config = read_config(run_dir) if cfg.resume and (run_dir / CONFIG_FILE).is_file() else {}
-    storage_spec = resolve_storage(cfg.storage or recorded_storage(old_config, run_dir), run_dir, STUDY_FILE)
+    own = recorded_storage(old_config, run_dir)
+    storage_spec = resolve_storage(cfg.storage or own, run_dir, STUDY_FILE)
+    if cfg.storage and old_config:  # a run's trials live in one study: another --storage would swap them
+        theirs = resolve_storage(own, run_dir, STUDY_FILE)
+        if _same_storage(theirs) != _same_storage(storage_spec):
+            raise RunDirError(f"cannot resume {run_dir} on --storage {redact(storage_spec)}: its study is in "
+                              f"{redact(theirs)}; leave --storage out, or join that study from a new --run-dir")  # fmt: skip
     storage = open_study_storage(cfg, run_dir, storage_spec)
 
     models_dir = run_dir / "models"
@@ -143,6 +149,13 @@ def _check_bands_for_upper(target: Any) -> None:
             f"none for {', '.join(lacking)} ({why}); use --budget-on point, or record them with "
             f"'autocompress validate-latency --target {target.name} --precision P' for each"
         )
+
+
+def _same_storage(spec: str) -> str:
+    """A storage as compared for ``--resume``: SQLite files by their resolved path, passwords out."""
+    if spec.startswith("sqlite:///"):
+        return f"sqlite:///{Path(spec.removeprefix('sqlite:///')).expanduser().resolve()}"
+    return redact(spec)
 
 
 def recorded_storage(old_config: dict[str, Any], run_dir: Path) -> str | None:

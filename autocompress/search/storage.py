@@ -125,6 +125,9 @@ def database_url(spec: str) -> str:
                             f"({exc}); use postgresql://…, sqlite:///PATH or journal:PATH") from None  # fmt: skip
     except ArgumentError as exc:  # an unknown dialect or driver name after the scheme
         raise BadInputError(f"cannot open storage {redact(spec)}: {exc}") from None
+    except ValueError:  # a port that is not a number, an unclosed [ipv6] host: the URL cannot be read
+        raise BadInputError(f"--storage {redact(spec)} is not a valid database URL (its host or port cannot be "
+                            "read); e.g. postgresql://USER:PASSWORD@127.0.0.1:5432/DB") from None  # fmt: skip
     return url
 
 
