@@ -480,7 +480,7 @@ def _check_search_input(kw: dict[str, Any]) -> None:
 
 
 def _print_outcome(outcome: Any) -> None:
-    from autocompress.results import interval_line, latency_text
+    from autocompress.results import interval_line, latency_text, storage_arg
     from autocompress.space import space_arg
 
     cfg = outcome.config
@@ -526,7 +526,8 @@ def _print_outcome(outcome: Any) -> None:
     out.print(
         f"  autocompress search --target {cfg['target']} --budget {cfg['budget_ms']:g}ms "
         f"--space {space_arg(cfg['space_path'])} --run-dir {outcome.run_dir} --resume --trials {cfg['trials'] + 30}"
-        + (" --budget-on upper" if cfg.get("budget_on") == "upper" else "") + "   # 30 more trials",
+        + (" --budget-on upper" if cfg.get("budget_on") == "upper" else "")
+        + (storage_arg(cfg, outcome.run_dir) or "   # 30 more trials"),
         highlight=False,
     )
 

@@ -489,7 +489,18 @@ def _next_search(run_dir: Path, config: dict[str, Any]) -> list[str]:
                 f"--trials {int(config.get('trials', 0))}{upper}"]  # fmt: skip
     return ["More trials on the same study (completed trials are kept):", "",
             f"    autocompress search --target {config.get('target')} --budget {config.get('budget_ms', 0):g}ms "
-            f"{args}--run-dir {run_dir} --resume --trials {int(config.get('trials', 0)) + 30}{upper}"]  # fmt: skip
+            f"{args}--run-dir {run_dir} --resume --trials {int(config.get('trials', 0)) + 30}{upper}"
+            f"{storage_arg(config, run_dir)}"]  # fmt: skip
+
+
+def storage_arg(config: dict[str, Any], run_dir: Path) -> str:
+    """`` --storage URL`` for the resume command of a run whose study is not its own study.db
+    (empty when it is); a password the config does not record is shown as ``***`` with what to do."""
+    url = (config.get("storage") or {}).get("url")
+    if not isinstance(url, str) or url == f"sqlite:///{(Path(run_dir) / STUDY_FILE).resolve()}":
+        return ""
+    hint = "   # put the password in place of ***" if "***" in url else ""
+    return f" --storage '{url}'{hint}"
 
 
 def _finalize_section(trials: pd.DataFrame, config: dict[str, Any]) -> list[str]:

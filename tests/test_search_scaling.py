@@ -187,6 +187,18 @@ def test_two_processes_share_a_postgres_study(postgres, tmp_path, fashion_dir) -
         assert cfg["storage"]["url"] == postgres and cfg["storage"]["kind"] == "postgresql"
     final = pd.read_parquet(tmp_path / "b" / "trials.parquet")
     assert set(final[final["state"] == "COMPLETE"]["number"]) >= by_b
+    # the resume command report.md gives names the shared study (without it, it reopened none)
+    assert f"--resume --trials 40 --storage '{postgres}'" in (tmp_path / "a" / "report.md").read_text()
+
+
+def test_the_resume_command_of_a_run_on_a_password_database_says_where_the_password_goes(tmp_path) -> None:
+    from autocompress.results import storage_arg
+
+    cfg = {"storage": {"url": "postgresql://ac:***@127.0.0.1:5432/studies", "kind": "postgresql"}}
+    assert storage_arg(cfg, tmp_path) == (" --storage 'postgresql://ac:***@127.0.0.1:5432/studies'"
+                                          "   # put the password in place of ***")  # fmt: skip
+    own = {"storage": {"url": f"sqlite:///{(tmp_path / 'study.db').resolve()}", "kind": "sqlite"}}
+    assert storage_arg(own, tmp_path) == ""  # the run's own study.db: --resume finds it
 
 
 @pytest.mark.e2e
