@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,8 @@ def start_ray(workers: int, address: str | None) -> bool:
         return False
     env = {k: os.environ[k] for k in ("AUTOCOMPRESS_CACHE", "PYTHONWARNINGS") if k in os.environ}
     common = {"runtime_env": {"env_vars": env}, "log_to_driver": False, "configure_logging": False}
+    if address:
+        check_reachable(address)
     try:
         if address:
             ray.init(address=address, **common)
@@ -66,6 +69,23 @@ def start_ray(workers: int, address: str | None) -> bool:
         where = address or "a local Ray"
         raise RuntimeUnavailableError(f"cannot start or reach {where}: {str(exc).splitlines()[0]}") from None
     return True
+
+
+REACH_TIMEOUT_S = 10.0  # an --address that does not answer a TCP connection within this is refused
+
+
+def check_reachable(address: str) -> None:
+    """Refuse an ``--address HOST:PORT`` nothing answers on: Ray itself waits for it without end."""
+    if "://" in address or ":" not in address:  # ray://..., auto: Ray's own forms, its own errors
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=REACH_TIMEOUT_S):
+            pass
+    except (OSError, ValueError) as exc:
+        why = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise RuntimeUnavailableError(f"cannot reach the Ray cluster at --address {address}: {why}; start it with "
+                                      "'ray start --head' there, or leave --address out for a local Ray") from None
 
 
 def run_ray(study: optuna.Study, storage_spec: str, problem: Problem, cfg: Any, config: dict[str, Any],

@@ -58,6 +58,10 @@ def run_search(cfg: SearchConfig, hooks: Hooks | None = None) -> SearchOutcome:
     resumed = prepare_run_dir(cfg, get_target(cfg.target).name, None, create=False)  # before data and latency work
     if cfg.resume:  # the new trials are scored on the run's own data
         cfg = with_recorded_data(cfg, resumed)
+    if cfg.backend == "ray" and cfg.address:  # before the data and the supernet: Ray waits for it without end
+        from autocompress.search.ray_adapter import check_reachable
+
+        check_reachable(cfg.address)
     if cfg.budget_on == "upper":  # before the data and a re-calibration (seconds); its cached fit is read
         from autocompress.hardware.host_fit import apply_cached
 
