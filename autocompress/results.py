@@ -127,6 +127,8 @@ def trials_frame(study: Any, window_pp: float = DEFAULT_ACCURACY_WINDOW_PP) -> p
     for col in RESULT_COLUMNS:
         if col not in frame:
             frame[col] = pd.Series([None] * len(frame), dtype="float64")
+    if "retry_of" in frame:  # a trial number, blank where none (not 3.0)
+        frame["retry_of"] = pd.to_numeric(frame["retry_of"], errors="coerce").astype("Int64")
     return mark_fronts(frame, window_pp) if not frame.empty else frame
 
 

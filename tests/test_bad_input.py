@@ -473,7 +473,9 @@ CASES: list[Case] = [
     C("ray-address-unreachable", (*SEARCH, "--backend", "ray", "--address", "127.0.0.1:1", "--run-dir", "{tmp}/run"),
       ("cannot reach the Ray cluster at --address 127.0.0.1:1",)),
     C("workers-zero", (*SEARCH, "--backend", "ray", "--workers", "0"), ("--workers must be at least 1",)),
-    C("warm-start-missing", (*SEARCH, "--warm-start", "{tmp}/nope"), ("cannot warm-start from", "no pareto.csv")),
+    C("warm-start-missing", (*SEARCH, "--warm-start", "{tmp}/nope"), ("cannot warm-start from {tmp}/nope: it does not exist",)),
+    C("warm-start-no-pareto", (*SEARCH, "--warm-start", "{tmp}/run"), ("cannot warm-start from", "no pareto.csv"),
+      files={"run/config.yaml": "x"}),
     # --- export and explore (issue 6; more in tests/test_export.py and tests/app/)
     C("export-missing-run", ("export", "{tmp}/nope", "--best", "--format", "onnx"), ("run directory", "does not exist")),
     C("export-unknown-format", ("export", "{tmp}/nope", "--best", "--format", "tflite"),

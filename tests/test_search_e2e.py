@@ -210,6 +210,7 @@ def test_sigkill_then_resume_keeps_completed_trials(tmp_path, fashion_dir) -> No
             now = done.loc[n, f"search_{col}"] if f"search_{col}" in done else done.loc[n, col]
             assert now == row[col]
     interrupted = after[after["state"] == "FAIL"]["number"].tolist()
+    assert str(after["retry_of"].dtype) == "Int64"  # trial numbers, not 3.0
     retried = after["retry_of"].dropna().astype(int).tolist()
     assert sorted(retried) == sorted(interrupted)
     assert (after["state"] == "RUNNING").sum() == 0

@@ -160,6 +160,8 @@ def check_options(cfg: SearchConfig) -> None:
         raise BadInputError(f"--workers must be at least 1; got {cfg.workers}")
     if cfg.backend == "local" and (cfg.workers != 1 or cfg.address):
         raise BadInputError("--workers and --address need --backend ray (or start more processes with --resume)")
+    if cfg.warm_start is not None and not cfg.warm_start.exists():
+        raise RunDirError(f"cannot warm-start from {cfg.warm_start}: it does not exist")
     if cfg.warm_start is not None and not (cfg.warm_start / "pareto.csv").is_file():
         raise RunDirError(f"cannot warm-start from {cfg.warm_start}: it holds no pareto.csv")
     if cfg.model is None and (cfg.weights is not None or cfg.input_shape is not None):
