@@ -255,7 +255,7 @@ def model_card(
             "subset": ds.get("subset"),
             "input": {"shape": ["batch", channels, height, width], "dtype": "float32",
                       "range": "[0, 1] pixels (normalisation is inside the model)", "name": "input",
-                      "resize": _resize_note(ds.get("image_size"), height, width)},
+                      "resize": _resize_note(ds, height, width)},
             "output": {"name": "logits", "shape": ["batch", len(ds.get("classes") or [])]},
         },  # fmt: skip
         "accuracy": {
@@ -330,18 +330,22 @@ def _finalize_entry(row: pd.Series) -> dict[str, Any] | None:
             "final_test_accuracy": _py(row.get("final_test_accuracy"))}  # fmt: skip
 
 
-def _resize_note(image_size: Any, height: int, width: int) -> str | None:
+def _resize_note(ds: dict[str, Any], height: int, width: int) -> str | None:
     """How the run's images were brought to the model's input size (None: they were that size)."""
     try:
-        size = int(image_size)
+        size = int(ds.get("image_size"))  # type: ignore[arg-type]
     except (TypeError, ValueError):
         size = None
+    folder = str(ds.get("spec") or ds.get("name") or "").startswith("imagefolder")
+    loaded = (f" (each image of the folder was first cut to its centre square and scaled to {size}x{size} with "
+              "PIL's bilinear filter)" if folder and size else "")  # fmt: skip
     if size == height == width:
-        return None
+        return (f"each image of the folder was cut to its centre square and scaled to {size}x{size} with PIL's "
+                "bilinear filter; prepare yours the same way") if loaded else None  # fmt: skip
     was = f"{size}x{size}" if size else "the data set's"
-    return (f"the run's {was} images were resized to {height}x{width} first: bilinear with antialiasing, clamped to "
-            f"[0, 1] (torch.nn.functional.interpolate(x, size=({height}, {width}), mode='bilinear', antialias=True)); "
-            "resize yours the same way, another filter scores lower")  # fmt: skip
+    return (f"the run's {was} images{loaded} were resized to {height}x{width}: bilinear with antialiasing, clamped "
+            f"to [0, 1] (torch.nn.functional.interpolate(x, size=({height}, {width}), mode='bilinear', antialias=True)); "
+            "prepare yours the same way, another filter scores lower")  # fmt: skip
 
 
 def _budget_cell(card: dict[str, Any]) -> str:

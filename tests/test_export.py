@@ -82,7 +82,7 @@ def test_onnx_export_predicts_as_the_trial_and_card_matches_the_run(small_run, t
     assert "| the run's budget |" in md and "**NOT met**" in md and "over the run's budget" in proc.stdout
     # the tiny space's inputs are smaller than Fashion-MNIST's 28x28: the card says how they were resized
     res = int(row["resolution"])
-    assert res < 28 and f"28x28 images were resized to {res}x{res} first: bilinear with antialiasing" in md
+    assert res < 28 and f"28x28 images were resized to {res}x{res}: bilinear with antialiasing" in md
     # the run's target runs ONNX Runtime: the TensorRT section is offered as another device, not "the device"
     assert "## On an NVIDIA device (TensorRT)" in md and "runs onnxruntime" in md
 

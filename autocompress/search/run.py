@@ -45,6 +45,7 @@ from autocompress.units import format_ms
 
 log = logging.getLogger(__name__)
 
+
 def run_search(cfg: SearchConfig, hooks: Hooks | None = None) -> SearchOutcome:
     """Run (or resume) a search and write its run directory.
 
