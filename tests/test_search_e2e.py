@@ -211,6 +211,8 @@ def test_sigkill_then_resume_keeps_completed_trials(tmp_path, fashion_dir) -> No
             assert now == row[col]
     interrupted = after[after["state"] == "FAIL"]["number"].tolist()
     assert str(after["retry_of"].dtype) == "Int64"  # trial numbers, not 3.0
+    failed = after[after["state"] == "FAIL"]
+    assert failed["error"].str.startswith("its worker stopped (killed or crashed)").all()
     retried = after["retry_of"].dropna().astype(int).tolist()
     assert sorted(retried) == sorted(interrupted)
     assert (after["state"] == "RUNNING").sum() == 0
@@ -294,6 +296,7 @@ def test_ctrl_c_during_the_teacher_then_resume_still_has_its_teacher(tmp_path, f
     after = pd.read_parquet(run_dir / "trials.parquet")
     teacher = after[(after["seeded"] == "largest") & (after["state"] == "COMPLETE")]
     assert len(teacher) == 1 and int(teacher["retry_of"].iloc[0]) == 0
+    assert after.set_index("number").loc[0, "error"] == "interrupted (Ctrl-C); queued again"
     assert (after["state"] == "COMPLETE").sum() == 3
 
 

@@ -248,6 +248,7 @@ def requeue_interrupted(study: optuna.Study) -> list[int]:
     done = []
     for t in interrupted_trials(study):
         try:
+            storage.set_trial_user_attr(t._trial_id, "error", "its worker stopped (killed or crashed); queued again")
             if not storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
                 continue
         except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
@@ -260,6 +261,7 @@ def requeue_interrupted(study: optuna.Study) -> list[int]:
 def fail_and_requeue(study: optuna.Study, trial: optuna.Trial) -> None:
     """A trial stopped by Ctrl-C: failed, and its params queued again, so that ``--resume`` runs
     it first (as a killed one's are); a seeded one (the teacher) is not lost."""
+    trial.set_user_attr("error", "interrupted (Ctrl-C); queued again")
     study.tell(trial, state=TrialState.FAIL)
     _RETRY(study, study._storage.get_trial(trial._trial_id))
 
