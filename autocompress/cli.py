@@ -733,7 +733,11 @@ def _space(**kw: Any) -> None:
 
     _check_ints("space", kw)
     budget_ms = parse_budget(kw["budget"]) if kw["budget"] else None
-    t = get_target(kw["target"])
+    from autocompress.hardware.host_fit import apply_cached, measured_here
+
+    raw = get_target(kw["target"])
+    t = apply_cached(raw)  # as a search prices with it, where this machine has fitted the table already
+    elsewhere = raw.device.source == "measured" and not measured_here(raw.device) and t is raw
     sp = load_space(kw["space"])
     table = t.table
     shape = {"channels": kw["channels"] or sp.model.input.channels, "classes": kw["classes"]}
@@ -771,6 +775,9 @@ def _space(**kw: Any) -> None:
                 "any pruning ratio and precision per stage")  # fmt: skip
     out.print(tab)
     out.print(f"latency source: {t.source_label}", highlight=False)
+    if elsewhere:
+        out.print("note: these are the figures of the machine the table was profiled on; a search re-calibrates it to "
+                  "this one first (<= 30 s, then cached), and this command then shows those", highlight=False)  # fmt: skip
     if uncovered:
         out.print(f"note: {uncovered}", highlight=False)
     if missing:

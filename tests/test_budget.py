@@ -110,6 +110,17 @@ def test_space_command_table(tmp_path) -> None:
     assert "budget 0.450 ms binds on raspberry-pi-4: it excludes the candidates predicted above it (ESTIMATED)" in rpi.stdout
 
 
+def test_space_on_a_table_from_another_machine_shows_what_a_search_here_would(tmp_path) -> None:
+    """The shipped CPU table was profiled on another machine: with no fit of it on this one,
+    `space` says its figures are that machine's; once a search (here: the tests' own fit) has
+    re-calibrated it, `space` prices with that fit, and its label says so."""
+    fresh = cli("space", "tiny", "--target", "cpu", env={"AUTOCOMPRESS_CACHE": str(tmp_path / "cache")})
+    assert fresh.returncode == 0 and "these are the figures of the machine the table was profiled on" in fresh.stdout
+    cpu_table_as_searched()  # fits the table to this machine in the session's cache, as a search does
+    fitted = cli("space", "tiny", "--target", "cpu")
+    assert "re-calibrated to this machine" in fitted.stdout and "figures of the machine" not in fitted.stdout
+
+
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [(["nosuchspace", "-t", "cpu"], "search space nosuchspace"), (["tiny", "-t", "nosuchdevice"], "nosuchdevice"),
