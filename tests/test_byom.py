@@ -251,6 +251,29 @@ def test_layer_table_prices_the_exported_graph(weights, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_latency_of_a_searched_file_is_the_figure_the_search_gave_it(weights, tmp_path: Path) -> None:
+    """`autocompress latency` on each trial's int8 file (a QDQ graph) prices what the search
+    priced before quantizing: a conv that only reads an int8 region's exit, or a pool with no
+    quantize after it, runs in float (they were read as int8, 1-8% off)."""
+    from autocompress.hardware.file_latency import file_latency
+
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump({"finetune_steps": [0], "kd_alpha": [0.5], "kd_temperature": [4.0]}))
+    run = tmp_path / "run"
+    proc = cli("search", "--model", f"{MODELS}:resnet_tiny", "--weights", str(weights["resnet_tiny"]),
+               "--dataset", "fashion-mnist", "--subset", "300", "--target", "rpi4", "--budget", "10ms",
+               "--trials", "5", "--finalize", "0", "--space", str(space), "--run-dir", str(run), "--sampler", "random")  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    done = pd.read_parquet(run / "trials.parquet").query("state == 'COMPLETE'")
+    int8 = 0
+    for _, r in done.iterrows():
+        f = file_latency(Path(r["model_path"]), "rpi4")
+        assert f.latency_ms == pytest.approx(r["latency_ms"], rel=1e-6), r["number"]
+        int8 += "int8" in f.layer_precisions
+    assert int8 >= 2, "the random trials should include int8 files"
+
+
+@pytest.mark.slow
 def test_an_original_model_at_chance_is_warned_about(tmp_path: Path, fashion_dir) -> None:
     """Untrained weights (or weights for another data set) make every comparison meaningless:
     the search says so before its trials."""

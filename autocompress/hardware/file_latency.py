@@ -5,9 +5,9 @@ The file's layers are read by ``onnx_layers`` and priced by the one path (``laye
 ``pricing``), as a user's model is in a search. Precisions:
 
 - ``fp32`` / ``fp16`` / ``int8``: every layer at that precision, whatever the file stores;
-- ``mixed`` (as stored): int8 where the file quantizes (QDQ: a layer fed by a
-  ``DequantizeLinear``, activation or weight), fp16 where it computes in half precision (float16
-  weights or input), fp32 elsewhere; a plain float file is all fp32.
+- ``mixed`` (as stored): int8 where the file quantizes (QDQ: a conv or matmul whose weight is
+  dequantized, any other layer whose every activation input is), fp16 where it computes in half
+  precision (float16 weights or input), fp32 elsewhere; a plain float file is all fp32.
 
 A QDQ file is priced from its float equivalent: each ``QuantizeLinear -> DequantizeLinear`` pair
 is bypassed and each dequantized weight stored as the float it stands for, so the layers are
@@ -137,9 +137,24 @@ def read_model(path: Path) -> onnx.ModelProto:
     return model
 
 
+WEIGHTED = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
+
+
+def _runs_int8(node: onnx.NodeProto, dequantized: set[str], inits: dict[str, Any], requantized: set[str]) -> bool:
+    """Whether a runtime runs ``node`` in int8 (ONNX Runtime's QDQ node units): a conv or matmul
+    whose weight is quantized (one that only reads a dequantized activation, e.g. the first layer
+    after an int8 region, computes in float); any other op when every activation it reads is
+    dequantized and its output is quantized again (``DQ -> op -> Q``; a pool that only reads an
+    int8 region's exit runs in float)."""
+    if node.op_type in WEIGHTED:
+        return len(node.input) > 1 and node.input[1] in dequantized
+    acts = [i for i in node.input if i and i not in inits]
+    return bool(acts) and all(i in dequantized for i in acts) and any(o in requantized for o in node.output)
+
+
 def float_equivalent(model: onnx.ModelProto) -> tuple[onnx.ModelProto, set[str]]:
-    """The float network a QDQ file stands for, and the names of the nodes that read a
-    dequantized tensor (the file's int8 layers). A file without DequantizeLinear comes back as is."""
+    """The float network a QDQ file stands for, and the names of the nodes that run in int8
+    (``_runs_int8``). A file without DequantizeLinear comes back as is."""
     g = model.graph
     inits = {i.name: i for i in g.initializer}
     producers = {o: n for n in g.node for o in n.output}
@@ -175,7 +190,8 @@ def float_equivalent(model: onnx.ModelProto) -> tuple[onnx.ModelProto, set[str]]
     out.CopyFrom(model)
     og = out.graph
     keep = [n for n, orig in zip(og.node, g.node, strict=True) if id(orig) not in drop]
-    int8_nodes = {n.name for n in keep if any(i in dequantized for i in n.input)}
+    requantized = {n.input[0] for n in g.node if n.op_type == "QuantizeLinear"}
+    int8_nodes = {n.name for n in keep if _runs_int8(n, dequantized, inits, requantized)}
     for n in keep:
         for k, i in enumerate(n.input):
             while i in rename:
