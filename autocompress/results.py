@@ -436,6 +436,7 @@ def render_report(run_dir: Path, trials: pd.DataFrame, pareto: pd.DataFrame, con
         f"(splits: {_splits(config.get('dataset', {}).get('split_sizes'))})",
         f"- space: {config.get('space', {}).get('name')}, sampler {config.get('sampler')}, "
         f"seed {config.get('seed')}",
+        *_fidelity_line(config, trials),
         _model_line(config) if config.get("kind") == "model" else
         f"- supernet: largest subnet test accuracy {100 * sn.get('largest_test_acc', 0):.2f}% "
         f"(torch, after {sn.get('epochs')} epochs, {sn.get('train_seconds')} s)",
@@ -564,6 +565,16 @@ def interval_line(config: dict[str, Any], band: Any = None) -> str:
     upper = config.get("budget_on") == "upper"
     return (f"latency interval: {what}; the budget bounds "
             f"{'the upper end of the interval' if upper else 'the predicted latency'}")
+
+
+def _fidelity_line(config: dict[str, Any], trials: pd.DataFrame) -> list[str]:
+    """The report's line on successive halving (none for a full-fidelity run)."""
+    fid = config.get("fidelity") or {}
+    if fid.get("mode") != "halving":
+        return []
+    low = int((trials["fidelity"] == "low").sum()) if "fidelity" in trials else 0
+    return [f"- fidelity: successive halving (eta {fid.get('eta')}): {low} trial(s) stayed at the short fine-tune "
+            "and are kept out of the Pareto set"]  # fmt: skip
 
 
 def _splits(sizes: Any) -> str:

@@ -360,6 +360,8 @@ def test_halving_keeps_low_fidelity_results_out_of_the_pareto_set(halving_run) -
     assert "(low fidelity)" in proc.stdout
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert cfg["fidelity"] == {"mode": "halving", "eta": 2}
+    assert (f"- fidelity: successive halving (eta 2): {len(low)} trial(s) stayed at the short fine-tune"
+            in (run_dir / "report.md").read_text())  # fmt: skip
 
 
 @pytest.mark.e2e

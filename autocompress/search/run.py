@@ -73,6 +73,7 @@ def run_search(cfg: SearchConfig, hooks: Hooks | None = None) -> SearchOutcome:
         retrain=cfg.retrain_supernet, device=cfg.device, recalibrate=cfg.recalibrate,
     )  # fmt: skip
     problem.check(ProblemHooks(profile_step=hooks.layers_profile, host_fit_step=hooks.host_fit, note=hooks.note))
+    _note_small_validation(problem, hooks)
     target = problem.target
     _check_budget_range(cfg, problem, hooks)
     if cfg.budget_on == "upper":  # the table as re-calibrated to this machine
@@ -140,6 +141,20 @@ def run_search(cfg: SearchConfig, hooks: Hooks | None = None) -> SearchOutcome:
             f"of {len(done)} took {format_ms(fastest)} (results kept in {run_dir})"
         )
     return outcome
+
+
+SMALL_VAL = 100  # a validation split under this many images makes the search's choices noisy
+
+
+def _note_small_validation(problem: Problem, hooks: Hooks) -> None:
+    """One warning when the validation split (what the search chooses by) is too small for its
+    accuracies to tell candidates apart."""
+    data = getattr(problem, "data", None)
+    n = int(data.splits["val"].numel()) if data is not None and "val" in data.splits else 0
+    if 0 < n < SMALL_VAL:
+        line = (f"warning: the validation split holds {n} images: accuracies move in steps of {100 / n:.1f} points, "
+                "so the search's choices between candidates are mostly noise; use more images (or a larger --subset)")  # fmt: skip
+        (hooks.note or log.warning)(line)
 
 
 def _check_bands_for_upper(target: Any) -> None:
