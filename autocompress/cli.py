@@ -191,7 +191,7 @@ def search(
                                           "journal:PATH (default: study.db in the run dir; on --resume, the run's own)."),
     fidelity: str = typer.Option("full", "--fidelity", help="full: every candidate fine-tuned for its chosen steps; "
                                  "halving: successive halving over fine-tune steps (short first, full for the best 1/eta)."),
-    eta: int = typer.Option(3, "--eta", help="Halving rate for --fidelity halving."),
+    eta: Optional[int] = typer.Option(None, "--eta", help="Halving rate for --fidelity halving (default 3)."),
     warm_start: Optional[Path] = typer.Option(None, "--warm-start", help="Enqueue this earlier run's Pareto candidates first."),
     backend: str = typer.Option("local", "--backend", help="local (this process) or ray (Ray Tune trials)."),
     workers: int = typer.Option(1, "--workers", help="Concurrent Ray Tune trials (--backend ray)."),
@@ -252,7 +252,7 @@ def _search(**kw: Any) -> None:
         retrain_supernet=kw["retrain"],
         storage=kw["storage"],
         fidelity=kw["fidelity"],
-        eta=kw["eta"],
+        eta=3 if kw["eta"] is None else kw["eta"],
         warm_start=kw["warm_start"],
         backend=kw["backend"],
         workers=kw["workers"],
@@ -453,6 +453,9 @@ def _check_search_input(kw: dict[str, Any]) -> None:
     from autocompress.space import load_space
 
     _check_ints("search", kw)
+    if kw.get("eta") is not None and kw.get("fidelity", "full") != "halving":  # it would be ignored
+        raise BadInputError(f"--eta sets the halving rate of --fidelity halving; this search runs --fidelity "
+                            f"{kw.get('fidelity', 'full')}: pass --fidelity halving too, or leave --eta out")  # fmt: skip
     if kw.get("budget_on", "point") not in ("point", "upper"):
         raise BadInputError(f"--budget-on must be point or upper; got {kw['budget_on']!r}")
     if kw.get("max_size"):

@@ -470,6 +470,8 @@ CASES: list[Case] = [
     C("model-file-fifo", (*SEARCH, "--model", "{tmp}/m.py:build", "--weights", "{tmp}/w.pt", "--run-dir", "{tmp}/run"),
       ("--model: file {tmp}/m.py is a FIFO, not a regular file",), files={"w.pt": b"x"}, setup=_fifo("m.py")),
     C("backend-unknown", (*SEARCH, "--backend", "spark"), ("--backend must be local or ray; got 'spark'",)),
+    C("eta-without-halving", (*SEARCH, "--eta", "4", "--run-dir", "{tmp}/run"),
+      ("--eta sets the halving rate of --fidelity halving; this search runs --fidelity full",)),
     C("ray-address-unreachable", (*SEARCH, "--backend", "ray", "--address", "127.0.0.1:1", "--run-dir", "{tmp}/run"),
       ("cannot reach the Ray cluster at --address 127.0.0.1:1",)),
     C("workers-zero", (*SEARCH, "--backend", "ray", "--workers", "0"), ("--workers must be at least 1",)),
