@@ -136,6 +136,17 @@ def ensure_writable_dir(folder: str | Path, what: str = "output folder") -> Path
     return folder
 
 
+_UMASK = os.umask(0o022)  # read once, at import (os.umask sets as it reads), and put back
+os.umask(_UMASK)
+
+
+def as_if_created(path: str | Path, folder: bool = False) -> None:
+    """Give a temporary file (or folder) the mode an ordinary create would have (0666 / 0777 less
+    the umask): ``mkstemp``/``mkdtemp`` make them owner-only, and the rename would keep that, so
+    tables and results in a shared folder were unreadable to everyone else."""
+    os.chmod(path, (0o777 if folder else 0o666) & ~_UMASK)
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it over ``path`` only if the block succeeds."""
@@ -148,6 +159,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        as_if_created(tmp)
         os.replace(tmp, path)
     except Exception as exc:
         why = storage_error(exc)

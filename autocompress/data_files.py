@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from autocompress._io import check_folder, check_regular_file, ensure_writable_dir, path_kind
+from autocompress._io import as_if_created, check_folder, check_regular_file, ensure_writable_dir, path_kind
 from autocompress.exceptions import DatasetError
 
 FASHION_FILES = {
@@ -354,6 +354,7 @@ def _fetch(dest: Path, base_url: str, checksums: dict[str, str], timeout: float)
             expected = checksums.get(name)
             if expected is not None and _md5(Path(tmp)) != expected:
                 raise DatasetError(f"download of {url} is corrupt (md5 mismatch)")
+            as_if_created(tmp)
             os.replace(tmp, target)
         except OSError as exc:
             why = getattr(exc, "reason", None) or exc  # urllib's URLError wraps the socket's error

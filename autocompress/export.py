@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from autocompress import __version__
-from autocompress._io import ensure_writable_dir, file_sha256
+from autocompress._io import as_if_created, ensure_writable_dir, file_sha256
 from autocompress.exceptions import AutoCompressError, BadInputError, RunDirError, WriteError
 from autocompress.hardware.interval import NO_BAND, row_interval
 from autocompress.results import interval_line, load_run
@@ -139,6 +139,7 @@ def export_trial(
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".tmp"))
+        as_if_created(tmp, folder=True)
     except OSError as exc:
         raise WriteError(f"cannot write to output folder {out_dir}: {exc.strerror or exc}") from None
     try:

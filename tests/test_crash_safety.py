@@ -194,3 +194,18 @@ def test_sigkill_during_atomic_writes_never_leaves_a_partial_file(tmp_path) -> N
         if target.exists():
             assert hashlib.sha256(target.read_bytes()).hexdigest() in whole
     assert target.exists()
+
+
+def test_results_and_tables_are_written_readable_by_others(tmp_path) -> None:
+    """Files go through a temporary name (mkstemp: owner-only) and a rename: they once kept
+    0600, so a table or a run in a shared folder was unreadable to everyone else. Now a file
+    gets what an ordinary create gives: 0666 less the process's umask (0644 under 022)."""
+    import stat
+
+    from autocompress._io import _UMASK, atomic_write_text
+
+    atomic_write_text(tmp_path / "device.yaml", "name: x\n")
+    mode = stat.S_IMODE((tmp_path / "device.yaml").stat().st_mode)
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")  # an ordinary create, for comparison
+    assert mode == 0o666 & ~_UMASK == stat.S_IMODE(plain.stat().st_mode)
