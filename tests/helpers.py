@@ -68,6 +68,17 @@ def micro_space_text() -> str:
     return text
 
 
+def slow_tiny_space(folder: Path, steps: int = 300) -> Path:
+    """The tiny space with every trial fine-tuned ``steps`` steps (1-3 s a trial here), written to
+    ``folder``. The tiny space's own trials take a quarter second once its supernet is cached: tests
+    that signal a search while a trial runs missed that window now and then."""
+    text = (ROOT / "search_spaces" / "tiny.yaml").read_text()
+    assert "finetune_steps: [0, 20]" in text
+    path = folder / "slow_tiny.yaml"
+    path.write_text(text.replace("finetune_steps: [0, 20]", f"finetune_steps: [{steps}]"))
+    return path
+
+
 def label_as_this_machine(folder: Path) -> None:
     """Record this machine as the host of the measured table copied to ``folder``, as
     `autocompress profile` here would leave it. For tests whose subject is what a table

@@ -14,7 +14,7 @@ import yaml
 
 from autocompress.data import load_dataset
 from autocompress.runtime import ort_accuracy
-from tests.helpers import ROOT, cli, tiny_mid_budget_us
+from tests.helpers import ROOT, cli, slow_tiny_space, tiny_mid_budget_us
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 SUBSET = "1500"
@@ -270,7 +270,8 @@ def test_ctrl_c_during_the_teacher_then_resume_still_has_its_teacher(tmp_path, f
 
     run_dir = tmp_path / "interrupted"
     budget = f"{tiny_mid_budget_us():.1f}us"
-    args = [sys.executable, "-m", "autocompress", "search", "--space", "tiny", "--target", "cpu", "--budget", budget,
+    space = slow_tiny_space(tmp_path)  # the Ctrl-C once landed after trial 0 had finished
+    args = [sys.executable, "-m", "autocompress", "search", "--space", str(space), "--target", "cpu", "--budget", budget,
             "--subset", SUBSET, "--trials", "3", "--finalize", "0", "--run-dir", str(run_dir)]  # fmt: skip
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             env=os.environ.copy())  # fmt: skip
@@ -284,13 +285,17 @@ def test_ctrl_c_during_the_teacher_then_resume_still_has_its_teacher(tmp_path, f
         except Exception:  # not created yet
             continue
         running = any(t.number == 0 and t.state == optuna.trial.TrialState.RUNNING for t in trials)
-    assert running, "trial 0 never ran"
+    if not running:
+        proc.kill()
+        raise AssertionError(f"trial 0 never ran (exit {proc.wait()}): {proc.communicate()[1][-2000:]}")
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr[-2000:]
     assert "interrupted" in stderr and "Traceback" not in stderr
+    states = {t.number: t.state.name for t in optuna.load_study(study_name="autocompress", storage=storage).trials}
+    assert states[0] == "FAIL", states  # the Ctrl-C landed in trial 0
 
-    resumed = cli("search", "--space", "tiny", "--target", "cpu", "--budget", budget, "--trials", "3",
+    resumed = cli("search", "--space", str(space), "--target", "cpu", "--budget", budget, "--trials", "3",
                   "--finalize", "0", "--run-dir", str(run_dir), "--resume")  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     after = pd.read_parquet(run_dir / "trials.parquet")

@@ -27,7 +27,7 @@ from autocompress.search import SAMPLERS, make_sampler
 from autocompress.search.fidelity import Halving
 from autocompress.search.storage import open_storage
 from autocompress.space import load_space
-from tests.helpers import ROOT, cli, tiny_latency_ms, tiny_mid_budget_us
+from tests.helpers import ROOT, cli, slow_tiny_space, tiny_latency_ms, tiny_mid_budget_us
 
 SUBSET = "1500"  # as in test_search_e2e: one tiny supernet trained per test session
 PG_BIN = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
@@ -37,9 +37,9 @@ def _budget() -> str:
     return f"{tiny_mid_budget_us():.1f}us"
 
 
-def _args(run_dir: Path, *extra: str, trials: int = 6, budget: str | None = None) -> list[str]:
+def _args(run_dir: Path, *extra: str, trials: int = 6, budget: str | None = None, space: str = "tiny") -> list[str]:
     # scaling and resume of the search itself: the finalize phase (tests/test_finalize.py) is off
-    return ["search", "--space", "tiny", "--target", "cpu", "--budget", budget or _budget(), "--subset", SUBSET,
+    return ["search", "--space", space, "--target", "cpu", "--budget", budget or _budget(), "--subset", SUBSET,
             "--trials", str(trials), "--run-dir", str(run_dir), "--finalize", "0", *extra]  # fmt: skip
 
 
@@ -205,7 +205,8 @@ def test_the_resume_command_of_a_run_on_a_password_database_says_where_the_passw
 @pytest.mark.slow
 def test_sigkill_mid_trial_then_resume_on_a_journal_storage(tmp_path, fashion_dir) -> None:
     run_dir, journal = tmp_path / "killed", tmp_path / "shared" / "study.log"
-    proc = _popen(_args(run_dir, "--storage", f"journal:{journal}", trials=5))
+    space = str(slow_tiny_space(tmp_path))  # trials of seconds: one is surely in flight at the kill
+    proc = _popen(_args(run_dir, "--storage", f"journal:{journal}", trials=5, space=space))
     storage = None
 
     def running_after_one_complete() -> bool:
@@ -225,14 +226,14 @@ def test_sigkill_mid_trial_then_resume_on_a_journal_storage(tmp_path, fashion_di
     finally:
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    code = proc.wait()
     study = optuna.load_study(study_name="autocompress", storage=storage)
     kept = {t.number: t.values for t in study.get_trials() if t.state.name == "COMPLETE"}
     in_flight = [t.number for t in study.get_trials() if t.state.name == "RUNNING"]
-    assert kept and in_flight
+    assert kept and in_flight, f"exit {code}: {proc.communicate()[1][-2000:]}"
 
     # --resume without --storage: the run's config says where its study lives
-    resumed = cli(*_args(run_dir, "--resume", trials=5), timeout=1500)
+    resumed = cli(*_args(run_dir, "--resume", trials=5, space=space), timeout=1500)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     after = pd.read_parquet(run_dir / "trials.parquet")
     done = after[after["state"] == "COMPLETE"].set_index("number")
