@@ -247,6 +247,20 @@ def test_sigkill_mid_trial_then_resume_on_a_journal_storage(tmp_path, fashion_di
     assert not (run_dir / "study.db").exists()
 
 
+def test_a_sqlite_storage_in_a_new_folder_is_created_as_a_journal_is(tmp_path) -> None:
+    """``--storage sqlite:///shared/study.db`` with no ``shared/`` yet failed with SQLite's "unable to
+    open database file" while ``journal:shared/study.log`` made its folder; a folder under a file
+    is refused in one line."""
+    from autocompress.exceptions import RunDirError
+
+    for spec in (f"sqlite:///{tmp_path / 'shared' / 'db' / 'study.db'}", f"journal:{tmp_path / 'shared2' / 'study.log'}"):
+        optuna.create_study(study_name="s", storage=open_storage(spec)).ask()
+    assert (tmp_path / "shared" / "db" / "study.db").is_file() and (tmp_path / "shared2" / "study.log").is_file()
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(RunDirError, match="cannot create .*afile/sub: Not a directory"):
+        open_storage(f"sqlite:///{tmp_path / 'afile' / 'sub' / 'study.db'}")
+
+
 # pytest resets warning filters per test; the product silences this one in autocompress.search.storage
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
 def test_a_worker_on_another_host_that_stops_its_heartbeat_is_failed_and_requeued(tmp_path, monkeypatch) -> None:

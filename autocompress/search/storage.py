@@ -159,6 +159,12 @@ def open_storage(spec: str) -> optuna.storages.BaseStorage:
             raise RunDirError(f"cannot open journal storage {path}: {exc.strerror or exc}") from None
     if "***" in spec:
         raise BadInputError("the run's config records the storage without its password; pass --storage again")
+    if spec.startswith("sqlite:///"):  # its folder made as a journal's is (SQLite said "unable to open database file")
+        folder = Path(spec.removeprefix("sqlite:///")).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunDirError(f"cannot open storage {spec}: cannot create {folder}: {exc.strerror or exc}") from None
     url = database_url(spec)
     try:
         # pool_pre_ping: a shared database may drop idle connections during a long trial;
