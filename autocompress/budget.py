@@ -104,6 +104,8 @@ def non_binding_message(budget_ms: float, entry: dict[str, Any] | None, target: 
     if entry.get("exact", True) is False:  # a range searched for: its slowest is the slowest found
         head = (f"budget {budget_ms:g} ms likely does not bind on {target}: the fastest and slowest candidates "
                 f"found in this space are predicted {a}–{b} ms{est} (not every candidate was priced)")
+    elif a == b:  # one candidate, or all priced alike: no budget trades anything
+        return f"budget {budget_ms:g} ms does not bind on {target}: every candidate of this space is predicted {a} ms{est}"
     else:
         head = f"budget {budget_ms:g} ms does not bind on {target}: every candidate of this space is predicted {a}–{b} ms{est}"
     return f"{head}; a budget between {a} and {b} ms, e.g. {binding_budget(lo, hi):g} ms, would trade accuracy for latency"

@@ -766,7 +766,8 @@ def _space(**kw: Any) -> None:
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         return
     est = " (ESTIMATED)" if t.estimated else ""
-    title = f"Space {sp.name}: {sp.size():,} candidates; predicted latency on {t.name}{est}"
+    n = sp.size()
+    title = f"Space {sp.name}: {n:,} candidate{'s' if n != 1 else ''}; predicted latency on {t.name}{est}"
     tab = Table(title=title, title_justify="left")
     for col, just in [("precision", "left"), ("smallest network" + est, "right"),
                       ("largest network" + est, "right"), ("", "left")]:  # fmt: skip
@@ -789,11 +790,16 @@ def _space(**kw: Any) -> None:
                "--merge' on the machine the table was profiled on")  # fmt: skip
         out.print(f"note: {missing} of the {needed} block rows this space needs are not in {t.name}'s table: "
                   f"interpolated {how}", highlight=False)  # fmt: skip
-    out.print(f"fastest: {rng.fastest}\nslowest: {rng.slowest}", highlight=False)
-    out.print(f"budgets between {format_ms(rng.min_ms)} and {format_ms(rng.max_ms)} bind (e.g. --budget "
-              f"{binding_budget(rng.min_ms, rng.max_ms):g}ms); below "
-              f"{format_ms(rng.min_ms)} no candidate fits; from {format_ms(rng.max_ms)} up none is excluded{est}",
-              highlight=False)  # fmt: skip
+    if format_ms(rng.min_ms) == format_ms(rng.max_ms):  # one candidate, or all priced alike
+        out.print(f"{'the candidate' if n == 1 else 'every candidate'}: {rng.fastest}", highlight=False)
+        out.print(f"no budget binds: from {format_ms(rng.min_ms)} up {'it fits' if n == 1 else 'all fit'}, below "
+                  f"{'it does not' if n == 1 else 'none does'}{est}", highlight=False)  # fmt: skip
+    else:
+        out.print(f"fastest: {rng.fastest}\nslowest: {rng.slowest}", highlight=False)
+        out.print(f"budgets between {format_ms(rng.min_ms)} and {format_ms(rng.max_ms)} bind (e.g. --budget "
+                  f"{binding_budget(rng.min_ms, rng.max_ms):g}ms); below "
+                  f"{format_ms(rng.min_ms)} no candidate fits; from {format_ms(rng.max_ms)} up none is excluded{est}",
+                  highlight=False)  # fmt: skip
     if refused:
         out.print(f"note: the space uses {', '.join(refused)}, which {t.name} does not run: a search there is "
                   "refused", highlight=False)  # fmt: skip

@@ -110,6 +110,26 @@ def test_space_command_table(tmp_path) -> None:
     assert "budget 0.450 ms binds on raspberry-pi-4: it excludes the candidates predicted above it (ESTIMATED)" in rpi.stdout
 
 
+def test_a_one_candidate_space_says_so(tmp_path) -> None:
+    """A space of one-element lists once read "1 candidates" and "budgets between 0.426 ms and
+    0.426 ms bind (e.g. --budget 0.43ms)"."""
+    import yaml
+
+    from autocompress.space import SPACES_DIR
+
+    raw = yaml.safe_load((SPACES_DIR / "tiny.yaml").read_text())
+    raw["input"]["resolution"] = [12]
+    raw["stages"] = [{**st, "depth": [1], "width": [st["width"][0]], "kernel": [3]} for st in raw["stages"]]
+    raw["compression"].update(prune_ratio=[0.0], precision=["fp32"], kd_alpha=[0.0], finetune_steps=[0])
+    one = tmp_path / "one.yaml"
+    one.write_text(yaml.safe_dump(raw))
+    proc = cli("space", str(one), "--target", "jetson", "--budget", "1ms")
+    assert proc.returncode == 0, proc.stderr
+    assert ": 1 candidate;" in proc.stdout and "1 candidates" not in proc.stdout
+    assert "budgets between" not in proc.stdout and "would trade accuracy" not in proc.stdout
+    assert "no budget binds: from " in proc.stdout and "the candidate: r12 s8" in proc.stdout
+
+
 def test_space_on_a_table_from_another_machine_shows_what_a_search_here_would(tmp_path) -> None:
     """The shipped CPU table was profiled on another machine: with no fit of it on this one,
     `space` says its figures are that machine's; once a search (here: the tests' own fit) has
