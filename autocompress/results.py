@@ -437,6 +437,7 @@ def render_report(run_dir: Path, trials: pd.DataFrame, pareto: pd.DataFrame, con
         f"- space: {config.get('space', {}).get('name')}, sampler {config.get('sampler')}, "
         f"seed {config.get('seed')}",
         *_fidelity_line(config, trials),
+        *_warm_start_line(config),
         _model_line(config) if config.get("kind") == "model" else
         f"- supernet: largest subnet test accuracy {100 * sn.get('largest_test_acc', 0):.2f}% "
         f"(torch, after {sn.get('epochs')} epochs, {sn.get('train_seconds')} s)",
@@ -575,6 +576,22 @@ def _fidelity_line(config: dict[str, Any], trials: pd.DataFrame) -> list[str]:
     low = int((trials["fidelity"] == "low").sum()) if "fidelity" in trials else 0
     return [f"- fidelity: successive halving (eta {fid.get('eta')}): {low} trial(s) stayed at the short fine-tune "
             "and are kept out of the Pareto set"]  # fmt: skip
+
+
+def warm_start_line(used: int, rows: int, run: Any) -> str:
+    """What ``--warm-start`` enqueued: the earlier run's Pareto candidates this space can express."""
+    left = rows - used
+    return (f"warm start: {used} of the {rows} Pareto candidates of {run} enqueued first"
+            + (f"; {left} lie outside this space (another choice of a dimension it fixes or lacks)" if left else ""))
+
+
+def _warm_start_line(config: dict[str, Any]) -> list[str]:
+    """The report's line on ``--warm-start`` (none without it)."""
+    warm = config.get("warm_start")
+    if not isinstance(warm, dict):
+        return []
+    used, rows = int(warm.get("candidates", 0)), warm.get("pareto_rows")
+    return [f"- {warm_start_line(used, int(rows) if rows is not None else used, warm.get('run'))}"]
 
 
 def _splits(sizes: Any) -> str:

@@ -397,6 +397,14 @@ def test_warm_start_enqueues_the_earlier_pareto_set_first_with_the_gp_sampler(ha
     assert head["warm_start"].notna().all()
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert cfg["warm_start"]["candidates"] == len(front) and cfg["sampler"] == "gp"
+    line = f"warm start: {len(front)} of the {len(front)} Pareto candidates of {first} enqueued first"
+    assert line in proc.stdout + proc.stderr and f"- {line}\n" in (run_dir / "report.md").read_text()
+    # a space that cannot express them (another fine-tune length): the run says how many it left out
+    other = tmp_path / "other"
+    proc = cli(*_args(other, "--warm-start", str(first), trials=2, space=str(slow_tiny_space(tmp_path, 30))))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    line = f"warm start: 0 of the {len(front)} Pareto candidates of {first} enqueued first; {len(front)} lie outside"
+    assert line in proc.stdout + proc.stderr and line in (other / "report.md").read_text()
 
 
 def test_bad_scaling_options_are_one_line_errors(tmp_path) -> None:

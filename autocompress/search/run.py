@@ -27,6 +27,7 @@ from autocompress.results import (
     accuracy_window,
     pareto_frame,
     read_config,
+    warm_start_line,
     write_config,
     write_results,
 )
@@ -78,7 +79,9 @@ def run_search(cfg: SearchConfig, hooks: Hooks | None = None) -> SearchOutcome:
     _check_budget_range(cfg, problem, hooks)
     if cfg.budget_on == "upper":  # the table as re-calibrated to this machine
         _check_bands_for_upper(target)
-    warm = warm_start_params(cfg.warm_start, problem) if cfg.warm_start else []
+    warm, warm_rows = warm_start_params(cfg.warm_start, problem) if cfg.warm_start else ([], 0)
+    if cfg.warm_start:
+        (hooks.note or log.warning)(warm_start_line(len(warm), warm_rows, cfg.warm_start))
     run_dir = prepare_run_dir(cfg, target.name, problem.fingerprint())
     old_config = read_config(run_dir) if cfg.resume and (run_dir / CONFIG_FILE).is_file() else {}
     own = recorded_storage(old_config, run_dir)
@@ -95,6 +98,8 @@ def run_search(cfg: SearchConfig, hooks: Hooks | None = None) -> SearchOutcome:
     prepared = problem.prepare(models_dir, ProblemHooks(train_start=hooks.supernet_start,
                                                         train_step=hooks.supernet_step, note=hooks.note))  # fmt: skip
     config = _config(cfg, problem, target, storage_spec, warm, prepared)
+    if cfg.warm_start:
+        config["warm_start"]["pareto_rows"] = warm_rows
     if cfg.accuracy_window_pp is None and old_config.get("accuracy_window_pp") is not None:
         config["accuracy_window_pp"] = old_config["accuracy_window_pp"]
     if cfg.resume and old_config.get("finalize"):

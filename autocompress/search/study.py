@@ -171,9 +171,9 @@ def create_study(storage: Any, storage_spec: str, cfg: SearchConfig, problem: Pr
     return study
 
 
-def warm_start_params(run: Path, problem: Problem) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+def warm_start_params(run: Path, problem: Problem) -> tuple[list[tuple[dict[str, Any], dict[str, Any]]], int]:
     """The Pareto candidates of an earlier run that this problem's space can express, as enqueue
-    arguments."""
+    arguments, and how many Pareto rows the run has (the rest lie outside this space)."""
     try:
         front = pd.read_csv(run / "pareto.csv")
     except (OSError, ValueError) as exc:
@@ -190,7 +190,7 @@ def warm_start_params(run: Path, problem: Problem) -> list[tuple[dict[str, Any],
             continue
         params = {k: v for k, v in cand.to_flat().items() if k in sampled}
         out.append((params, {"warm_start": f"{run.name}#{int(row['number'])}"}))
-    return out
+    return out, len(front)
 
 
 def discard_if_empty(run_dir: Path) -> None:
