@@ -136,15 +136,28 @@ def ensure_writable_dir(folder: str | Path, what: str = "output folder") -> Path
     return folder
 
 
-_UMASK = os.umask(0o022)  # read once, at import (os.umask sets as it reads), and put back
+_UMASK = os.umask(0o022)  # read at import (os.umask sets as it reads), and put back
 os.umask(_UMASK)
+
+
+def _umask() -> int:
+    """The process's umask now: Linux reports it in /proc/self/status without changing it (a
+    process that set another umask after import gets it); elsewhere the one read at import."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return _UMASK
 
 
 def as_if_created(path: str | Path, folder: bool = False) -> None:
     """Give a temporary file (or folder) the mode an ordinary create would have (0666 / 0777 less
     the umask): ``mkstemp``/``mkdtemp`` make them owner-only, and the rename would keep that, so
     tables and results in a shared folder were unreadable to everyone else."""
-    os.chmod(path, (0o777 if folder else 0o666) & ~_UMASK)
+    os.chmod(path, (0o777 if folder else 0o666) & ~_umask())
 
 
 @contextmanager

@@ -202,10 +202,15 @@ def test_results_and_tables_are_written_readable_by_others(tmp_path) -> None:
     gets what an ordinary create gives: 0666 less the process's umask (0644 under 022)."""
     import stat
 
-    from autocompress._io import _UMASK, atomic_write_text
+    from autocompress._io import atomic_write_text
 
-    atomic_write_text(tmp_path / "device.yaml", "name: x\n")
-    mode = stat.S_IMODE((tmp_path / "device.yaml").stat().st_mode)
-    plain = tmp_path / "plain.txt"
-    plain.write_text("x")  # an ordinary create, for comparison
-    assert mode == 0o666 & ~_UMASK == stat.S_IMODE(plain.stat().st_mode)
+    for umask in (0o022, 0o077):  # the umask of the moment, not the one at import
+        old = os.umask(umask)
+        try:
+            atomic_write_text(tmp_path / f"device{umask}.yaml", "name: x\n")
+            plain = tmp_path / f"plain{umask}.txt"
+            plain.write_text("x")  # an ordinary create, for comparison
+        finally:
+            os.umask(old)
+        mode = stat.S_IMODE((tmp_path / f"device{umask}.yaml").stat().st_mode)
+        assert mode == 0o666 & ~umask == stat.S_IMODE(plain.stat().st_mode)
