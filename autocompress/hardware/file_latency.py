@@ -324,8 +324,11 @@ def file_latency(path: Path, target_name: str, precision: str = "mixed", *, prof
     if todo and not profile_missing:
         here = ("pass --profile-missing to measure them on this machine (where the table was measured) and add "
                 "them to its layers.csv") if same_host(device) else (
-                f"the table was measured on another machine ({device.host.get('cpu', '?')}); measure them there "
-                f"with: autocompress latency {path} --target {target.name} --profile-missing")  # fmt: skip
+                f"the table was measured on another machine ({device.host.get('cpu', '?')}), so rows timed here "
+                f"would not be its machine's: measure them there with 'autocompress latency {path} --target "
+                f"{target.name} --profile-missing', or price the file on a table of this machine: 'autocompress "
+                f"profile --runtime {device.runtime} --name {target.name}-here --space tiny --networks 0' (seconds), "
+                f"then 'autocompress latency {path} --target {target.name}-here --profile-missing'")  # fmt: skip
         raise UnpricedLayersError(
             f"target {target.name} has no layer-table rows like {len(todo)} layer(s) of {path} "
             f"({'; '.join(k.label() for k in todo[:4])}{' ...' if len(todo) > 4 else ''}); {here}"
