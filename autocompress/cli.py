@@ -649,12 +649,14 @@ def _latency(model: Path, target: str, precision: str, as_json: bool, profile_mi
         sys.stdout.write(json.dumps(res.to_dict(), indent=2) + "\n")
         return
     est = " (ESTIMATE)" if res.estimated else ""
-    table = Table(title=f"{model.name} on {res.target}: per-layer (fused kernel) latency{est}", title_justify="left",
-                  caption="priced by: table = a row of the target's layers.csv; interpolated / estimated = not "
-                  "a row of the table (marked *)", caption_justify="left")  # fmt: skip
+    unit = res.unit  # "layer", or "block" for a file of our own search priced as it was
+    what = "per-layer (fused kernel) latency" if unit == "layer" else "per-block latency, as the search priced it"
+    table = Table(title=f"{model.name} on {res.target}: {what}{est}", title_justify="left",
+                  caption=f"priced by: {'table' if unit == 'layer' else 'blocks.csv'} = a row of the target's {unit}s.csv; "
+                  "interpolated / estimated = not a row of the table (marked *)", caption_justify="left")  # fmt: skip
     tag = " (est.)" if res.estimated else ""
-    for col in ("#", "layer", "precision", f"ms{tag}", "share", f"energy mJ{tag}", "priced by"):
-        table.add_column(col, justify="left" if col in ("layer", "priced by") else "right")
+    for col in ("#", unit, "precision", f"ms{tag}", "share", f"energy mJ{tag}", "priced by"):
+        table.add_column(col, justify="left" if col in (unit, "priced by") else "right")
     for line in res.layers:
         star = "*" if line.estimate else ""
         table.add_row(str(line.index), line.label, line.precision, f"{line.latency_ms:.4f}{star}",
@@ -676,8 +678,8 @@ def _latency(model: Path, target: str, precision: str, as_json: bool, profile_mi
         eiv = (f" [{res.energy_interval_mj[0]:.3f} – {res.energy_interval_mj[1]:.3f}]"
                if res.energy_interval_mj else "")  # fmt: skip
         energy = f"energy {res.energy_mj:.3f} mJ{eiv}{est} at {res.power_w:g} W"
-    marked = f"; {res.estimate_layers} of {len(res.layers)} layers priced by estimate (*)" if res.estimate_layers else ""
-    out.print(f"{model.name} on {res.target} ({res.precision}: {precs} layers): {format_ms(res.latency_ms)}{iv}{est}, "
+    marked = f"; {res.estimate_layers} of {len(res.layers)} {unit}s priced by estimate (*)" if res.estimate_layers else ""
+    out.print(f"{model.name} on {res.target} ({res.precision}: {precs} {unit}s): {format_ms(res.latency_ms)}{iv}{est}, "
               f"{energy}; interval: {res.interval_note}; source: {res.source}{marked}",
               highlight=False, soft_wrap=True)  # fmt: skip
 

@@ -139,6 +139,46 @@ def test_pareto_accuracy_is_onnxruntime_on_the_exported_file(run) -> None:
         assert path.stat().st_size == p["size_bytes"]
 
 
+def test_latency_of_the_searchs_own_files_is_the_searchs_figure(run, tmp_path) -> None:
+    """`autocompress latency` on a file the search wrote, on the CPU table it was searched on
+    (measured on another machine, its layers.csv lacking the tiny space's layer families): it was
+    refused; now priced by the candidate's blocks as the search priced it, the same figure, for the
+    run's own files, a finalized one and an exported copy. A changed file is refused as before."""
+    import shutil
+
+    run_dir, _ = run
+    trials = pd.read_parquet(run_dir / "trials.parquet")
+    done = trials[trials["state"] == "COMPLETE"]
+    files = [(Path(r["model_path"]), r["latency_ms"]) for _, r in done.iterrows()]
+    assert any(p.name.startswith("final_") for p, _ in files)
+    for path, searched in files:
+        proc = cli("latency", str(run_dir / "models" / path.name), "--target", "cpu", "--json")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        doc = json.loads(proc.stdout)
+        assert doc["unit"] == "block" and doc["latency_ms"] == pytest.approx(searched, rel=1e-9), path
+        assert "as the search priced it" in doc["notes"][0]
+    best = tmp_path / "best"
+    exported = cli("export", str(run_dir), "--best", "--format", "onnx", "--out", str(best))
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    card = json.loads((best / "model_card.json").read_text())
+    onnx_file = next(best.glob("*.onnx"))
+    shown = cli("latency", str(onnx_file), "--target", "cpu", "--json")
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    doc = json.loads(shown.stdout)
+    assert doc["unit"] == "block" and doc["latency_ms"] == pytest.approx(card["predicted"]["latency_ms"], rel=1e-5)
+    table = cli("latency", str(onnx_file), "--target", "cpu")
+    assert "per-block latency, as the search priced it" in table.stdout
+    changed = tmp_path / "changed"
+    shutil.copytree(best, changed)
+    import onnx
+
+    model = onnx.load(str(next(changed.glob("*.onnx"))))
+    onnx.helper.set_model_props(model, {"edited": "by hand"})  # no longer the file the card describes
+    onnx.save(model, str(next(changed.glob("*.onnx"))))
+    refused = cli("latency", str(next(changed.glob("*.onnx"))), "--target", "cpu", "--json")
+    assert refused.returncode == 2 and "has no layer-table rows like" in refused.stderr
+
+
 def test_second_search_reuses_the_cached_supernet_and_says_a_loose_budget_does_not_bind(run, tmp_path) -> None:
     proc = _search(tmp_path / "again", budget="1s", trials="2")
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -30,7 +30,7 @@ import onnx
 from onnx import numpy_helper
 
 from autocompress._io import check_regular_file
-from autocompress.exceptions import BadInputError, UnpricedLayersError
+from autocompress.exceptions import AutoCompressError, BadInputError, UnpricedLayersError
 from autocompress.hardware.families import uncovered_note
 from autocompress.hardware.host_fit import apply_cached, measured_here
 from autocompress.hardware.interval import describe_band, network_band
@@ -38,7 +38,7 @@ from autocompress.hardware.layer_estimate import roofline_layer
 from autocompress.hardware.layer_fill import fill_layers, missing_families, same_host
 from autocompress.hardware.layer_predict import predict_layers, unpriced
 from autocompress.hardware.layer_table import OPS, LayerSpec, LayerTable, load_layers
-from autocompress.hardware.lut import ErrorBand
+from autocompress.hardware.lut import BlockKey, ErrorBand
 from autocompress.hardware.onnx_layers import extract_layers, graph_inputs
 from autocompress.hardware.targets import Target, check_file_precision, get_target
 
@@ -83,6 +83,7 @@ class FileLatency:
     profiled: int = 0
     file_batch: int = 1  # the batch the file's input fixes; the figures are for batch 1
     notes: list[str] = field(default_factory=list)
+    unit: str = "layer"  # "block": priced by the blocks of the search that wrote it (``priced_as_searched``)
 
     @property
     def estimate_layers(self) -> int:
@@ -116,6 +117,7 @@ class FileLatency:
             "transitions_ms": self.transitions_ms,
             "estimate_layers": self.estimate_layers,
             "profiled_layers": self.profiled,
+            "unit": self.unit,
             "layers": [{**asdict(line), "nodes": list(line.nodes)} for line in self.layers],
             "notes": self.notes,
         }
@@ -321,6 +323,10 @@ def file_latency(path: Path, target_name: str, precision: str = "mixed", *, prof
     table = load_layers(target.folder, device)
     keys = [layer.at(p) for layer, p in zip(layers, precisions, strict=True)]
     todo = missing_families(table, keys, device.precisions) if device.source == "measured" else []
+    if todo and not profile_missing and precision == "mixed":
+        searched = priced_as_searched(path, target, todo)
+        if searched is not None:
+            return searched
     if todo and not profile_missing:
         here = ("pass --profile-missing to measure them on this machine (where the table was measured) and add "
                 "them to its layers.csv") if same_host(device) else (
@@ -376,4 +382,109 @@ def file_latency(path: Path, target_name: str, precision: str = "mixed", *, prof
         energy_interval_mj=None if iv is None or power is None else (iv[0] * power, iv[1] * power),
         power_w=power, overhead_ms=pred.overhead_ms, transitions_ms=pred.transitions_ms, layers=lines,
         profiled=len(profiled), file_batch=batch, notes=notes,
+    )  # fmt: skip
+
+
+def search_record(path: Path) -> tuple[dict[str, Any], dict[str, Any], str] | None:
+    """(the run's config, the candidate's choices (a trials row), which trial) of a file a supernet search wrote:
+    a run's ``models/trial_NNNN.onnx`` or ``final_NNNN.onnx`` (the trials row naming it, at the
+    size it records), or an exported file beside its ``model_card.json`` (at the sha256 the card
+    records; the space from its run's config.yaml). None for any other file, a changed one, or a
+    run of the user's own model (its files are priced by their layers, as its search did)."""
+    import json
+
+    import pandas as pd
+    import yaml
+
+    from autocompress._io import file_sha256
+
+    def config_of(run: Path) -> dict[str, Any] | None:
+        try:
+            cfg = yaml.safe_load((run / "config.yaml").read_text())
+        except (OSError, yaml.YAMLError, UnicodeDecodeError):
+            return None
+        ok = isinstance(cfg, dict) and cfg.get("kind", "supernet") == "supernet" and isinstance(cfg.get("space"), dict)
+        return cfg if ok else None
+
+    card_path = path.parent / "model_card.json"
+    if card_path.is_file():
+        try:
+            card = json.loads(card_path.read_text())
+            recorded = card["files"][path.name]["sha256"]
+            choices, run = card["candidate"]["choices"], Path(card["run"]["dir"])
+            trial = f"trial {card['run']['trial']} of {card['run']['name']}"
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        cfg = config_of(run)
+        if cfg is None or card["candidate"].get("problem", "supernet") != "supernet" or file_sha256(path) != recorded:
+            return None
+        return cfg, choices, trial
+    run = path.parent.parent
+    if path.parent.name != "models" or not (run / "trials.parquet").is_file():
+        return None
+    cfg = config_of(run)
+    if cfg is None:
+        return None
+    try:
+        trials = pd.read_parquet(run / "trials.parquet")
+    except (OSError, ValueError):
+        return None
+    size = path.stat().st_size
+    for col, size_col in (("model_path", "size_bytes"), ("search_model_path", "search_size_bytes"),
+                          ("final_model_path", "final_size_bytes")):  # fmt: skip
+        if col not in trials or size_col not in trials:
+            continue
+        for _, row in trials.iterrows():
+            if isinstance(row[col], str) and Path(row[col]).name == path.name and row[size_col] == size:
+                plain = {k: v.item() if hasattr(v, "item") else v for k, v in row.items()}
+                return cfg, plain, f"trial {int(row['number'])} of {run.name}"
+    return None
+
+
+def priced_as_searched(path: Path, target: Target, missing: list[Any]) -> FileLatency | None:
+    """A file of our own search on a measured table whose layers.csv lacks some of its layer
+    families: priced by the candidate's blocks from the table's blocks.csv, as the search priced
+    it (the same figure), instead of refused. None when the file is not one (``search_record``)."""
+    from autocompress.arch import block_precisions, plan
+    from autocompress.hardware.predict import predict
+    from autocompress.space import Candidate, space_from_dict
+
+    record = search_record(path)
+    if record is None:
+        return None
+    cfg, choices, trial = record
+    try:
+        space = space_from_dict(cfg["space"])
+        cand = Candidate.from_flat({k: choices[k] for k in space.dimensions() if k in choices})
+        ds = cfg.get("dataset") or {}
+        classes = ds.get("classes")
+        blocks = plan(cand, space, int(ds.get("channels", 1)), len(classes) if isinstance(classes, list) else int(classes))
+    except (AutoCompressError, KeyError, TypeError, ValueError):
+        return None
+    precisions = block_precisions(cand, space, blocks)
+    device = target.device
+    pred = predict(target.table, blocks, precisions)
+    band = network_band(device, precisions)
+    power = device.power_w
+    lines = []
+    for i, (cost, prec, block) in enumerate(zip(pred.breakdown, precisions, blocks, strict=True)):
+        row = None if cost.interpolated else target.table.get(BlockKey.of(block, prec))
+        by = ("interpolated (family fit)" if cost.interpolated else f"blocks.csv ({row.source if row else '?'})")
+        lines.append(LayerLine(i, cost.label, block.op, prec, cost.latency_ms,
+                               None if power is None else cost.latency_ms * power, by,
+                               cost.interpolated or (row is not None and row.source == "estimated"), ()))  # fmt: skip
+    iv = band.interval(pred.latency_ms) if band else None
+    energy = None if power is None else pred.latency_ms * power
+    labels = "; ".join(k.label() for k in missing[:3]) + (" ..." if len(missing) > 3 else "")
+    notes = [f"priced by its blocks, as the search priced it ({trial}): {target.name}'s layers.csv has no row "
+             f"like {len(missing)} of its layers ({labels}), while its blocks.csv holds the blocks it is built of"]
+    if power is None:
+        notes.append(f"no energy: {target.folder.name}/device.yaml records no power_w")
+    return FileLatency(
+        model=str(path), target=target.name, source=target.source_label, estimated=target.estimated,
+        precision="mixed", layer_precisions=dict(Counter(precisions)), latency_ms=pred.latency_ms,
+        interval_ms=iv, band=band, energy_mj=energy,
+        energy_interval_mj=None if iv is None or power is None else (iv[0] * power, iv[1] * power),
+        power_w=power, overhead_ms=pred.overhead_ms, transitions_ms=pred.transitions_ms, layers=lines,
+        notes=notes, unit="block",
     )  # fmt: skip
