@@ -305,7 +305,7 @@ def test_measured_table_missing_a_layer_family_is_refused_without_profile_missin
     line = " ".join(res.output.split())
     profile, again = re.findall(r"'autocompress (profile [^']+)'", line)[0], re.findall(r"'autocompress (latency [^']+)'", line)[-1]
     env = {"AUTOCOMPRESS_TABLES": str(tables), "COLUMNS": "400"}
-    made = CliRunner().invoke(app, [*shlex.split(profile), "--reps", "5", "--passes", "1"], env=env)  # quicker
+    made = CliRunner().invoke(app, [*shlex.split(profile), "--reps", "5", "--passes", "1", "--precision", "fp32"], env=env)
     assert made.exit_code == 0, made.output
     priced = CliRunner().invoke(app, shlex.split(again), env=env)
     assert priced.exit_code == 0, priced.output
