@@ -258,13 +258,20 @@ def test_stage_choice_defaults_read_old_runs() -> None:
 def test_missing_only_profile_adds_rows_and_keeps_device_yaml(tmp_path) -> None:
     """``profile --missing-only``: the blocks a measured table lacks get measured rows, the rows it
     had and its device.yaml stay byte for byte."""
+    import os
     import shutil
 
+    import yaml
+
+    from autocompress.hardware.host import cpu_model
     from autocompress.hardware.lut import load_table
     from autocompress.hardware.profile_add import missing_blocks, profile_missing
 
     folder = tmp_path / "x86"
     shutil.copytree(get_target("x86-cpu-onnxruntime").folder, folder)
+    doc = yaml.safe_load((folder / "device.yaml").read_text())  # as profiled here (another machine's is refused)
+    doc["host"].update(cpu=cpu_model(), logical_cpus=os.cpu_count())
+    (folder / "device.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     device_before = (folder / "device.yaml").read_bytes()
     before = load_table(folder)
     d = load_space("mobilenet_rgb").to_dict()

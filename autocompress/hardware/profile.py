@@ -9,6 +9,7 @@ latency is ``overhead + sum(blocks)``.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from onnx import numpy_helper
 from autocompress.arch import BlockSpec, all_blocks
 from autocompress.compress.quantize import quantize_int8
 from autocompress.exceptions import BadInputError, TargetError
-from autocompress.hardware.host import host_info
+from autocompress.hardware.host import cpu_model, host_info
 from autocompress.hardware.lut import (
     BlockKey,
     DeviceSpec,
@@ -237,6 +238,27 @@ def block_edges(blocks: list[BlockSpec], *, threads: int, reps: int, passes: int
     return entry, exit_
 
 
+def refuse_another_machine(device: DeviceSpec, folder: Path, instead: str) -> None:
+    """Refuse to add rows timed here to ``device``'s table when it was measured on another machine
+    (another CPU model or logical CPU count than its ``host`` records): ``device.yaml`` names one
+    host, so the mixed table would claim the other machine's rows were timed here (a search here
+    would then skip re-calibrating them), or this machine's rows were timed there.
+
+    Raises:
+        BadInputError: naming both machines and, from ``instead``, what to run instead.
+    """
+    host = device.host or {}
+    if (str(host.get("cpu", "")).strip() == cpu_model().strip()
+            and int(host.get("logical_cpus") or 0) == (os.cpu_count() or 0)):  # fmt: skip
+        return
+    raise BadInputError(
+        f"{device.name} ({folder}) was measured on another machine ({host.get('cpu', 'unknown')!r}, "
+        f"{host.get('logical_cpus', '?')} logical CPUs; this one: {cpu_model()!r}, {os.cpu_count()}): rows "
+        f"timed here would mix two machines in one table; profile this machine into a table of its own "
+        f"(--name {device.name}-here){instead}"
+    )
+
+
 def profile_space(
     space: SearchSpace,
     *,
@@ -264,6 +286,18 @@ def profile_space(
         raise BadInputError(f"--threads must be >= 1 and --reps >= 5; got {threads} and {reps}")
     blocks = sorted(all_blocks(space, in_channels, num_classes),
                     key=lambda b: (b.op, b.in_h, b.in_c, b.out_c, b.kernel, b.expand))  # fmt: skip
+    previous: LatencyTable | None = None
+    if merge and (folder / "blocks.csv").is_file():
+        try:
+            previous = load_table(folder)
+        except TargetError:
+            previous = None
+        same_kind = previous is not None and previous.device.source == "measured" \
+            and previous.device.runtime == runtime and previous.device.host.get("threads") == threads  # fmt: skip
+        if not same_kind:
+            previous = None  # another kind of table (estimated, another runtime or thread count): replaced
+    if previous is not None:  # before minutes of timing
+        refuse_another_machine(previous.device, folder, ", or pass --replace to drop the other machine's rows")
     with tempfile.TemporaryDirectory() as tmp, pinned_cpus(threads if pin else 0) as cpus:
         overhead, transition, rows = profile_blocks(blocks, precisions, threads=threads, reps=reps, runtime=runtime,
                                                     passes=passes, workdir=Path(tmp), on_block=on_block)  # fmt: skip
@@ -273,23 +307,13 @@ def profile_space(
     old_precisions: list[str] = []
     block_scale: float | dict[str, float] = 1.0
     scale_note = "block_scale 1: not fitted"
-    if merge and (folder / "blocks.csv").is_file():
-        try:
-            old = load_table(folder)
-        except TargetError:
-            old = None
-        if (
-            old is not None
-            and old.device.source == "measured"
-            and old.device.runtime == runtime
-            and old.device.host.get("threads") == threads
-        ):
-            merged.update(old.rows)
-            old_precisions = list(old.device.precisions)
-            block_scale = old.device.block_scale
-            scale_note = str(old.device.host.get("block_scale_fit", scale_note))
-            if edges is None and old.device.int8_entry is not None and old.device.int8_exit is not None:
-                edges = (old.device.int8_entry, old.device.int8_exit)
+    if previous is not None:
+        merged.update(previous.rows)
+        old_precisions = list(previous.device.precisions)
+        block_scale = previous.device.block_scale
+        scale_note = str(previous.device.host.get("block_scale_fit", scale_note))
+        if edges is None and previous.device.int8_entry is not None and previous.device.int8_exit is not None:
+            edges = (previous.device.int8_entry, previous.device.int8_exit)
     merged.update({r.key: r for r in rows})
     version = runtime_version(runtime)
     label = {"onnxruntime": f"ONNX Runtime {version} (CPUExecutionProvider)",

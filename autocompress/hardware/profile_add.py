@@ -17,7 +17,7 @@ from pathlib import Path
 from autocompress.arch import all_blocks
 from autocompress.exceptions import BadInputError, TargetError
 from autocompress.hardware.lut import BlockKey, LatencyTable, load_table
-from autocompress.hardware.profile import profile_blocks
+from autocompress.hardware.profile import profile_blocks, refuse_another_machine
 from autocompress.hardware.targets import supported_precisions
 from autocompress.space import SearchSpace
 
@@ -51,8 +51,8 @@ def profile_missing(
         (the merged table, how many rows were added).
 
     Raises:
-        BadInputError: the table was measured with another runtime or thread count, or a
-            precision this runtime does not measure.
+        BadInputError: the table was measured with another runtime or thread count, on another
+            machine, or a precision this runtime does not measure.
         TargetError: the table is not a measured one.
     """
     table = load_table(folder)
@@ -64,6 +64,7 @@ def profile_missing(
             f"{device.name} was measured with {device.runtime}, {device.host.get('threads')} thread(s); "
             f"add its rows the same way (--runtime {device.runtime} --threads {device.host.get('threads')})"
         )
+    refuse_another_machine(device, folder, "")
     bad = [p for p in precisions if p not in supported_precisions(runtime) or p not in device.precisions]
     if bad or not precisions:
         raise BadInputError(f"--precision: {device.name} holds {', '.join(device.precisions)}; got "

@@ -153,3 +153,49 @@ def test_profiling_a_shipped_tables_name_says_it_now_takes_its_place(tmp_path: P
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "note: --target x86-cpu-onnxruntime now reads this table, not" in proc.stdout
     assert "--name x86-cpu-onnxruntime --merge" in proc.stdout
+
+
+def _table_of_another_machine(tmp_path: Path) -> Path:
+    """A copy of the shipped CPU table whose device.yaml names a CPU this machine does not have."""
+    import shutil
+
+    import yaml
+
+    from autocompress.hardware.targets import get_target
+
+    folder = tmp_path / "cpu-elsewhere"
+    shutil.copytree(get_target("x86-cpu-onnxruntime").folder, folder)
+    doc = yaml.safe_load((folder / "device.yaml").read_text())
+    doc["host"]["cpu"] = "Some Other CPU 9000"
+    (folder / "device.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    return folder
+
+
+def test_profile_refuses_to_merge_rows_timed_here_into_another_machines_table(tmp_path: Path) -> None:
+    """``autocompress profile --space tiny`` (default --merge) on the shipped table, profiled on
+    another machine, once kept that machine's rows and relabelled the whole table as measured
+    here: searches here then trusted them without re-calibration. Now: one line, exit 2, before
+    any timing, and the table untouched."""
+    from tests.helpers import assert_one_line_error, cli
+
+    folder = _table_of_another_machine(tmp_path)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    proc = cli("profile", "--space", "tiny", "--networks", "0", "--out", str(folder), timeout=120)
+    assert_one_line_error(proc, 2, "measured on another machine", "Some Other CPU 9000", "--replace",
+                          "--name x86-cpu-onnxruntime-here")  # fmt: skip
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cpu-elsewhere"]
+
+
+def test_missing_only_refuses_another_machines_table(tmp_path: Path) -> None:
+    """``profile --missing-only`` added rows timed here to a table whose device.yaml names another
+    machine (its re-calibration then scaled them as that machine's)."""
+    import pytest
+
+    from autocompress.exceptions import BadInputError
+    from autocompress.hardware.profile_add import profile_missing
+    from autocompress.space import load_space
+
+    folder = _table_of_another_machine(tmp_path)
+    with pytest.raises(BadInputError, match="measured on another machine"):
+        profile_missing(load_space("tiny"), folder, precisions=["fp32"], runtime="onnxruntime")
