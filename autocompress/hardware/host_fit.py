@@ -179,9 +179,11 @@ def why_not_fit(device: DeviceSpec) -> str | None:
 
 
 def profile_command(device: DeviceSpec, space: SearchSpace) -> str:
+    """What measures this machine into the table ``device`` names: ``--replace``, as its rows were
+    timed on another machine (a merge with them is refused)."""
     threads = int(device.host.get("threads") or 1)
     return (f"autocompress profile --space {space.name} --runtime {device.runtime} --threads {threads} "
-            f"--name {device.name}")  # fmt: skip
+            f"--name {device.name} --replace")  # fmt: skip
 
 
 def other_machine_line(device: DeviceSpec, space: SearchSpace, why: str) -> str:

@@ -199,3 +199,15 @@ def test_missing_only_refuses_another_machines_table(tmp_path: Path) -> None:
     folder = _table_of_another_machine(tmp_path)
     with pytest.raises(BadInputError, match="measured on another machine"):
         profile_missing(load_space("tiny"), folder, precisions=["fp32"], runtime="onnxruntime")
+
+
+def test_the_command_a_search_suggests_for_another_machines_table_is_not_refused(tmp_path: Path) -> None:
+    """A search on a table from another machine (--no-recalibrate) says how to measure this one;
+    that command must replace the other machine's rows, not merge with them (refused)."""
+    from autocompress.hardware.host_fit import other_machine_line
+    from autocompress.hardware.lut import load_device
+    from autocompress.space import load_space
+
+    device = load_device(_table_of_another_machine(tmp_path) / "device.yaml")
+    line = other_machine_line(device, load_space("tiny"), "--no-recalibrate")
+    assert line.endswith("--name x86-cpu-onnxruntime --replace'"), line
