@@ -99,6 +99,28 @@ def test_a_mistyped_search_is_refused_before_torch_is_loaded(tmp_path: Path, arg
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
 
 
+def test_backend_ray_without_ray_is_refused_before_the_data_and_the_supernet(tmp_path: Path) -> None:
+    """Without the ``ray`` extra, ``--backend ray`` loaded the data, trained (or loaded) the supernet
+    and made the run directory before saying Ray was missing; now it is one line, exit 2, before
+    torch, like a --storage whose driver is missing."""
+    import os
+    import subprocess
+    import sys
+
+    no_ray = 'sys.modules["ray"] = None  # as if the extra were not installed\n'
+    script = _WITHOUT_TORCH.replace("from autocompress.cli import run\n", "from autocompress.cli import run\n" + no_ray)
+    argv = ["search", "--target", "cpu", "--budget", "5ms", "--space", "tiny", "--subset", "200", "--trials", "1",
+            "--backend", "ray", "--run-dir", str(tmp_path / "run")]  # fmt: skip
+    env = {**os.environ, "AUTOCOMPRESS_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, timeout=300,
+                          env=env)  # fmt: skip
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip() and "TORCH_" not in ln]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert lines == ["error: --backend ray needs Ray Tune: pip install 'autocompress[ray]'"], lines
+    assert "TORCH_NOT_IMPORTED" in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize(("args", "fragment"), [
     (["{tmp}/none.onnx", "--target", "cpu"], "model file {tmp}/none.onnx does not exist"),
     (["{tmp}/m.onnx", "--target", "cpu", "--precision", "bf16"], "--precision must be one of fp32, fp16, int8, mixed"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 import pandas as pd
 
-from autocompress.exceptions import BadInputError, RunDirError
+from autocompress.exceptions import BadInputError, RunDirError, RuntimeUnavailableError
 from autocompress.search.fidelity import FIDELITIES
 
 if TYPE_CHECKING:
@@ -160,6 +161,8 @@ def check_options(cfg: SearchConfig) -> None:
         raise BadInputError(f"--workers must be at least 1; got {cfg.workers}")
     if cfg.backend == "local" and (cfg.workers != 1 or cfg.address):
         raise BadInputError("--workers and --address need --backend ray (or start more processes with --resume)")
+    if cfg.backend == "ray" and importlib.util.find_spec("ray") is None:  # not after the data and a supernet
+        raise RuntimeUnavailableError("--backend ray needs Ray Tune: pip install 'autocompress[ray]'")
     if cfg.warm_start is not None and not cfg.warm_start.exists():
         raise RunDirError(f"cannot warm-start from {cfg.warm_start}: it does not exist")
     if cfg.warm_start is not None and not (cfg.warm_start / "pareto.csv").is_file():
