@@ -1033,13 +1033,19 @@ def validate_latency(
 @_guard
 def _validate_latency(**kw: Any) -> None:
     _check_ints("validate-latency", kw)  # before the import of torch
-    from autocompress.hardware.targets import PRECISION_MODES, check_measured_here, get_target
+    from autocompress.hardware.targets import (
+        PRECISION_MODES,
+        check_measured_here,
+        get_target,
+        supported_precisions,
+    )
     from autocompress.space import load_space
 
     if kw["precision"] not in PRECISION_MODES:  # before a re-calibration of up to 30 s, not after
         raise BadInputError(f"--precision must be one of {', '.join(PRECISION_MODES)}; got {kw['precision']!r}")
     t = get_target(kw["target"])
     check_measured_here(t.device)
+    supported_precisions(t.device.runtime)  # its runtime missing (OpenVINO, TensorRT): one line, now
     sp = load_space(kw["space"])
     folder = kw["out_dir"] or Path("runs") / "validate-latency" / f"{t.name}-{kw['precision']}"
     ensure_writable_dir(folder)  # before minutes of timing, not after; all of the above before torch

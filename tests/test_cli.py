@@ -121,6 +121,27 @@ def test_backend_ray_without_ray_is_refused_before_the_data_and_the_supernet(tmp
     assert list(tmp_path.iterdir()) == []
 
 
+def test_validate_latency_on_openvino_without_openvino_is_one_line(tmp_path: Path) -> None:
+    """Without the ``openvino`` extra, ``validate-latency --target openvino`` printed a line
+    suggesting a profile (which fails the same way), exported the candidates, warned, and only then
+    said OpenVINO was missing; now that is its one line, before anything else."""
+    import os
+    import subprocess
+    import sys
+
+    no_ov = 'sys.modules["openvino"] = None  # as if the extra were not installed\n'
+    script = _WITHOUT_TORCH.replace("from autocompress.cli import run\n", "from autocompress.cli import run\n" + no_ov)
+    argv = ["validate-latency", "--target", "openvino", "-n", "3", "--space", "tiny", "--out", str(tmp_path / "v")]
+    env = {**os.environ, "AUTOCOMPRESS_CACHE": str(tmp_path / "cache"), "COLUMNS": "200"}
+    proc = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, timeout=300,
+                          env=env)  # fmt: skip
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip() and "TORCH_" not in ln]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert lines == ["error: OpenVINO is not installed; install it with: pip install 'autocompress[openvino]'"], lines
+    assert proc.stdout == "" and "TORCH_NOT_IMPORTED" in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize(("args", "fragment"), [
     (["{tmp}/none.onnx", "--target", "cpu"], "model file {tmp}/none.onnx does not exist"),
     (["{tmp}/m.onnx", "--target", "cpu", "--precision", "bf16"], "--precision must be one of fp32, fp16, int8, mixed"),
