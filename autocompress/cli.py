@@ -316,7 +316,7 @@ def _search(**kw: Any) -> None:
         low = " (low fidelity)" if r.get("fidelity") == "low" else ""
         progress.console.print(
             f"trial {number:>3}: val {100 * r['val_accuracy']:.2f}%{low}  {latency_text(r, est)}  "
-            f"{format_bytes(r['size_bytes'])}  {'ok' if r['feasible'] else 'OVER BUDGET'}  "
+            f"{format_bytes(r['size_bytes'])}  {_trial_status(r)}  "
             f"[dim]{r['description']}{dup}[/]",
             highlight=False,
         )
@@ -333,6 +333,14 @@ def _search(**kw: Any) -> None:
         _print_model_outcome(outcome)
     else:
         _print_outcome(outcome)
+
+
+def _trial_status(r: dict[str, Any]) -> str:
+    """A finished trial's hard limits in its progress line: ``ok``, else each one it breaks."""
+    if r["feasible"]:
+        return "ok"
+    names = {"latency": "OVER BUDGET", "size": "OVER MAX SIZE"}
+    return ", ".join(names.get(k, f"OVER {k.upper()}") for k in r.get("over") or ["latency"])
 
 
 def _finalize_hooks(progress: Progress, estimated: bool) -> Any:

@@ -172,3 +172,29 @@ def test_a_mistyped_latency_or_validation_is_refused_before_torch(tmp_path: Path
     assert fragment.replace("{tmp}", str(tmp_path)) in proc.stderr and "Traceback" not in proc.stderr
     assert "TORCH_NOT_IMPORTED" in proc.stderr
     assert not (tmp_path / "v").exists()  # nothing written
+
+
+def test_a_trial_over_max_size_is_not_reported_ok() -> None:
+    """With --max-size, a trial within the latency budget but over the size limit was printed
+    ``ok`` in its progress line (only the latency constraint was read), though it is infeasible
+    (trials.parquet, the Pareto set); now its line says which limit it breaks."""
+    import optuna
+
+    from autocompress.cli import _trial_status
+    from autocompress.search.config import Hooks
+    from autocompress.search.trial import report_trial
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
+    for latency, size in [(-0.1, 3000.0), (0.2, -1.0), (0.2, 5.0), (-0.1, -1.0)]:
+        trial = study.ask()
+        trial.set_user_attr("result", {"val_accuracy": 0.5, "latency_ms": 0.4, "size_bytes": 15000})
+        trial.set_constraint("latency", latency)
+        trial.set_constraint("size", size)
+        study.tell(trial, [0.5, 0.4, 15000])
+    seen: list[dict] = []
+    hooks = Hooks(trial_done=lambda done, number, best, info: seen.append(info))
+    for frozen in study.trials:
+        report_trial(study, frozen, hooks)
+    assert [r["feasible"] for r in seen] == [False, False, False, True]
+    assert [_trial_status(r) for r in seen] == ["OVER MAX SIZE", "OVER BUDGET", "OVER BUDGET, OVER MAX SIZE", "ok"]

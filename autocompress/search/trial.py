@@ -95,7 +95,8 @@ def report_trial(study: optuna.Study, frozen: optuna.trial.FrozenTrial, hooks: H
         return
     result = frozen.user_attrs["result"]
     best = best_full_fidelity_accuracy(study)
-    info = {**result, "feasible": frozen.constraints["latency"] <= 0,
+    over = [k for k, v in frozen.constraints.items() if v > 0]  # the hard limits it breaks: latency, size
+    info = {**result, "feasible": not over, "over": over,
             "description": frozen.user_attrs.get("description", ""),
             "duplicate_of": frozen.user_attrs.get("duplicate_of")}  # fmt: skip
     done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
