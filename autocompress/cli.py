@@ -332,7 +332,7 @@ def _search(**kw: Any) -> None:
     if outcome.config.get("kind") == "model":
         _print_model_outcome(outcome)
     else:
-        _print_outcome(outcome)
+        _print_outcome(outcome, cfg.finalize)
 
 
 def _trial_status(r: dict[str, Any]) -> str:
@@ -490,9 +490,8 @@ def _check_search_input(kw: dict[str, Any]) -> None:
         check_model_spec(kw["model"], kw.get("input_shape"))
 
 
-def _print_outcome(outcome: Any) -> None:
-    from autocompress.results import interval_line, latency_text, storage_arg
-    from autocompress.space import space_arg
+def _print_outcome(outcome: Any, finalize: Optional[int] = None) -> None:
+    from autocompress.results import interval_line, latency_text
 
     cfg = outcome.config
     sn = cfg["supernet"]
@@ -526,21 +525,32 @@ def _print_outcome(outcome: Any) -> None:
     if cfg.get("latency_family_note"):
         out.print(cfg["latency_family_note"], highlight=False, soft_wrap=True)
     _print_budget_note(cfg)
-    out.print(f"results: {outcome.run_dir}/ (report.md, pareto.csv, pareto.png, trials.parquet, models/)")
+    out.print(f"results: {outcome.run_dir}/ (report.md, pareto.csv, pareto.png, trials.parquet, models/)",
+              highlight=False, soft_wrap=True)  # fmt: skip
+    _print_next(outcome, finalize)
+
+
+def _print_next(outcome: Any, finalize: Optional[int]) -> None:
+    """The commands to run next, one line each however narrow the terminal (a command wrapped
+    into two lines is pasted as two); the resume command repeats what its defaults would change."""
+    from autocompress.results import resume_args, storage_arg
+    from autocompress.space import space_arg
+
+    cfg = outcome.config
     out.print("next:")
     verbs = {c.name or c.callback.__name__ for c in app.registered_commands}  # type: ignore[union-attr]
     if "explore" in verbs:
-        out.print(f"  autocompress explore {outcome.run_dir}")
+        out.print(f"  autocompress explore {outcome.run_dir}", highlight=False, soft_wrap=True)
     if "export" in verbs:
-        out.print(f"  autocompress export {outcome.run_dir} --best --format onnx")
-    out.print(f"  less {outcome.run_dir}/report.md")
+        out.print(f"  autocompress export {outcome.run_dir} --best --format onnx", highlight=False, soft_wrap=True)
+    out.print(f"  less {outcome.run_dir}/report.md", highlight=False, soft_wrap=True)
     out.print(
         f"  autocompress search --target {cfg['target']} --budget {cfg['budget_ms']:g}ms "
         f"--space {space_arg(cfg['space_path'])} --run-dir {outcome.run_dir} --resume --trials {cfg['trials'] + 30}"
-        + (" --budget-on upper" if cfg.get("budget_on") == "upper" else "")
+        + resume_args(cfg) + (f" --finalize {finalize}" if finalize is not None else "")
         + (storage_arg(cfg, outcome.run_dir) or "   # 30 more trials"),
-        highlight=False,
-    )
+        highlight=False, soft_wrap=True,
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------- finalize

@@ -493,8 +493,18 @@ def _next_search(run_dir: Path, config: dict[str, Any]) -> list[str]:
                 f"--trials {int(config.get('trials', 0))}{upper}"]  # fmt: skip
     return ["More trials on the same study (completed trials are kept):", "",
             f"    autocompress search --target {config.get('target')} --budget {config.get('budget_ms', 0):g}ms "
-            f"{args}--run-dir {run_dir} --resume --trials {int(config.get('trials', 0)) + 30}{upper}"
+            f"{args}--run-dir {run_dir} --resume --trials {int(config.get('trials', 0)) + 30}{resume_args(config)}"
             f"{storage_arg(config, run_dir)}"]  # fmt: skip
+
+
+def resume_args(config: dict[str, Any]) -> str:
+    """The options of a run's resume command that its defaults would change: ``--seed`` (another
+    one is refused), ``--sampler``, ``--fidelity halving --eta N`` and ``--budget-on upper``."""
+    fidelity = config.get("fidelity") or {}
+    return ((f" --seed {config['seed']}" if config.get("seed") else "")
+            + (f" --sampler {config['sampler']}" if config.get("sampler", "tpe") != "tpe" else "")
+            + (f" --fidelity halving --eta {fidelity.get('eta', 3)}" if fidelity.get("mode") == "halving" else "")
+            + (" --budget-on upper" if config.get("budget_on") == "upper" else ""))  # fmt: skip
 
 
 def storage_arg(config: dict[str, Any], run_dir: Path) -> str:

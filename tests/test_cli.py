@@ -198,3 +198,49 @@ def test_a_trial_over_max_size_is_not_reported_ok() -> None:
         report_trial(study, frozen, hooks)
     assert [r["feasible"] for r in seen] == [False, False, False, True]
     assert [_trial_status(r) for r in seen] == ["OVER MAX SIZE", "OVER BUDGET", "OVER BUDGET, OVER MAX SIZE", "ok"]
+
+
+def test_resume_keeps_the_runs_max_size_and_refuses_another(tmp_path: Path) -> None:
+    """The resume command a search prints leaves --max-size out; following it dropped the run's
+    size limit (config.yaml max_size_bytes: null, the new trials unconstrained in size). Now an
+    omitted --max-size is the run's, as --subset is, and another one is refused."""
+    import yaml
+
+    from autocompress.exceptions import RunDirError
+    from autocompress.search.config import SearchConfig
+    from autocompress.search.study import with_recorded_data
+
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(
+        {"dataset": {"spec": "fashion-mnist", "subset": 1500}, "max_size_bytes": 12000}))  # fmt: skip
+    cfg = with_recorded_data(SearchConfig(target="cpu", budget_ms=1.0, resume=True), tmp_path)
+    assert (cfg.max_size_bytes, cfg.subset) == (12000, 1500)
+    assert with_recorded_data(SearchConfig(target="cpu", budget_ms=1.0, max_size_bytes=12000), tmp_path) \
+        .max_size_bytes == 12000  # fmt: skip
+    with pytest.raises(RunDirError, match="started with --max-size 12000B, not --max-size 20000B"):
+        with_recorded_data(SearchConfig(target="cpu", budget_ms=1.0, max_size_bytes=20000), tmp_path)
+
+
+def test_the_printed_resume_command_is_one_line_with_the_options_it_needs(tmp_path: Path, monkeypatch) -> None:
+    """The 'next:' resume command left out --seed (a resume with another seed is refused),
+    --sampler, --fidelity halving and --finalize 0 (so following it ran a finalize phase the
+    search had turned off), and rich wrapped it at the terminal's width: pasted, two commands."""
+    import io
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from autocompress import cli
+
+    buf = io.StringIO()
+    monkeypatch.setattr(cli, "out", Console(file=buf, width=80))
+    run = tmp_path / "runs" / "jetson-orin-nano-0.5ms-20261207-232149"
+    config = {"target": "jetson-orin-nano", "budget_ms": 0.5, "space_path": "tiny", "trials": 6, "seed": 3,
+              "sampler": "random", "fidelity": {"mode": "halving", "eta": 3}, "budget_on": "point",
+              "storage": {"url": f"sqlite:///{(run / 'study.db').resolve()}"}}  # fmt: skip
+    cli._print_next(SimpleNamespace(run_dir=run, config=config), 0)
+    lines = buf.getvalue().splitlines()
+    resume = [ln for ln in lines if "--resume" in ln]
+    assert len(resume) == 1 and resume[0].startswith("  autocompress search --target jetson-orin-nano"), lines
+    for flag in ("--seed 3", "--sampler random", "--fidelity halving --eta 3", "--finalize 0", f"--run-dir {run} "):
+        assert flag in resume[0], (flag, resume[0])
+    assert all(ln.startswith(("next:", "  autocompress ", "  less ")) for ln in lines), lines

@@ -91,22 +91,25 @@ def prepare_run_dir(cfg: SearchConfig, target: str, space_fp: str | None, *, cre
 
 
 def with_recorded_data(cfg: SearchConfig, run_dir: Path) -> SearchConfig:
-    """``cfg`` for ``--resume`` of ``run_dir``: the data set and ``--subset`` the run was started
-    with where the command leaves them out (the new trials are scored on the same splits as the
-    old ones), refused where it names others."""
+    """``cfg`` for ``--resume`` of ``run_dir``: the data set, ``--subset`` and ``--max-size`` the
+    run was started with where the command leaves them out (the new trials are scored on the same
+    splits, and held to the same hard limits, as the old ones), refused where it names others."""
     if not (run_dir / CONFIG_FILE).is_file():
         return cfg
-    ds = read_config(run_dir).get("dataset") or {}
-    given = {"dataset": cfg.dataset, "subset": cfg.subset}
-    recorded = {"dataset": ds.get("spec"), "subset": ds.get("subset")}
-    known = {"dataset": recorded["dataset"] is not None, "subset": "subset" in ds}  # runs that recorded them
-    for key, flag in (("dataset", "--dataset"), ("subset", "--subset")):
+    config = read_config(run_dir)
+    ds = config.get("dataset") or {}
+    given = {"dataset": cfg.dataset, "subset": cfg.subset, "max_size_bytes": cfg.max_size_bytes}
+    recorded = {"dataset": ds.get("spec"), "subset": ds.get("subset"), "max_size_bytes": config.get("max_size_bytes")}
+    known = {"dataset": recorded["dataset"] is not None, "subset": "subset" in ds,  # runs that recorded them
+             "max_size_bytes": "max_size_bytes" in config}  # fmt: skip
+    for key, flag in (("dataset", "--dataset"), ("subset", "--subset"), ("max_size_bytes", "--max-size")):
         if given[key] is not None and known[key] and given[key] != recorded[key]:
-            was = f"{flag} {recorded[key]}" if recorded[key] is not None else f"no {flag}"
-            raise RunDirError(f"cannot resume {run_dir}: it was started with {was}, not {flag} {given[key]}; "
-                              "leave it out to continue on the run's own data, or start a new run")  # fmt: skip
-    return replace(cfg, dataset=given["dataset"] or recorded["dataset"],
-                   subset=given["subset"] if given["subset"] is not None else recorded["subset"])  # fmt: skip
+            unit = "B" if key == "max_size_bytes" else ""
+            was = f"{flag} {recorded[key]}{unit}" if recorded[key] is not None else f"no {flag}"
+            raise RunDirError(f"cannot resume {run_dir}: it was started with {was}, not {flag} {given[key]}{unit}; "
+                              "leave it out to continue with the run's own, or start a new run")  # fmt: skip
+    pick = {k: given[k] if given[k] is not None else recorded[k] for k in ("subset", "max_size_bytes")}
+    return replace(cfg, dataset=given["dataset"] or recorded["dataset"], **pick)
 
 
 def open_study_storage(cfg: SearchConfig, run_dir: Path, storage_spec: str) -> Any:
