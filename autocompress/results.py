@@ -481,7 +481,9 @@ def render_report(run_dir: Path, trials: pd.DataFrame, pareto: pd.DataFrame, con
 def _next_search(run_dir: Path, config: dict[str, Any]) -> list[str]:
     """More trials on the same study; a new search with a budget that some candidate meets when
     the budget is below the space's fastest candidate (more trials cannot help there)."""
-    args = (_model_args(config) if config.get("kind") == "model" else f"--space {config.get('space_path')} ")
+    from autocompress.space import space_arg
+
+    args = (_model_args(config) if config.get("kind") == "model" else f"--space {space_arg(str(config.get('space_path')))} ")
     upper = " --budget-on upper" if config.get("budget_on") == "upper" else ""
     entry = config.get("latency_range")
     if below_fastest_message(float(config.get("budget_ms", 0)), entry, str(config.get("target"))):

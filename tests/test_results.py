@@ -149,3 +149,16 @@ def test_report_leads_with_the_front_and_lists_the_far_below_apart(tmp_path: Pat
     wide = render_report(tmp_path, trials, pareto_frame(trials.drop(columns=["front", "far_below"])),
                          {**config, "accuracy_window_pp": 20})  # fmt: skip
     assert "Far below" not in wide and "| 4 |" in wide.split("Also on the Pareto set")[0]
+
+
+def test_reports_resume_command_names_a_shipped_space_by_name(tmp_path: Path) -> None:
+    """report.md's resume command gave a shipped space as its installed path (site-packages/...,
+    which changes with every install), where the CLI's says ``--space tiny``."""
+    from autocompress.results import _next_search
+    from autocompress.space import SPACES_DIR
+
+    config = {"target": "jetson-orin-nano", "budget_ms": 0.5, "space_path": str(SPACES_DIR / "tiny.yaml"),
+              "trials": 6, "seed": 3}  # fmt: skip
+    command = next(ln for ln in _next_search(tmp_path, config) if "--resume" in ln)
+    assert " --space tiny --run-dir " in command and str(SPACES_DIR) not in command, command
+    assert command.endswith("--resume --trials 36 --seed 3"), command
