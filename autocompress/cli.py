@@ -182,7 +182,8 @@ def search(
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Run directory (default: runs/<target>-<budget>-<time>)."),
     trials: int = typer.Option(30, "--trials", "-n", help="Completed trials to reach."),
     timeout: Optional[float] = typer.Option(None, "--timeout", help="Stop starting new trials after this many seconds."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="Seeds the data splits, the supernet, the fine-tunes and the "
+                             "sampler (a --resume must give the run's)."),
     sampler: str = typer.Option("tpe", "--sampler", help="tpe, nsga2, gp or random (all seeded by --seed)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir (default: the latest run)."),
     max_size: Optional[str] = typer.Option(None, "--max-size", help="Extra hard limit on model size, e.g. 500KB."),
@@ -863,7 +864,8 @@ def _budget_verdict(budget_ms: float, rng: Any) -> str:
 
 @app.command()
 def profile(
-    space: Optional[str] = typer.Option(None, "--space", help="Profile every block this space can produce."),
+    space: Optional[str] = typer.Option(None, "--space", help="Profile every block this space can produce "
+                                        "(a YAML file or a shipped name; default: fashion_mnist)."),
     runtime: str = typer.Option("onnxruntime", "--runtime", help="onnxruntime or openvino (this CPU), or tensorrt "
                                 "(an NVIDIA GPU with TensorRT's Python package, e.g. on a Jetson)."),
     name: Optional[str] = typer.Option(None, "--name",
@@ -1031,7 +1033,8 @@ def _profile(**kw: Any) -> None:
 def validate_latency(
     target: str = typer.Option("cpu", "--target", "-t", help="A table measured on this machine."),
     n: int = typer.Option(100, "-n", help="Random candidates to build, time and predict."),
-    space: Optional[str] = typer.Option(None, "--space", help="Search space to draw candidates from."),
+    space: Optional[str] = typer.Option(None, "--space", help="Search space to draw candidates from (a YAML file "
+                                        "or a shipped name; default: fashion_mnist)."),
     precision: str = typer.Option("mixed", "--precision", help="fp32, fp16, int8 (every stage), or mixed (as sampled)."),
     seed: int = typer.Option(0, "--seed"),
     reps: int = typer.Option(50, "--reps", help="Timed runs per candidate and pass (after warm-up)."),
@@ -1273,7 +1276,8 @@ def _explore(run_dir: Optional[Path], runs_dir: Path, host: str, port: int) -> N
 
 
 @data_app.command("check")
-def data_check(data_dir: Optional[Path] = typer.Option(None, "--data-dir")) -> None:
+def data_check(data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Look only in this folder (default: "
+                                                       "the Debian package's, $AUTOCOMPRESS_DATA, the cache).")) -> None:
     """Exit 0 if Fashion-MNIST is present, else say where it was looked for and exit 2."""
     _data_check(data_dir)
 

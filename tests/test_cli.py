@@ -244,3 +244,17 @@ def test_the_printed_resume_command_is_one_line_with_the_options_it_needs(tmp_pa
     for flag in ("--seed 3", "--sampler random", "--fidelity halving --eta 3", "--finalize 0", f"--run-dir {run} "):
         assert flag in resume[0], (flag, resume[0])
     assert all(ln.startswith(("next:", "  autocompress ", "  less ")) for ln in lines), lines
+
+
+def test_help_says_what_an_option_left_out_does() -> None:
+    """``profile`` and ``validate-latency`` without --space use fashion_mnist, which their help did
+    not say; ``search --seed`` and ``data check --data-dir`` had no help at all."""
+    for args, fragments in [
+        (("profile", "--help"), ("default: fashion_mnist",)),
+        (("validate-latency", "--help"), ("default: fashion_mnist",)),
+        (("search", "--help"), ("Seeds the data splits", "--resume must give the run's")),
+        (("data", "check", "--help"), ("Look only in this folder",)),
+    ]:
+        proc = cli(*args)
+        text = " ".join(proc.stdout.replace("│", " ").split())
+        assert proc.returncode == 0 and all(f in text for f in fragments), (args, proc.stdout[-3000:])
