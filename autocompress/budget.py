@@ -330,6 +330,9 @@ class _Memo:
             self._missing[key] = None if ms is None else Row(key, ms, 0.0, None, "interpolated")
         return self._missing[key]
 
+    def rows_like(self, key: BlockKey) -> list[Row]:
+        return self.table.rows_like(key)
+
 
 def _memo(table: LatencyTable | _Memo) -> Any:
     return table if isinstance(table, _Memo) else _Memo(table)

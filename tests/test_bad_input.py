@@ -93,6 +93,11 @@ def _truncate_csv(text: str) -> str:
     return "\n".join(lines[:5]) + "\n" + lines[5][: len(lines[5]) // 2] + "\n"
 
 
+def _without_precision(precision: str) -> Callable[[str], str]:
+    """blocks.csv without its rows of ``precision`` (which device.yaml still lists)."""
+    return lambda text: "".join(ln for ln in text.splitlines(keepends=True) if f",{precision}," not in ln)
+
+
 def _row_value(col: int, value: str) -> Callable[[str], str]:
     def fn(text: str) -> str:
         lines = text.splitlines()
@@ -396,6 +401,11 @@ CASES: list[Case] = [
     C("table-binary-csv", (*SEARCH[:5],), ("blocks.csv: not readable",),
       setup=_table(lambda f: (f / "blocks.csv").write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe"))),
     C("table-no-csv", (*SEARCH[:5],), ("has no blocks.csv",), setup=_table(lambda f: (f / "blocks.csv").unlink())),
+    C("table-precision-without-rows", ("space", "tiny", "--target", "cpu"),
+      ("target x86-cpu-onnxruntime has no blocks rows like mbconv", "int8 to interpolate from"),
+      setup=_table(_edit("blocks.csv", _without_precision("int8")))),
+    C("table-other-batch", ("space", "tiny", "--target", "cpu"), ("target x86-cpu-onnxruntime has no blocks rows like stem",),
+      setup=_table(_edit("blocks.csv", lambda t: t.replace(",fp32,1,", ",fp32,4,").replace(",int8,1,", ",int8,4,")))),
     C("table-device-yaml-broken", (*SEARCH[:5],), ("device.yaml: not readable YAML",),
       setup=_table(_edit("device.yaml", lambda t: t + "\n  bad: [indent\n"))),
     C("table-device-yaml-schema", (*SEARCH[:5],), ("device.yaml: field precisions.0",),
