@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class FinalizeSpec(BaseModel):
     """How the chosen candidates (and the teacher) are trained after the search."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     top: int = Field(3, ge=0, description="candidates finalized after a search (--finalize K overrides; 0: off)")
     epochs: int = Field(2, ge=1, description="epochs over the train split")
     lr: float = Field(0.02, gt=0, description="peak SGD learning rate")

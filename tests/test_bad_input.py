@@ -313,6 +313,12 @@ CASES: list[Case] = [
              .replace("resolution: [12, 16]", "resolution: [12]")}),  # fmt: skip
     C("space-absurd-width", (*SEARCH[:5], "--space", "{tmp}/s.yaml"), ("width must be within 1..4096",),
       files={"s.yaml": tiny_with("width: [16, 24]", "width: [16, 100000]")}),
+    C("space-nan-choice", (*SEARCH[:5], "--space", "{tmp}/s.yaml"), ("compression.kd_alpha.1: Input should be a finite number",),
+      files={"s.yaml": tiny_with("kd_alpha: [0.0, 0.5]", "kd_alpha: [0.0, .nan]")}),
+    C("space-nan-expand", (*SEARCH[:5], "--space", "{tmp}/s.yaml"), ("stages.0.expand.0: Input should be a finite number",),
+      files={"s.yaml": tiny_with("expand: [2], stride: 2}", "expand: [.NaN], stride: 2}")}),
+    C("space-infinite-epochs", (*SEARCH[:5], "--space", "{tmp}/s.yaml"), ("training.epochs: Input should be a finite number",),
+      files={"s.yaml": tiny_with("epochs: 3", "epochs: .inf")}),
     C("space-prune-all", (*SEARCH[:5], "--space", "{tmp}/s.yaml"), ("prune_ratio must be within [0, 1)",),
       files={"s.yaml": tiny_with("prune_ratio: [0.0, 0.5]", "prune_ratio: [0.0, 1.0]")}),
     # --- search: data
@@ -410,6 +416,8 @@ CASES: list[Case] = [
       setup=_table(_edit("device.yaml", lambda t: t + "\n  bad: [indent\n"))),
     C("table-device-yaml-schema", (*SEARCH[:5],), ("device.yaml: field precisions.0",),
       setup=_table(_edit("device.yaml", lambda t: t.replace("- fp32", "- fp64", 1)))),
+    C("table-device-yaml-nan", ("space", "tiny", "--target", "cpu"), ("device.yaml: field block_scale",),
+      setup=_table(_edit("device.yaml", lambda t: t.replace("fp32: 0.9026", "fp32: .nan", 1)))),
     C("targets-corrupt-table", ("targets",), ("device.yaml: field overhead_ms",),
       setup=_table(_edit("device.yaml", lambda t: t.replace("overhead_ms:", "overhead_ms: -1\nold_overhead_ms:", 1)))),
     # --- profile

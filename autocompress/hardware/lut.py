@@ -35,7 +35,7 @@ INT8_TERMS = ("int8_link_ms", "int8_residual_ms", "int8_region_ms")  # DeviceSpe
 class Reference(BaseModel):
     """A datasheet or published figure a device's numbers rest on, with where it was read."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     figure: str
     source: str
 
@@ -118,7 +118,7 @@ class Roofline(BaseModel):
     legacy per-block-op ``efficiency[op]`` (``default`` when the op is missing).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     peak_gops: dict[str, float] = Field(description="dense datasheet peak per precision, GOP/s")
     efficiency: dict[str, float] = Field({}, description="legacy: fraction of peak reached, per block op")
     precision_efficiency: dict[str, float] = Field(
@@ -167,7 +167,7 @@ class ErrorBand(BaseModel):
     random candidates timed on ``host``).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     lo_pct: float
     hi_pct: float
     coverage: float = Field(0.8, gt=0, le=1)
@@ -187,7 +187,7 @@ class EdgeCost(BaseModel):
     one activation tensor of ``e`` elements: ``fixed_ms + per_kelem_ms * e / 1000``, fitted by
     least squares to the op timed alone on the table's activation shapes (``hardware/qdq.py``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     fixed_ms: float = Field(ge=0)
     per_kelem_ms: float = Field(ge=0)
     shapes: int = Field(0, ge=0, description="activation shapes it was fitted on")
@@ -199,7 +199,7 @@ class EdgeCost(BaseModel):
 class DeviceSpec(BaseModel):
     """``device.yaml``: the target and the provenance of every number in its table."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     schema_version: Literal[1] = 1
     name: str
     aliases: list[str] = []

@@ -49,7 +49,7 @@ KD_DIMS = ("kd_alpha", "kd_temperature", "finetune_steps")
 class ModelSpaceSpec(BaseModel):
     """``--space`` for a user's model: every key optional; a one-element list fixes a dimension."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     name: str = ""
     prune_ratio: list[float] = Field(default_factory=lambda: list(DEFAULT_PRUNE),
                                      description="ratios every pruning group chooses from")  # fmt: skip
