@@ -4,6 +4,7 @@ the checks of a path a user names, made before it is opened."""
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import os
 import stat
@@ -11,6 +12,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from autocompress.exceptions import BadInputError, WriteError
 
@@ -199,3 +201,50 @@ def atomic_torch_save(obj: object, path: str | Path) -> None:
     import torch
 
     atomic_write_with(path, lambda tmp: torch.save(obj, tmp))
+
+
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load`` (libyaml's parser where installed: every command that names a target reads
+    every device.yaml) that refuses a key given twice in one mapping with a ``yaml.YAMLError``
+    saying where: safe_load keeps the last one silently, so the first of two ``width:`` lines in a
+    hand-edited file would be ignored without a word."""
+    loader = _unique_key_loader()(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+def yaml_problem(exc: BaseException) -> str:
+    """Where and what a ``yaml.YAMLError`` is (`` at line L, column C: problem``), or ''."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    problem = getattr(exc, "problem", None)
+    why = f": {' '.join(str(problem).split())}" if problem else ""
+    return where + why
+
+
+@functools.cache
+def _unique_key_loader() -> type:
+    import yaml
+
+    base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    class UniqueKeyLoader(base):  # type: ignore[misc, valid-type]
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen: set[Any] = set()
+            for key_node, _ in node.value if isinstance(node, yaml.MappingNode) else []:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    again = key in seen
+                except TypeError:  # an unhashable key: the constructor says so
+                    continue
+                if again:
+                    raise yaml.constructor.ConstructorError("while constructing a mapping", node.start_mark,
+                                                            f"found duplicate key {key!r}", key_node.start_mark)
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from autocompress._io import path_kind
+from autocompress._io import load_yaml, path_kind, yaml_problem
 from autocompress._resources import spaces_dir
 from autocompress.exceptions import SpaceError
 from autocompress.schedule import FinalizeSpec
@@ -505,13 +505,9 @@ def load_space(spec: str | Path | None = None) -> SearchSpace:
     except OSError as exc:
         raise SpaceError(f"cannot read search space {path}: {exc.strerror or exc}") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = load_yaml(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None)
-        why = f": {' '.join(str(problem).split())}" if problem else ""
-        raise SpaceError(f"search space {path} is not valid YAML{where}{why}") from None
+        raise SpaceError(f"search space {path} is not valid YAML{yaml_problem(exc)}") from None
     return space_from_dict(raw, path=path)
 
 

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
-from autocompress._io import atomic_write_text, check_regular_file, path_kind
+from autocompress._io import atomic_write_text, check_regular_file, load_yaml, path_kind, yaml_problem
 from autocompress.arch import BlockSpec
 from autocompress.exceptions import TargetError
 
@@ -382,29 +382,15 @@ def save_device(folder: Path, device: DeviceSpec) -> None:
     atomic_write_text(folder / "device.yaml", yaml.safe_dump(data, sort_keys=False, width=100, allow_unicode=True))
 
 
-# libyaml's parser with PyYAML's safe constructor (the same objects as yaml.safe_load, 10x faster):
-# every command that names a target reads every device.yaml
-_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-def _safe_load(text: str) -> Any:
-    """``yaml.safe_load`` with :data:`_SafeLoader` (safe constructor: plain data only)."""
-    loader = _SafeLoader(text)
-    try:
-        return loader.get_single_data()
-    finally:
-        loader.dispose()
-
-
 def load_device(path: Path) -> DeviceSpec:
     if path_kind(path) not in (None, "a file"):  # a FIFO would block the read forever
         check_regular_file(path, "latency table file", TargetError)
     try:
-        raw = _safe_load(path.read_text())
+        raw = load_yaml(path.read_text())
     except FileNotFoundError:
         raise TargetError(f"latency table {path.parent} has no device.yaml") from None
     except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise TargetError(f"{path}: not readable YAML ({type(exc).__name__})") from None
+        raise TargetError(f"{path}: not readable YAML ({type(exc).__name__}{yaml_problem(exc)})") from None
     if not isinstance(raw, dict):
         raise TargetError(f"{path}: must be a YAML mapping")
     try:

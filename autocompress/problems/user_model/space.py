@@ -35,6 +35,7 @@ import torch_pruning as tp
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from autocompress._io import load_yaml, yaml_problem
 from autocompress.arch import pruned_channels
 from autocompress.compress.prune import _accumulate_gradients, importance
 from autocompress.exceptions import ModelError, SpaceError
@@ -122,11 +123,11 @@ def load_model_space_spec(path: str | Path | None) -> ModelSpaceSpec:
         return ModelSpaceSpec()
     path = Path(path).expanduser()
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = load_yaml(path.read_text())
     except FileNotFoundError:
         raise SpaceError(f"search space {path} does not exist") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise SpaceError(f"search space {path} is not readable YAML ({type(exc).__name__})") from None
+        raise SpaceError(f"search space {path} is not readable YAML ({type(exc).__name__}{yaml_problem(exc)})") from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
