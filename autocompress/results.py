@@ -22,6 +22,7 @@ Every file is written to a temporary name and renamed, so a reader never sees ha
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,27 @@ def read_config(run_dir: Path) -> dict[str, Any]:
         raise RunDirError(f"{path} is unreadable: {type(exc).__name__}") from None
     if not isinstance(data, dict):
         raise RunDirError(f"{path} is not a run configuration")
+    for key, (kinds, what) in _CONFIG_TYPES.items():
+        value = data.get(key)
+        bad = value is not None and (not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds))
+        if bad or (kinds == _NUMBER and value is not None and not (math.isfinite(value) and value >= 0)):
+            raise RunDirError(f"{path}: {key} must be {what}, got {value!r} (edited by hand? autocompress "
+                              "writes this file)")  # fmt: skip
     return data
+
+
+_NUMBER = (int, float)
+# what the readers of a run (export, finalize, explore, --resume) take from its config.yaml as they
+# find it: a hand-edited value of another type is one line here, not a crash deep inside them
+_CONFIG_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    **{k: (_NUMBER, "a number >= 0") for k in ("budget_ms", "accuracy_window_pp", "max_size_bytes")},
+    **{k: ((int,), "a whole number") for k in ("seed", "trials")},
+    **{k: ((str,), "text") for k in ("target", "budget_on", "kind", "space_path")},
+    "target_estimated": ((bool,), "true or false"),
+    **{k: ((dict,), "a mapping") for k in ("dataset", "space", "model", "finalize", "storage", "latency_range",
+                                           "latency_error_band", "fidelity", "backend")},
+    "resumed": ((list,), "a list"),
+}
 
 
 def write_config(run_dir: Path, config: dict[str, Any]) -> None:

@@ -511,8 +511,9 @@ def load_space(spec: str | Path | None = None) -> SearchSpace:
     return space_from_dict(raw, path=path)
 
 
-def space_from_dict(raw: Any, *, path: Path | None = None) -> SearchSpace:
-    where = str(path) if path else "search space"
+def space_from_dict(raw: Any, *, path: Path | None = None, where: str | None = None) -> SearchSpace:
+    """``raw`` as a space; its errors name ``where`` (default: ``path``, else "search space")."""
+    where = where or (str(path) if path else "search space")
     if not isinstance(raw, dict):
         raise SpaceError(f"{where} must be a YAML mapping with keys name, input, stem, stages")
     try:

@@ -530,6 +530,14 @@ CASES: list[Case] = [
     C("finalize-trials-words", ("finalize", "{tmp}/run", "--trials", "best"),
       ("--trials takes trial numbers separated by commas, e.g. 3,7; got 'best'",)),
     C("finalize-top-zero", ("finalize", "{tmp}/nope", "--top", "0"), ("--top must be at least 1; got 0",)),
+    C("export-config-wrong-type", ("export", "{tmp}/run", "--best"),
+      ("{tmp}/run/config.yaml: budget_ms must be a number >= 0, got 'fast' (edited by hand?",),
+      files={"run/config.yaml": run_config(budget_ms="fast"), "run/trials.parquet": _trials_parquet()}),
+    C("finalize-config-wrong-type", ("finalize", "{tmp}/run"), ("{tmp}/run/config.yaml: target_estimated must be true or false",),
+      files={"run/config.yaml": run_config(target_estimated="no"), "run/trials.parquet": _trials_parquet()}),
+    C("resume-config-wrong-type", (*SEARCH, "--resume", "--run-dir", "{tmp}/run"),
+      ("{tmp}/run/config.yaml: dataset must be a mapping, got 5",),
+      files={"run/config.yaml": run_config(dataset=5), "run/study.db": SQLITE_HEADER}),
     C("finalize-run-fifo", ("finalize", "{tmp}/run"), ("run directory {tmp}/run is a FIFO, not a folder",), setup=_fifo("run")),
     C("search-finalize-negative", (*SEARCH, "--finalize", "-1"), ("--finalize must be at least 0; got -1",)),
     C("data-download-dest-fifo", ("data", "download", "--url", "http://127.0.0.1:9/", "--dest", "{tmp}/dl"),
@@ -892,3 +900,17 @@ def test_path_checks_never_open_what_they_refuse(tmp_path: Path) -> None:
     check_not_special(tmp_path, "x")
     with pytest.raises(BadInputError, match="is a FIFO"):
         check_not_special(tmp_path / "fifo", "x")
+
+
+def test_a_run_config_without_its_space_says_so() -> None:
+    """A run's config.yaml whose space was removed or edited: the message names the config, not
+    a search space the user never passed."""
+    from autocompress.exceptions import SpaceError
+    from autocompress.problems.supernet import SupernetDescriber
+
+    with pytest.raises(SpaceError, match=re.escape("the run's config.yaml: space must be a YAML mapping")):
+        SupernetDescriber({"kind": "supernet"})
+    space = yaml.safe_load(TINY)
+    space["stages"][0]["width"] = ["x"]
+    with pytest.raises(SpaceError, match=re.escape("the run's config.yaml: space: stages.0.width.0: Input should be")):
+        SupernetDescriber({"kind": "supernet", "space": space})

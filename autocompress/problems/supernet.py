@@ -44,7 +44,7 @@ class SupernetDescriber(RunDescriber):
 
     def __init__(self, config: dict[str, Any], space: SearchSpace | None = None) -> None:
         super().__init__(config)
-        self.space = space or space_from_dict(config.get("space"))
+        self.space = space or space_from_dict(config.get("space"), where="the run's config.yaml: space")
 
     def dimensions(self) -> dict[str, list[Any]]:
         return self.space.dimensions()
