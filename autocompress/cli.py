@@ -10,6 +10,7 @@ import contextlib
 import functools
 import logging
 import os
+import shlex
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -539,15 +540,16 @@ def _print_next(outcome: Any, finalize: Optional[int]) -> None:
 
     cfg = outcome.config
     out.print("next:")
+    run_dir = shlex.quote(str(outcome.run_dir))  # the commands below are copied into a shell
     verbs = {c.name or c.callback.__name__ for c in app.registered_commands}  # type: ignore[union-attr]
     if "explore" in verbs:
-        out.print(f"  autocompress explore {outcome.run_dir}", highlight=False, soft_wrap=True)
+        out.print(f"  autocompress explore {run_dir}", highlight=False, soft_wrap=True)
     if "export" in verbs:
-        out.print(f"  autocompress export {outcome.run_dir} --best --format onnx", highlight=False, soft_wrap=True)
-    out.print(f"  less {outcome.run_dir}/report.md", highlight=False, soft_wrap=True)
+        out.print(f"  autocompress export {run_dir} --best --format onnx", highlight=False, soft_wrap=True)
+    out.print(f"  less {shlex.quote(str(outcome.run_dir / 'report.md'))}", highlight=False, soft_wrap=True)
     out.print(
         f"  autocompress search --target {cfg['target']} --budget {cfg['budget_ms']:g}ms "
-        f"--space {space_arg(cfg['space_path'])} --run-dir {outcome.run_dir} --resume --trials {cfg['trials'] + 30}"
+        f"--space {space_arg(cfg['space_path'])} --run-dir {run_dir} --resume --trials {cfg['trials'] + 30}"
         + resume_args(cfg) + (f" --finalize {finalize}" if finalize is not None else "")
         + (storage_arg(cfg, outcome.run_dir) or "   # 30 more trials"),
         highlight=False, soft_wrap=True,

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 import math
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -516,7 +517,7 @@ def _next_search(run_dir: Path, config: dict[str, Any]) -> list[str]:
                 f"--trials {int(config.get('trials', 0))}{upper}"]  # fmt: skip
     return ["More trials on the same study (completed trials are kept):", "",
             f"    autocompress search --target {config.get('target')} --budget {config.get('budget_ms', 0):g}ms "
-            f"{args}--run-dir {run_dir} --resume --trials {int(config.get('trials', 0)) + 30}{resume_args(config)}"
+            f"{args}--run-dir {shlex.quote(str(run_dir))} --resume --trials {int(config.get('trials', 0)) + 30}{resume_args(config)}"
             f"{storage_arg(config, run_dir)}"]  # fmt: skip
 
 
@@ -663,6 +664,6 @@ def _scale_line(scale: dict[str, Any]) -> str:
 
 def _model_args(config: dict[str, Any]) -> str:
     m = config.get("model", {})
-    space = f"--space {config['space_path']} " if config.get("space_path") else ""
-    return (f"--model {m.get('spec')} --weights {m.get('weights')} "
+    space = f"--space {shlex.quote(str(config['space_path']))} " if config.get("space_path") else ""
+    return (f"--model {shlex.quote(str(m.get('spec')))} --weights {shlex.quote(str(m.get('weights')))} "
             f"--input-shape {','.join(str(d) for d in m.get('input_shape', []))} {space}")  # fmt: skip

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import shlex
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -480,9 +481,9 @@ def resolve_space_path(spec: str | Path | None) -> Path:
 
 def space_arg(path: str | Path) -> str:
     """The ``--space`` argument that names ``path``: a shipped space by its name (its installed
-    path is long and changes with every install), any other by its path."""
+    path is long and changes with every install), any other by its path (quoted for a shell)."""
     p = Path(path)
-    return p.stem if p.parent == SPACES_DIR and p.suffix == ".yaml" else str(path)
+    return p.stem if p.parent == SPACES_DIR and p.suffix == ".yaml" else shlex.quote(str(path))
 
 
 def load_space(spec: str | Path | None = None) -> SearchSpace:

@@ -32,7 +32,8 @@ from autocompress import __version__
 from autocompress.space import load_space
 from tests.helpers import ROOT, micro_space_text
 
-TINY = (ROOT / "search_spaces" / "tiny.yaml").read_text()
+TINY_PATH = ROOT / "search_spaces" / "tiny.yaml"
+TINY = TINY_PATH.read_text()
 TABLE = ROOT / "hw_latency_tables" / "x86-cpu-onnxruntime"
 _tiny = load_space("tiny")
 TINY_FP = f"{_tiny.arch_fingerprint()}-{_tiny.size()}"
@@ -914,3 +915,21 @@ def test_a_run_config_without_its_space_says_so() -> None:
     space["stages"][0]["width"] = ["x"]
     with pytest.raises(SpaceError, match=re.escape("the run's config.yaml: space: stages.0.width.0: Input should be")):
         SupernetDescriber({"kind": "supernet", "space": space})
+
+
+def test_suggested_commands_quote_paths_with_spaces(tmp_path: Path) -> None:
+    """The next commands a run's report gives are pasted into a shell: a run directory or space
+    file with a space in its name must stay one argument."""
+    from autocompress.results import _next_search
+    from autocompress.space import space_arg
+
+    run_dir = tmp_path / "my runs" / "run ü"
+    space = tmp_path / "my space.yaml"
+    config = yaml.safe_load(run_config(space_path=str(space)))
+    (line,) = [ln for ln in _next_search(run_dir, config) if "autocompress search" in ln]
+    assert f"--space '{space}' --run-dir '{run_dir}' --resume" in line, line
+    assert space_arg(TINY_PATH) == "tiny" and space_arg(space) == f"'{space}'"
+    model = {**config, "kind": "model", "model": {"spec": f"{tmp_path}/my net.py:build", "weights": f"{tmp_path}/w 1.pt",
+                                                  "input_shape": [1, 28, 28]}}  # fmt: skip
+    (line,) = [ln for ln in _next_search(run_dir, model) if "autocompress search" in ln]
+    assert f"--model '{tmp_path}/my net.py:build' --weights '{tmp_path}/w 1.pt'" in line, line

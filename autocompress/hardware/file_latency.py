@@ -18,6 +18,7 @@ measured here (as a search does, ``layer_fill``); otherwise the command is refus
 
 from __future__ import annotations
 
+import shlex
 import tempfile
 from collections import Counter
 from collections.abc import Callable
@@ -331,15 +332,15 @@ def file_latency(path: Path, target_name: str, precision: str = "mixed", *, prof
         here = ("pass --profile-missing to measure them on this machine (where the table was measured) and add "
                 "them to its layers.csv") if same_host(device) else (
                 f"the table was measured on another machine ({device.host.get('cpu', '?')}), so rows timed here "
-                f"would not be its machine's: measure them there with 'autocompress latency {path} --target "
+                f"would not be its machine's: measure them there with 'autocompress latency {shlex.quote(str(path))} --target "
                 f"{target.name} --profile-missing', or price the file on a table of this machine: 'autocompress "
                 f"profile --runtime {device.runtime} --name {target.name}-here --space tiny --networks 0' (seconds), "
-                f"then 'autocompress latency {path} --target {target.name}-here --profile-missing'")  # fmt: skip
+                f"then 'autocompress latency {shlex.quote(str(path))} --target {target.name}-here --profile-missing'")  # fmt: skip
         raise UnpricedLayersError(
             f"target {target.name} has no layer-table rows like {len(todo)} layer(s) of {path} "
             f"({'; '.join(k.label() for k in todo[:4])}{' ...' if len(todo) > 4 else ''}); {here}"
         )
-    there = f"autocompress latency {path} --target {target.name} --profile-missing (on that machine)"
+    there = f"autocompress latency {shlex.quote(str(path))} --target {target.name} --profile-missing (on that machine)"
     table, profiled = fill_layers(target, table, keys, on_progress=on_profile, command=there)
     missing = unpriced(device, table, layers, precisions)
     if missing:
@@ -371,7 +372,7 @@ def file_latency(path: Path, target_name: str, precision: str = "mixed", *, prof
                      f"({device.host.get('cpu', 'unknown')!r}, {device.host.get('logical_cpus', '?')} logical CPUs, machine "
                      f"{device.host.get('machine') or 'unrecorded'}) and are used as they are; measure this one with "
                      f"'autocompress profile --runtime {device.runtime} --name {target.name}-here', then "
-                     f"'autocompress latency {path} --target {target.name}-here --profile-missing'")  # fmt: skip
+                     f"'autocompress latency {shlex.quote(str(path))} --target {target.name}-here --profile-missing'")  # fmt: skip
     uncovered = uncovered_note(device, [roofline_layer(key) for key in keys])
     if uncovered:
         notes.append(uncovered)

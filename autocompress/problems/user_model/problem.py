@@ -17,6 +17,7 @@ import dataclasses
 import itertools
 import logging
 import math
+import shlex
 import tempfile
 import time
 from collections.abc import Callable
@@ -494,5 +495,6 @@ def profile_command(user: UserModel, target: Target) -> str:
     """The ``profile --layers`` command that measures this model's layers on this machine."""
     shape = ",".join(str(d) for d in user.input_shape)
     runtime = target.device.runtime if target.device.runtime in ("onnxruntime", "openvino") else "onnxruntime"
-    return (f"autocompress profile --layers --model {user.spec} --weights {user.weights} --input-shape {shape} "
+    return (f"autocompress profile --layers --model {shlex.quote(str(user.spec))} --weights {shlex.quote(str(user.weights))} "
+            f"--input-shape {shape} "
             f"--runtime {runtime} --name {target.name}")  # fmt: skip
