@@ -133,6 +133,7 @@ def export_trial(
     config, trials = load_run(run_dir)
     row = select_trial(trials, trial=trial, best=best, budget_ms=budget_ms, budget_on=config.get("budget_on", "point"))
     source = trial_model(run_dir, row)
+    _check_readable(source, int(row["number"]))
     if out_dir.exists() and not overwrite and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise BadInputError(f"{out_dir} already exists and is not empty; pass --overwrite or another --out")
     ensure_writable_dir(out_dir, "output folder")
@@ -153,6 +154,18 @@ def export_trial(
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return Export(out_dir, tuple(out_dir / f.name for f in files), card)
+
+
+def _check_readable(source: Path, number: int) -> None:
+    """A trial's file that no longer reads as ONNX (truncated, emptied, overwritten) is one line
+    naming it, before anything is written (not the runtime's error from inside the export)."""
+    from autocompress.hardware.file_latency import read_model
+
+    try:
+        read_model(source)
+    except BadInputError as exc:
+        raise RunDirError(f"trial {number}'s model cannot be exported: {exc}; export another trial, or run "
+                          "the search again") from None  # fmt: skip
 
 
 def _write_model(source: Path, folder: Path, stem: str, fmt: str) -> list[Path]:
