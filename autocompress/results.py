@@ -30,6 +30,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from autocompress import __version__
 from autocompress._io import atomic_path, atomic_write_text, check_regular_file, path_kind
 from autocompress.budget import below_fastest_message, budget_message
 from autocompress.exceptions import RunDirError
@@ -38,6 +39,8 @@ from autocompress.hardware.lut import ErrorBand
 from autocompress.units import format_bytes, format_ms
 
 RESULT_COLUMNS = ("val_accuracy", "test_accuracy", "latency_ms", "energy_mj", "size_bytes", "params", "macs")
+# what export and finalize read of every completed trial (``trials_frame`` writes them all)
+TRIALS_COLUMNS = ("number", "state", "feasible", "pareto", *RESULT_COLUMNS)
 CONFIG_FILE = "config.yaml"
 STUDY_FILE = "study.db"
 STUDY_NAME = "autocompress"
@@ -368,6 +371,11 @@ def load_run(run_dir: str | Path) -> tuple[dict[str, Any], pd.DataFrame]:
     trials = load_trials(run_dir)
     if "number" not in trials or "state" not in trials:
         raise RunDirError(f"{run_dir / 'trials.parquet'} is not a trials table (no number/state columns)")
+    missing = [c for c in TRIALS_COLUMNS if c not in trials]
+    if missing and (trials["state"] == "COMPLETE").any():
+        raise RunDirError(f"{run_dir / 'trials.parquet'} has no {', '.join(missing)} column{'s' if len(missing) > 1 else ''} "
+                          f"(written by another autocompress version than {__version__}, or edited by hand?); "
+                          "export and finalize need them: run the search again")  # fmt: skip
     return config, trials
 
 

@@ -220,14 +220,18 @@ def _images(extra: dict[str, bytes] | None = None) -> dict[str, str | bytes]:
 # ----------------------------------------------------------------------------- the table
 
 
-def _trials_parquet() -> bytes:
-    """A run's trials table: trials 0 and 1 completed, trial 2 failed."""
+def _trials_parquet(*without: str) -> bytes:
+    """A run's trials table: trials 0 and 1 completed, trial 2 failed; ``without`` these columns."""
     import io
 
     import pandas as pd
 
+    from autocompress.results import RESULT_COLUMNS
+
+    frame = pd.DataFrame({"number": [0, 1, 2], "state": ["COMPLETE", "COMPLETE", "FAIL"], "feasible": [True, True, False],
+                          "pareto": [True, False, False], **{c: [0.5, 0.4, None] for c in RESULT_COLUMNS}})  # fmt: skip
     buf = io.BytesIO()
-    pd.DataFrame({"number": [0, 1, 2], "state": ["COMPLETE", "COMPLETE", "FAIL"]}).to_parquet(buf, index=False)
+    frame.drop(columns=list(without)).to_parquet(buf, index=False)
     return buf.getvalue()
 
 
@@ -516,6 +520,11 @@ CASES: list[Case] = [
       setup=_fifo("out")),
     C("export-out-under-a-file", ("export", "{tmp}/run", "--best", "--out", "{tmp}/f/sub"),
       ("cannot write to --out folder {tmp}/f/sub: {tmp}/f is not a folder",), files={"run/config.yaml": run_config(), "f": "x"}),
+    C("export-trials-other-version", ("export", "{tmp}/run", "--best"),
+      ("{tmp}/run/trials.parquet has no feasible, pareto columns (written by another autocompress version",),
+      files={"run/config.yaml": run_config(), "run/trials.parquet": _trials_parquet("feasible", "pareto")}),
+    C("finalize-trials-other-version", ("finalize", "{tmp}/run"), ("{tmp}/run/trials.parquet has no val_accuracy column",),
+      files={"run/config.yaml": run_config(), "run/trials.parquet": _trials_parquet("val_accuracy")}),
     C("export-model-truncated", ("export", "{tmp}/run", "--trial", "0"),
       ("trial 0's model cannot be exported: {tmp}/run/models/trial_0000.onnx is not an ONNX model (DecodeError)",),
       files={"run/config.yaml": run_config(), "run/trials.parquet": _trials_parquet(),
