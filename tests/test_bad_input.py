@@ -166,6 +166,18 @@ def _readonly_run(tmp: Path) -> dict[str, str]:
     return {}
 
 
+def _readonly_finished_run(tmp: Path) -> dict[str, str]:
+    """A finished-looking run directory (config and trials table), mounted read-only."""
+    src = tmp / "src"
+    src.mkdir()
+    (src / "config.yaml").write_text(run_config())
+    (src / "trials.parquet").write_bytes(_trials_parquet())
+    why = _mount_ro(tmp / "run", src)
+    if why:
+        pytest.skip(why)
+    return {}
+
+
 def _one_class_folder(tmp: Path) -> dict[str, str]:
     (tmp / "imgs" / "cats").mkdir(parents=True)
     return {}
@@ -555,6 +567,8 @@ CASES: list[Case] = [
     C("resume-config-wrong-type", (*SEARCH, "--resume", "--run-dir", "{tmp}/run"),
       ("{tmp}/run/config.yaml: dataset must be a mapping, got 5",),
       files={"run/config.yaml": run_config(dataset=5), "run/study.db": SQLITE_HEADER}),
+    C("finalize-read-only", ("finalize", "{tmp}/run"), ("cannot write to run directory {tmp}/run: Read-only file system",),
+      setup=_readonly_finished_run),
     C("finalize-run-fifo", ("finalize", "{tmp}/run"), ("run directory {tmp}/run is a FIFO, not a folder",), setup=_fifo("run")),
     C("search-finalize-negative", (*SEARCH, "--finalize", "-1"), ("--finalize must be at least 0; got -1",)),
     C("data-download-dest-fifo", ("data", "download", "--url", "http://127.0.0.1:9/", "--dest", "{tmp}/dl"),

@@ -40,7 +40,7 @@ from typing import Any
 
 import pandas as pd
 
-from autocompress._io import atomic_write_text
+from autocompress._io import atomic_write_text, ensure_writable_dir
 from autocompress.exceptions import BadInputError, RunDirError
 from autocompress.problems import Problem, ProblemHooks, build_problem
 from autocompress.results import (
@@ -284,6 +284,7 @@ def finalize_run(run_dir: Path, *, top: int | None = None, numbers: list[int] | 
     if top is not None and top < 1:
         raise BadInputError(f"--top must be at least 1; got {top}")
     config, trials = load_run(run_dir)
+    ensure_writable_dir(run_dir, "run directory")  # before the supernet and the fine-tunes, not after
     if not plan_for(trials, top=top or 1, numbers=numbers, window_pp=accuracy_window(config)):
         raise RunDirError(f"nothing to finalize in {run_dir}: no completed teacher (trial of the largest network) "
                           "and no feasible candidate on the accuracy-latency front")  # fmt: skip
