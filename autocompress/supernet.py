@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -26,7 +27,9 @@ from autocompress.arch import BlockSpec, hidden_channels, plan, se_channels, unp
 from autocompress.data import ImageDataset, augment_for, batches, endless_batches, resize
 from autocompress.data_files import cache_dir
 from autocompress.device import autocast, clipped_step, grad_scaler, resolve_device, to_device
+from autocompress.exceptions import SpaceError
 from autocompress.space import Candidate, SearchSpace
+from autocompress.units import format_bytes
 
 CL = torch.channels_last
 
@@ -443,6 +446,10 @@ def extract_calibrated(
 # --------------------------------------------------------------------------- cache
 
 
+# how torch says an allocation failed (CPU: "DefaultCPUAllocator: can't allocate memory"; CUDA: "CUDA out of memory")
+_OUT_OF_MEMORY = re.compile(r"can't allocate memory|out of memory", re.IGNORECASE)
+
+
 def load_or_train(
     space: SearchSpace,
     data: ImageDataset,
@@ -472,7 +479,18 @@ def load_or_train(
             return net, report, True
         except (OSError, ValueError, TypeError, RuntimeError, KeyError):
             pass  # unreadable or stale entry: retrain and overwrite it
-    net, report = train_supernet(space, data, seed=seed, on_step=on_step, device=device)  # cached whatever the device
+    try:
+        net, report = train_supernet(space, data, seed=seed, on_step=on_step, device=device)  # cached whatever the device
+    except (MemoryError, RuntimeError) as exc:
+        if not isinstance(exc, MemoryError) and not _OUT_OF_MEMORY.search(str(exc)):
+            raise
+        asked = re.search(r"allocate (\d+) bytes", str(exc))
+        size = f"; it asked for {format_bytes(int(asked.group(1)))} at once" if asked else ""
+        cfg = space.model.training
+        raise SpaceError(f"out of memory training the supernet of space {space.name} (largest network at "
+                         f"{max(space.model.input.resolution)} px, batch {cfg.batch_size}{size}): lower "
+                         "input.resolution, the widths or training.batch_size, or use a machine with more "
+                         "memory") from exc  # fmt: skip
     folder.mkdir(parents=True, exist_ok=True)
     atomic_torch_save(net.state_dict(), weights)
     atomic_write_text(meta, json.dumps(asdict(report), indent=2))

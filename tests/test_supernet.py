@@ -1,4 +1,5 @@
 import copy
+from pathlib import Path
 
 import pytest
 import torch
@@ -142,3 +143,26 @@ def test_largest_first_epochs_is_part_of_the_supernet_identity_only_when_used() 
     assert _with_training(base, largest_first_epochs=1).arch_fingerprint() != base.arch_fingerprint()
     with pytest.raises(ValueError, match="largest_first_epochs"):
         _with_training(base, largest_first_epochs=-1)
+
+
+def test_out_of_memory_training_the_supernet_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A space too large for this machine's memory (resolution 1024, a large batch) says so and
+    what to lower (exit 2), instead of torch's allocator error as an internal error."""
+    from types import SimpleNamespace
+
+    from autocompress import supernet
+    from autocompress.exceptions import SpaceError
+
+    data = SimpleNamespace(fingerprint="f", mean_std=lambda: (0.0, 1.0), channels=1, num_classes=10)
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 2147483648 bytes. Error code 12 (Cannot allocate memory)")  # fmt: skip
+
+    monkeypatch.setattr(supernet, "train_supernet", boom)
+    with pytest.raises(SpaceError, match=r"out of memory training the supernet of space tiny \(largest network at 16 px, "
+                       r"batch 64; it asked for 2\.1 GB at once\): lower input\.resolution"):  # fmt: skip
+        supernet.load_or_train(load_space("tiny"), data, cache=tmp_path)  # type: ignore[arg-type]
+    monkeypatch.setattr(supernet, "train_supernet", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("a bug")))
+    with pytest.raises(RuntimeError, match="a bug"):
+        supernet.load_or_train(load_space("tiny"), data, cache=tmp_path)  # type: ignore[arg-type]
