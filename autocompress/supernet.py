@@ -346,7 +346,10 @@ SUPERNET_FORMAT = 1
 
 
 def supernet_key(space: SearchSpace, data: ImageDataset, seed: int) -> str:
-    return f"{space.name}-v{SUPERNET_FORMAT}-{space.arch_fingerprint()}-{data.fingerprint}-s{seed}"
+    """The cache file name of a supernet: the space's name as a file name (a name with "/" or
+    "../" in a space file would otherwise put the weights in another folder, even outside the cache)."""
+    name = re.sub(r"[^\w.-]+", "_", space.name)
+    return f"{name}-v{SUPERNET_FORMAT}-{space.arch_fingerprint()}-{data.fingerprint}-s{seed}"
 
 
 def train_supernet(

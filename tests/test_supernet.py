@@ -166,3 +166,17 @@ def test_out_of_memory_training_the_supernet_is_one_line(monkeypatch: pytest.Mon
     monkeypatch.setattr(supernet, "train_supernet", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("a bug")))
     with pytest.raises(RuntimeError, match="a bug"):
         supernet.load_or_train(load_space("tiny"), data, cache=tmp_path)  # type: ignore[arg-type]
+
+
+def test_the_supernet_cache_key_is_one_file_name_whatever_the_space_is_called() -> None:
+    from types import SimpleNamespace
+
+    from autocompress.space import space_from_dict
+    from autocompress.supernet import supernet_key
+
+    data = SimpleNamespace(fingerprint="f")
+    raw = load_space("tiny").to_dict()
+    for name, start in [("tiny", "tiny-v"), ("../../../tmp/x", ".._.._.._tmp_x-v"), ("my/space", "my_space-v"),
+                        ("ça va", "ça_va-v")]:  # fmt: skip
+        key = supernet_key(space_from_dict({**raw, "name": name}), data, 0)  # type: ignore[arg-type]
+        assert key.startswith(start) and "/" not in key, key
