@@ -963,3 +963,17 @@ def test_suggested_commands_quote_paths_with_spaces(tmp_path: Path) -> None:
                                                   "input_shape": [1, 28, 28]}}  # fmt: skip
     (line,) = [ln for ln in _next_search(run_dir, model) if "autocompress search" in ln]
     assert f"--model '{tmp_path}/my net.py:build' --weights '{tmp_path}/w 1.pt'" in line, line
+
+
+def test_the_profile_command_suggested_for_a_space_file_names_the_file(tmp_path: Path) -> None:
+    """A table from another machine suggests profiling the space here: a space file is passed by
+    its path (its name alone is no shipped space: 'does not exist')."""
+    from autocompress.hardware.host_fit import profile_command
+    from autocompress.hardware.lut import load_device
+
+    device = load_device(TABLE / "device.yaml")
+    path = tmp_path / "my spaces" / "s.yaml"
+    path.parent.mkdir()
+    path.write_text(TINY.replace("name: tiny", "name: custom"))
+    assert profile_command(device, load_space(path)).startswith(f"autocompress profile --space '{path}' --runtime")
+    assert profile_command(device, load_space("tiny")).startswith("autocompress profile --space tiny --runtime")

@@ -46,7 +46,7 @@ from autocompress.hardware.scale import Timed, fit_int8, fit_overhead, fit_scale
 from autocompress.hardware.targets import Target, default_user_tables
 from autocompress.hardware.validate import GROUP
 from autocompress.runtime import measure_passes, pinned_cpus, runtime_version
-from autocompress.space import SearchSpace
+from autocompress.space import SearchSpace, space_arg
 
 BUDGET_S = 30.0  # the whole re-calibration, export included
 SEED = 2_000_003  # reference networks: disjoint from validate-latency's (0) and profile's fit (1_000_003)
@@ -182,7 +182,8 @@ def profile_command(device: DeviceSpec, space: SearchSpace) -> str:
     """What measures this machine into the table ``device`` names: ``--replace``, as its rows were
     timed on another machine (a merge with them is refused)."""
     threads = int(device.host.get("threads") or 1)
-    return (f"autocompress profile --space {space.name} --runtime {device.runtime} --threads {threads} "
+    named = space_arg(space.path) if space.path is not None else space.name  # a space file by its path
+    return (f"autocompress profile --space {named} --runtime {device.runtime} --threads {threads} "
             f"--name {device.name} --replace")  # fmt: skip
 
 
