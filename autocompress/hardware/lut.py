@@ -201,7 +201,8 @@ class DeviceSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     schema_version: Literal[1] = 1
-    name: str
+    # a folder and file name (host fits, run directories): no '/', no '../'
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
     aliases: list[str] = []
     description: str
     source: Literal["measured", "published", "estimated"]
