@@ -178,6 +178,16 @@ def _readonly_finished_run(tmp: Path) -> dict[str, str]:
     return {}
 
 
+def _copied_run_without_study(tmp: Path) -> dict[str, str]:
+    """{tmp}/run: a copy of {tmp}/orig's config.yaml (same 'created', its study.db named), no study.db."""
+    storage = {"url": f"sqlite:///{tmp / 'orig' / 'study.db'}", "kind": "sqlite"}
+    for name in ("orig", "run"):
+        (tmp / name).mkdir()
+        (tmp / name / "config.yaml").write_text(run_config(created="2026-01-02T03:04:05+00:00", storage=storage))
+    (tmp / "orig" / "study.db").write_bytes(SQLITE_HEADER)
+    return {}
+
+
 def _one_class_folder(tmp: Path) -> dict[str, str]:
     (tmp / "imgs" / "cats").mkdir(parents=True)
     return {}
@@ -408,6 +418,9 @@ CASES: list[Case] = [
       files={"run/config.yaml": run_config(), "run/study.db": b"half a datab"}),
     C("run-dir-fifo", (*SEARCH, "--run-dir", "{tmp}/run"), ("run directory {tmp}/run is a FIFO, not a folder",), setup=_fifo("run")),
     C("run-dir-file", (*SEARCH, "--run-dir", "{tmp}/run"), ("run directory {tmp}/run is a file, not a folder",), files={"run": "x"}),
+    C("resume-copy-without-study", (*SEARCH, "--resume", "--run-dir", "{tmp}/run"),
+      ("cannot resume {tmp}/run: its study.db is missing and its config.yaml is a copy of {tmp}/orig's",
+       "pass --storage sqlite:///{tmp}/orig/study.db"), setup=_copied_run_without_study),
     C("resume-study-fifo", (*SEARCH, "--resume", "--run-dir", "{tmp}/run"), ("{tmp}/run/study.db is a FIFO, not a regular file",),
       files={"run/config.yaml": run_config()}, setup=_fifo("run/study.db")),
     C("run-exists", (*SEARCH, "--run-dir", "{tmp}/run"), ("already holds a search", "--resume"),

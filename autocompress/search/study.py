@@ -52,6 +52,8 @@ def prepare_run_dir(cfg: SearchConfig, target: str, space_fp: str | None, *, cre
         old = read_config(run_dir) if (run_dir / CONFIG_FILE).is_file() else {}
         if old:
             _check_version(run_dir, old)
+            if cfg.storage is None and not (run_dir / STUDY_FILE).is_file():
+                _check_not_a_copy(run_dir, old)
         now = {"target": target, "budget_ms": cfg.budget_ms, "space_fingerprint": space_fp, "seed": cfg.seed,
                "budget_on": cfg.budget_on}  # fmt: skip
         old = {**RESUME_DEFAULTS, **old} if old else old
@@ -88,6 +90,27 @@ def prepare_run_dir(cfg: SearchConfig, target: str, space_fp: str | None, *, cre
     except OSError as exc:
         raise RunDirError(f"cannot write to run directory {run_dir}: {exc.strerror or exc}") from None
     return run_dir
+
+
+def _check_not_a_copy(run_dir: Path, old: dict[str, Any]) -> None:
+    """--resume of a run directory copied without its study.db: its config (a copy of the
+    original's) records the original's SQLite file, and the new trials would silently go into
+    that other run's study."""
+    url = (old.get("storage") or {}).get("url")
+    if not isinstance(url, str) or not url.startswith("sqlite:///"):
+        return
+    study = Path(url.removeprefix("sqlite:///"))
+    other = study.parent
+    if study.name != STUDY_FILE or other.resolve() == run_dir.resolve() or not (other / CONFIG_FILE).is_file():
+        return
+    try:
+        theirs = read_config(other)
+    except RunDirError:
+        return
+    if theirs.get("created") == old.get("created") and (theirs.get("storage") or {}).get("url") == url:
+        raise RunDirError(f"cannot resume {run_dir}: its {STUDY_FILE} is missing and its config.yaml is a copy of "
+                          f"{other}'s, whose study it names (the new trials would go into that run); copy "
+                          f"{STUDY_FILE} along, or pass --storage {url} to add them to that run's study")  # fmt: skip
 
 
 def with_recorded_data(cfg: SearchConfig, run_dir: Path) -> SearchConfig:
