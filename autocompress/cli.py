@@ -188,15 +188,18 @@ def search(
     timeout: Optional[float] = typer.Option(None, "--timeout", help="Stop starting new trials after this many seconds."),
     seed: int = typer.Option(0, "--seed", help="Seeds the data splits, the supernet, the fine-tunes and the "
                              "sampler (a --resume must give the run's)."),
-    sampler: str = typer.Option("tpe", "--sampler", help="tpe, nsga2, gp or random (all seeded by --seed)."),
+    sampler: Optional[str] = typer.Option(None, "--sampler", help="tpe (default), nsga2, gp or random (all seeded "
+                                          "by --seed; on --resume, the run's own)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir (default: the latest run)."),
     max_size: Optional[str] = typer.Option(None, "--max-size", help="Extra hard limit on model size, e.g. 500KB."),
     retrain: bool = typer.Option(False, "--retrain-supernet", help="Ignore the cached supernet."),
     storage: Optional[str] = typer.Option(None, "--storage", help="Study storage: postgresql://…, sqlite:///PATH or "
                                           "journal:PATH (default: study.db in the run dir; on --resume, the run's own)."),
-    fidelity: str = typer.Option("full", "--fidelity", help="full: every candidate fine-tuned for its chosen steps; "
-                                 "halving: successive halving over fine-tune steps (short first, full for the best 1/eta)."),
-    eta: Optional[int] = typer.Option(None, "--eta", help="Halving rate for --fidelity halving (default 3)."),
+    fidelity: Optional[str] = typer.Option(None, "--fidelity", help="full (default): every candidate fine-tuned for its "
+                                           "chosen steps; halving: successive halving over fine-tune steps (short first, "
+                                           "full for the best 1/eta); on --resume, the run's own."),
+    eta: Optional[int] = typer.Option(None, "--eta", help="Halving rate for --fidelity halving (default 3; on --resume, "
+                                      "the run's own)."),
     warm_start: Optional[Path] = typer.Option(None, "--warm-start", help="Enqueue this earlier run's Pareto candidates first."),
     backend: str = typer.Option("local", "--backend", help="local (this process) or ray (Ray Tune trials)."),
     workers: int = typer.Option(1, "--workers", help="Concurrent Ray Tune trials (--backend ray)."),
@@ -250,14 +253,15 @@ def _search(**kw: Any) -> None:
         trials=kw["trials"],
         timeout_s=kw["timeout"],
         seed=kw["seed"],
-        sampler=kw["sampler"],
+        sampler=kw["sampler"] or "tpe",
         run_dir=kw["run_dir"],
         resume=kw["resume"],
         max_size_bytes=parse_size(kw["max_size"]) if kw["max_size"] else None,
         retrain_supernet=kw["retrain"],
         storage=kw["storage"],
-        fidelity=kw["fidelity"],
+        fidelity=kw["fidelity"] or "full",
         eta=3 if kw["eta"] is None else kw["eta"],
+        defaulted=frozenset(k for k in ("sampler", "fidelity", "eta") if kw[k] is None),
         warm_start=kw["warm_start"],
         backend=kw["backend"],
         workers=kw["workers"],
@@ -466,9 +470,10 @@ def _check_search_input(kw: dict[str, Any]) -> None:
     from autocompress.space import load_space
 
     _check_ints("search", kw)
-    if kw.get("eta") is not None and kw.get("fidelity", "full") != "halving":  # it would be ignored
+    fidelity = kw.get("fidelity") or "full"
+    if kw.get("eta") is not None and fidelity != "halving" and not (kw.get("resume") and kw.get("fidelity") is None):
         raise BadInputError(f"--eta sets the halving rate of --fidelity halving; this search runs --fidelity "
-                            f"{kw.get('fidelity', 'full')}: pass --fidelity halving too, or leave --eta out")  # fmt: skip
+                            f"{fidelity}: pass --fidelity halving too, or leave --eta out")  # it would be ignored
     if kw.get("budget_on", "point") not in ("point", "upper"):
         raise BadInputError(f"--budget-on must be point or upper; got {kw['budget_on']!r}")
     if kw.get("max_size"):

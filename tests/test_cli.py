@@ -220,6 +220,36 @@ def test_resume_keeps_the_runs_max_size_and_refuses_another(tmp_path: Path) -> N
         with_recorded_data(SearchConfig(target="cpu", budget_ms=1.0, max_size_bytes=20000), tmp_path)
 
 
+def test_a_typed_resume_keeps_the_runs_sampler_and_fidelity(tmp_path: Path) -> None:
+    """`--sampler` and `--fidelity` had defaults: a resume typed without them switched a random,
+    halving run to tpe and full fidelity, saying nothing. Left out, they are now the run's; given,
+    they are what the command says; --eta without halving anywhere is refused."""
+    import yaml
+
+    from autocompress.exceptions import BadInputError
+    from autocompress.search.config import SearchConfig
+    from autocompress.search.study import with_recorded_data
+
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(
+        {"dataset": {"spec": "fashion-mnist", "subset": 1500}, "sampler": "random",
+         "fidelity": {"mode": "halving", "eta": 2}}))  # fmt: skip
+    left_out = frozenset({"sampler", "fidelity", "eta"})
+    cfg = with_recorded_data(SearchConfig(target="cpu", budget_ms=1.0, resume=True, defaulted=left_out), tmp_path)
+    assert (cfg.sampler, cfg.fidelity, cfg.eta) == ("random", "halving", 2)
+    typed = SearchConfig(target="cpu", budget_ms=1.0, resume=True, sampler="tpe", fidelity="full")
+    assert (with_recorded_data(typed, tmp_path).sampler, with_recorded_data(typed, tmp_path).fidelity) == ("tpe", "full")
+    # through the command: --eta with a resumed halving run is its rate; with a full run it is refused
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "config.yaml").write_text(yaml.safe_dump({"dataset": {"spec": "digits"}, "fidelity": {"mode": "full"}}))
+    eta_only = SearchConfig(target="cpu", budget_ms=1.0, resume=True, eta=4, defaulted=frozenset({"sampler", "fidelity"}))
+    assert with_recorded_data(eta_only, tmp_path).eta == 4
+    with pytest.raises(BadInputError, match="this resume runs --fidelity full"):
+        with_recorded_data(eta_only, tmp_path / "full")
+    proc = cli("search", "--target", "cpu", "--budget", "1ms", "--space", "tiny", "--eta", "2", "--run-dir",
+               str(tmp_path / "nothing"))  # fmt: skip
+    assert proc.returncode == 2 and "pass --fidelity halving too" in proc.stderr
+
+
 def test_the_printed_resume_command_is_one_line_with_the_options_it_needs(tmp_path: Path, monkeypatch) -> None:
     """The 'next:' resume command left out --seed (a resume with another seed is refused),
     --sampler, --fidelity halving and --finalize 0 (so following it ran a finalize phase the

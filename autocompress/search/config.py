@@ -46,6 +46,8 @@ class SearchConfig:
     storage: str | None = None  # None: sqlite in the run dir (or, on --resume, the run's recorded one)
     fidelity: str = "full"  # full | halving (see search/fidelity.py)
     eta: int = 3
+    # options the command left out (their defaults above): a --resume takes the run's own instead
+    defaulted: frozenset[str] = frozenset()
     warm_start: Path | None = None
     backend: str = "local"  # local | ray
     workers: int = 1

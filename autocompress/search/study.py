@@ -114,8 +114,8 @@ def _check_not_a_copy(run_dir: Path, old: dict[str, Any]) -> None:
 
 
 def with_recorded_data(cfg: SearchConfig, run_dir: Path) -> SearchConfig:
-    """``cfg`` for ``--resume`` of ``run_dir``: the data set, ``--subset`` and ``--max-size`` the
-    run was started with where the command leaves them out (the new trials are scored on the same
+    """``cfg`` for ``--resume`` of ``run_dir``: the data set, ``--subset``, ``--max-size``,
+    ``--sampler`` and ``--fidelity``/``--eta`` the run was started with where the command leaves them out (the new trials are scored on the same
     splits, and held to the same hard limits, as the old ones), refused where it names others."""
     if not (run_dir / CONFIG_FILE).is_file():
         return cfg
@@ -132,6 +132,18 @@ def with_recorded_data(cfg: SearchConfig, run_dir: Path) -> SearchConfig:
             raise RunDirError(f"cannot resume {run_dir}: it was started with {was}, not {flag} {given[key]}{unit}; "
                               "leave it out to continue with the run's own, or start a new run")  # fmt: skip
     pick = {k: given[k] if given[k] is not None else recorded[k] for k in ("subset", "max_size_bytes")}
+    # the sampler and the fidelity the run was started with, where the command leaves them out (a
+    # typed resume once switched a random or halving run to tpe and full fidelity without a word)
+    fid = config.get("fidelity") or {}
+    if "sampler" in cfg.defaulted and config.get("sampler"):
+        pick["sampler"] = str(config["sampler"])
+    if "fidelity" in cfg.defaulted and fid.get("mode"):
+        pick["fidelity"] = str(fid["mode"])
+    if "eta" in cfg.defaulted and fid.get("eta"):
+        pick["eta"] = int(fid["eta"])
+    if "fidelity" in cfg.defaulted and "eta" not in cfg.defaulted and pick.get("fidelity", cfg.fidelity) != "halving":
+        raise RunDirError("--eta sets the halving rate of --fidelity halving; this resume runs --fidelity full: "
+                          "pass --fidelity halving too, or leave --eta out")  # fmt: skip
     return replace(cfg, dataset=given["dataset"] or recorded["dataset"], **pick)
 
 
