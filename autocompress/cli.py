@@ -1160,6 +1160,7 @@ def _calibrate(names: list[str], all_: bool) -> None:
     for t in targets:
         check_writable(t.folder)
         out.print(summary(calibrate_target(t.folder)), highlight=False)
+        out.print(f"wrote {t.folder}/device.yaml and its estimated rows (blocks.csv, layers.csv)", highlight=False)
 
 
 @app.command("estimate-table")

@@ -325,6 +325,7 @@ def test_cli_calibrate_is_reproducible_and_refuses_measured_tables(tmp_path: Pat
     proc = cli("calibrate", "jetson-nano", env={"AUTOCOMPRESS_TABLES": str(tmp_path)})
     assert proc.returncode == 0, proc.stderr
     assert "leave-one-out" in proc.stdout and "resnet50" in proc.stdout
+    assert f"wrote {tmp_path / 'jetson-nano'}/device.yaml" in " ".join(proc.stdout.split())  # where it wrote
     assert (tmp_path / "jetson-nano" / "device.yaml").read_text() == before
     assert_one_line_error(cli("calibrate", "cpu"), 2, "only estimated tables")
     assert_one_line_error(cli("calibrate", "no-such-board"), 2, "unknown target 'no-such-board'")
