@@ -1210,6 +1210,7 @@ def export(
 @_guard
 def _export(**kw: Any) -> None:
     from autocompress.export import FORMATS, _budget_cell, export_trial, load_run, select_trial
+    from autocompress.results import RUNTIME_NAMES
 
     _check_ints("export", kw)
     if kw["fmt"] not in FORMATS:
@@ -1237,7 +1238,8 @@ def _export(**kw: Any) -> None:
               "model_card.json", highlight=False)  # fmt: skip
     acc = card["accuracy"]
     same = "matches the trials table" if acc["test"] == acc["test_in_trials_table"] else (
-        f"trials table {100 * acc['test_in_trials_table']:.2f}% with ONNX Runtime, within the allowed "
+        f"trials table {100 * acc['test_in_trials_table']:.2f}% with "
+        f"{RUNTIME_NAMES.get(acc['scored_with'], acc['scored_with'])}, within the allowed "
         f"{100 * acc['allowed_difference']:.1f} points")  # fmt: skip
     out.print(f"  test accuracy {100 * acc['test']:.2f}% ({acc['measured_with']}; {same})", highlight=False)
     iv = p.get("latency_interval_ms")

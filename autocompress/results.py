@@ -433,7 +433,7 @@ def plot_pareto(trials: pd.DataFrame, config: dict[str, Any], out: Path) -> None
     label = config.get("target_label", "")
     est = " (ESTIMATED)" if config.get("target_estimated") else ""
     ax.set_xlabel(f"predicted latency on {config.get('target', '?')}{est}, ms")
-    ax.set_ylabel("validation accuracy (ONNX Runtime), %")
+    ax.set_ylabel(f"validation accuracy ({accuracy_runtime_name(done)}), %")
     ax.set_title(f"{config.get('space', {}).get('name', '')}: {len(done)} trials", fontsize=10)
     if label:
         fig.text(0.01, 0.01, f"latency: {label}", fontsize=7, color="#555")
@@ -496,7 +496,7 @@ def render_report(run_dir: Path, trials: pd.DataFrame, pareto: pd.DataFrame, con
     lines += _finalize_section(trials, config)
     lines += [
         "",
-        "Accuracies are ONNX Runtime's on each exported file (`models/trial_NNNN.onnx`); the",
+        f"Accuracies are {accuracy_runtime_name(trials)}'s on each exported file (`models/trial_NNNN.onnx`); the",
         "search chooses by validation accuracy, test accuracy is reported only.",
         "",
         *(["![Pareto plot](pareto.png)", ""] if (run_dir / "pareto.png").is_file() else []),
@@ -585,6 +585,17 @@ def _report_table(rows: pd.DataFrame, est: bool) -> list[str]:
             f"| {int(r['params']):,} | `{str(r.get('candidate', '')).replace('|', chr(92) + '|')}` |"
         )  # a pipe, even in a code span, would end the table cell (GitHub's tables)
     return lines
+
+
+RUNTIME_NAMES = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
+
+
+def accuracy_runtime_name(trials: pd.DataFrame) -> str:
+    """Who measured the trials' accuracies, by name (``accuracy_runtime``: OpenVINO for OpenVINO
+    targets; runs written before the column existed: ONNX Runtime)."""
+    found = trials["accuracy_runtime"].dropna() if "accuracy_runtime" in trials else []
+    names = sorted({RUNTIME_NAMES.get(v, v) for v in found if isinstance(v, str) and v})
+    return " / ".join(names) or RUNTIME_NAMES["onnxruntime"]
 
 
 def latency_text(row: Any, star: str = "") -> str:

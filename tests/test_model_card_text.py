@@ -46,3 +46,46 @@ def test_a_finalized_files_validation_accuracy_is_not_called_the_searchs() -> No
     assert "(search) | 59.27%" not in md and "57.13% -> 59.27%" in md
     # a file the search deployed keeps its label
     assert "| validation accuracy (search) | 59.27% |" in render_card(_card())
+
+
+def test_export_names_the_runtime_that_scored_the_trials_table(tmp_path, monkeypatch) -> None:
+    """An OpenVINO target's trial exported as ONNX, within the allowed difference: the command
+    said the table's figure was ONNX Runtime's."""
+    from typer.testing import CliRunner
+
+    import autocompress.export as export
+    from autocompress.cli import app
+
+    acc = {**_card()["accuracy"], "test": 0.4567, "test_in_trials_table": 0.458, "scored_with": "openvino",
+           "allowed_difference": 0.005}  # fmt: skip
+    card = _card(accuracy=acc)
+    monkeypatch.setattr(export, "export_trial", lambda *a, **k: export.Export(tmp_path / "o", (), card))
+    res = CliRunner().invoke(app, ["export", str(tmp_path), "--trial", "5", "--out", str(tmp_path / "o")],
+                             env={"COLUMNS": "300"})  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "trials table 45.80% with OpenVINO, within the allowed 0.5 points" in res.output
+    assert "ONNX Runtime" not in res.output
+
+
+def test_an_openvino_runs_accuracies_are_not_called_onnx_runtimes() -> None:
+    """The explorer's chart and report.md named ONNX Runtime as the scorer of every run; an
+    OpenVINO target's trials are scored by OpenVINO."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from autocompress.app import logic
+    from autocompress.results import accuracy_runtime_name, pareto_frame, render_report
+
+    trials = pd.DataFrame({
+        "number": [0, 1], "state": "COMPLETE", "val_accuracy": [0.5, 0.6], "test_accuracy": [0.5, 0.6],
+        "latency_ms": [0.03, 0.04], "size_bytes": [1000, 2000], "params": 1, "macs": 1, "feasible": True,
+        "pareto": True, "accuracy_runtime": "openvino", "candidate": "c",
+    })  # fmt: skip
+    assert accuracy_runtime_name(trials) == "OpenVINO"
+    assert accuracy_runtime_name(trials.drop(columns="accuracy_runtime")) == "ONNX Runtime"  # older runs
+    config = {"target": "x86-cpu-openvino", "budget_ms": 5.0}
+    fig = logic.pareto_figure(logic.candidates(trials), config)
+    assert fig.layout.yaxis.title.text == "validation accuracy (OpenVINO), %"
+    report = render_report(Path("run"), trials, pareto_frame(trials), config)
+    assert "Accuracies are OpenVINO's on each exported file" in report and "ONNX Runtime" not in report

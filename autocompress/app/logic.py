@@ -19,6 +19,7 @@ from autocompress.exceptions import AutoCompressError
 from autocompress.results import (
     CONFIG_FILE,
     STUDY_FILE,
+    accuracy_runtime_name,
     accuracy_window,
     far_below_line,
     load_trials,
@@ -492,7 +493,7 @@ def pareto_figure(df: pd.DataFrame, config: dict[str, Any], *, x: str = "latency
         fig.add_vline(x=float(budget), line_dash="dash", line_color="#c0392b",
                       annotation_text=f"budget {format_ms(float(budget))}", annotation_position="top right")  # fmt: skip
     fig.update_layout(
-        xaxis_title=xtitle, yaxis_title=f"{y} accuracy (ONNX Runtime), %", height=460,
+        xaxis_title=xtitle, yaxis_title=f"{y} accuracy ({accuracy_runtime_name(df)}), %", height=460,
         margin={"l": 10, "r": 10, "t": 30, "b": 10}, legend={"orientation": "h", "y": -0.2},
     )  # fmt: skip
     return fig
