@@ -100,7 +100,15 @@ def load_view(run_dir: str | Path) -> RunView:
         return _problem(view, f"{run_dir / TRIALS_FILE} is not a trials table (missing {', '.join(missing)}).",
                         "error")  # fmt: skip
     view.trials = trials
-    if (trials["state"] == "COMPLETE").sum() == 0:
+    states = trials["state"]
+    failed = trials[states == "FAIL"]
+    if (states == "COMPLETE").sum() == 0 and len(failed) and not (states == "RUNNING").any():
+        last = failed.iloc[-1]
+        why = last.get("error")
+        why = f" (trial {int(last['number'])}: {why})" if isinstance(why, str) and why else ""
+        return _problem(view, f"No trial has completed: {len(failed)} of {len(trials)} failed{why}; this page "
+                              "refreshes if the search goes on and a trial completes.", "error")  # fmt: skip
+    if (states == "COMPLETE").sum() == 0:
         return _problem(view, f"No trial has completed yet ({len(trials)} started); this page refreshes as "
                               "trials complete.")  # fmt: skip
     return view

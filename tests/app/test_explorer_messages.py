@@ -1,0 +1,33 @@
+"""What the explorer says about a run with nothing to show, from small hand-written run
+directories (no search)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from autocompress.app import logic
+
+
+def _run(tmp_path: Path, states: list[str], errors: list[str | None]) -> Path:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump({"target": "x86-cpu-onnxruntime", "budget_ms": 1.0}))
+    pd.DataFrame({"number": range(len(states)), "state": states, "latency_ms": float("nan"),
+                  "val_accuracy": float("nan"), "error": errors}).to_parquet(run / "trials.parquet")  # fmt: skip
+    return run
+
+
+def test_a_run_whose_every_trial_failed_says_so_and_why(tmp_path: Path) -> None:
+    """It said "No trial has completed yet (3 started); this page refreshes as trials complete."
+    as if the search were still going: the user waited for nothing."""
+    view = logic.load_view(_run(tmp_path, ["FAIL"] * 3, [None, "ValueError: x", "RuntimeError: out of memory"]))
+    assert view.level == "error"
+    assert "3 of 3 failed (trial 2: RuntimeError: out of memory)" in view.problem and "yet" not in view.problem
+
+
+def test_a_run_with_a_trial_still_running_is_waited_for(tmp_path: Path) -> None:
+    view = logic.load_view(_run(tmp_path, ["FAIL", "RUNNING"], ["ValueError: x", None]))
+    assert view.level == "info" and "No trial has completed yet (2 started)" in view.problem
