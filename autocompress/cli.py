@@ -1274,6 +1274,7 @@ def _explore(run_dir: Optional[Path], runs_dir: Path, host: str, port: int) -> N
         raise RunDirError(f"run directory {run_dir} does not exist")
     _check_run_dir(run_dir)
     _check_run_dir(runs_dir, "--runs-dir")
+    _check_can_serve(host, port)
     from autocompress.app import EXPLORER
 
     env = {**os.environ, "AUTOCOMPRESS_RUNS_DIR": str((run_dir.parent if run_dir else runs_dir).resolve())}
@@ -1286,6 +1287,27 @@ def _explore(run_dir: Optional[Path], runs_dir: Path, host: str, port: int) -> N
     sys.stdout.flush()
     # become the Streamlit server (exec, not a child): signals reach it, nothing is left orphaned
     os.execve(sys.executable, cmd, env)
+
+
+def _check_can_serve(host: str, port: int) -> None:
+    """Bind ``host:port`` as Streamlit will (and let go): a port in use or an address that is not
+    this machine's is one line, before the server prints a URL that is not ours (or a traceback)."""
+    import errno
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family=family) as sock:
+        if os.name != "nt":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except socket.gaierror as exc:
+            raise BadInputError(f"--host {host} cannot be resolved ({exc.strerror})") from None
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise BadInputError(f"port {port} on {host} is already in use (another explorer?); "
+                                    "pick another with --port") from None  # fmt: skip
+            raise BadInputError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
 
 
 # --------------------------------------------------------------------------- data

@@ -31,3 +31,22 @@ def test_a_run_whose_every_trial_failed_says_so_and_why(tmp_path: Path) -> None:
 def test_a_run_with_a_trial_still_running_is_waited_for(tmp_path: Path) -> None:
     view = logic.load_view(_run(tmp_path, ["FAIL", "RUNNING"], ["ValueError: x", None]))
     assert view.level == "info" and "No trial has completed yet (2 started)" in view.problem
+
+
+def test_explore_refuses_a_busy_port_or_a_bad_host_in_one_line(tmp_path: Path) -> None:
+    """A port in use printed "explorer: http://127.0.0.1:PORT" (someone else's server) and then
+    Streamlit's "Port PORT is not available", exit 1; a bad --host ended in a traceback."""
+    import socket
+
+    from tests.helpers import assert_one_line_error, cli
+
+    run = _run(tmp_path, ["FAIL"], [None])
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = cli("explore", str(run), "--port", str(port), timeout=60)
+        assert_one_line_error(proc, 2, f"port {port} on 127.0.0.1 is already in use", "--port")
+        assert "explorer: http" not in proc.stdout
+    proc = cli("explore", str(run), "--host", "999.1.1.1", "--port", str(port), timeout=60)
+    assert_one_line_error(proc, 2, "--host 999.1.1.1 cannot be resolved")
