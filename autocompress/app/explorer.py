@@ -203,6 +203,9 @@ def main(run: Path | None = None) -> None:
     color = c[2].radio("colour by", ["size", "precision"], horizontal=True, key="colour")
     if shown.empty:
         st.info("No candidate matches the filters.")
+    elif x == "energy" and ("energy_mj" not in shown or shown["energy_mj"].isna().all()):
+        st.info(f"No energy figures in this run: the latency table of {view.config.get('target')} records no "
+                "power figure, so energy was not predicted. Plot against latency or size instead.")  # fmt: skip
     else:
         st.plotly_chart(logic.pareto_figure(shown, view.config, x=x, y=y, color=color), key="pareto")
 

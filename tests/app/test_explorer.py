@@ -123,6 +123,16 @@ def test_page_shows_run_chart_table_and_follows_a_filter(small_run, cands, monke
     assert "Δ test acc vs teacher (pp)" in compared.index
 
 
+def test_energy_axis_on_a_target_without_power_says_why_it_is_empty(small_run, monkeypatch) -> None:
+    """The measured CPU table has no power figure: the energy axis drew an empty chart, unexplained."""
+    at = _app(monkeypatch, small_run)
+    charts = len(at.get("plotly_chart"))
+    at.radio(key="x_axis").set_value("energy").run()
+    assert not at.exception
+    assert any("No energy figures in this run" in i.value and "x86-cpu-onnxruntime" in i.value for i in at.info)
+    assert len(at.get("plotly_chart")) == charts - 1  # no empty Pareto chart
+
+
 def test_empty_partial_and_corrupt_runs_show_a_message(small_run, tmp_path, monkeypatch) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
