@@ -16,6 +16,7 @@ import json
 import math
 import os
 import platform
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -40,6 +41,9 @@ RUNTIME_OF = {"onnx": "onnxruntime", "openvino": "openvino"}
 # same graph with its own int8 kernels, which may round a few borderline samples differently;
 # more than this share of the test split is a real difference.
 CROSS_RUNTIME_TOLERANCE = 0.005
+# what an export folder holds: ``--overwrite`` replaces a folder of these only (never a run, or
+# a folder of the user's that happens to be named)
+EXPORTED_NAME = re.compile(r"model_card\.(md|json)|trial_\d{4,}\.(onnx|xml|bin)")
 
 
 class ExportMismatchError(AutoCompressError):
@@ -136,6 +140,11 @@ def export_trial(
     _check_readable(source, int(row["number"]))
     if out_dir.exists() and not overwrite and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise BadInputError(f"{out_dir} already exists and is not empty; pass --overwrite or another --out")
+    names = sorted(p.name for p in out_dir.iterdir()) if overwrite and out_dir.is_dir() else []
+    if names and ("model_card.json" not in names or any(not EXPORTED_NAME.fullmatch(n) for n in names)):
+        others = [n for n in names if not EXPORTED_NAME.fullmatch(n)] or names
+        raise BadInputError(f"--overwrite replaces an earlier export only; {out_dir} is not one (it holds "
+                            f"{', '.join(others[:3])}{', ...' if len(others) > 3 else ''}); pick another --out")  # fmt: skip
     ensure_writable_dir(out_dir, "output folder")
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
