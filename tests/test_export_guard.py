@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import onnx
 import pandas as pd
 import pytest
 import yaml
@@ -19,8 +20,15 @@ def _run(tmp_path: Path) -> Path:
     (run / "config.yaml").write_text(yaml.safe_dump({"target": "x86-cpu-onnxruntime", "budget_ms": 1.0}))
     pd.DataFrame({"number": [0], "state": ["COMPLETE"], "latency_ms": [0.1], "val_accuracy": [0.5],
                   "test_accuracy": [0.5], "feasible": [True], "pareto": [True]}).to_parquet(run / "trials.parquet")  # fmt: skip
-    (run / "models" / "trial_0000.onnx").write_bytes(b"onnx")
+    onnx.save(_identity(), str(run / "models" / "trial_0000.onnx"))
     return run
+
+
+def _identity() -> onnx.ModelProto:
+    x = onnx.helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, [1, 1, 2, 2])
+    y = onnx.helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, [1, 1, 2, 2])
+    graph = onnx.helper.make_graph([onnx.helper.make_node("Identity", ["input"], ["logits"])], "g", [x], [y])
+    return onnx.helper.make_model(graph)
 
 
 @pytest.mark.parametrize("where", ["run", "models", "home"])
@@ -46,3 +54,17 @@ def test_overwrite_still_replaces_an_earlier_export(tmp_path: Path) -> None:
     with pytest.raises(AutoCompressError) as exc:  # the hand-made run has no space: the export stops later
         export_trial(run, out_dir=out, trial=0, overwrite=True)
     assert "--overwrite" not in str(exc.value)
+
+
+@pytest.mark.parametrize("damage", [b"", b"garbage", "truncated"])
+def test_a_damaged_model_file_is_one_line_exit_2(tmp_path: Path, damage: bytes | str) -> None:
+    """A truncated or overwritten models/trial_NNNN.onnx ended in "internal error (a bug):
+    InvalidProtobuf ...", exit 1."""
+    from tests.helpers import assert_one_line_error, cli
+
+    run = _run(tmp_path)
+    model = run / "models" / "trial_0000.onnx"
+    model.write_bytes(model.read_bytes()[:40] if damage == "truncated" else damage)
+    proc = cli("export", str(run), "--trial", "0", "--out", str(tmp_path / "out"), timeout=120)
+    assert_one_line_error(proc, 2, f"trial 0's model {model} is not a readable ONNX file")
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
