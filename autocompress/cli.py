@@ -553,7 +553,8 @@ def _print_next(outcome: Any, finalize: Optional[int]) -> None:
     if "explore" in verbs:
         out.print(f"  autocompress explore {run_dir}", highlight=False, soft_wrap=True)
     if "export" in verbs:
-        out.print(f"  autocompress export {run_dir} --best --format onnx", highlight=False, soft_wrap=True)
+        fmt = "openvino" if cfg.get("target_runtime") == "openvino" else "onnx"  # the IR for an OpenVINO target
+        out.print(f"  autocompress export {run_dir} --best --format {fmt}", highlight=False, soft_wrap=True)
     out.print(f"  less {shlex.quote(str(outcome.run_dir / 'report.md'))}", highlight=False, soft_wrap=True)
     out.print(
         f"  autocompress search --target {cfg['target']} --budget {cfg['budget_ms']:g}ms "

@@ -89,3 +89,29 @@ def test_an_openvino_runs_accuracies_are_not_called_onnx_runtimes() -> None:
     assert fig.layout.yaxis.title.text == "validation accuracy (OpenVINO), %"
     report = render_report(Path("run"), trials, pareto_frame(trials), config)
     assert "Accuracies are OpenVINO's on each exported file" in report and "ONNX Runtime" not in report
+
+
+def test_the_search_suggests_exporting_an_openvino_targets_best_as_openvino_ir(tmp_path) -> None:
+    """An OpenVINO target's run was told `export RUN --best --format onnx`: an ONNX file scored
+    by ONNX Runtime, not the IR its accuracy and latency were measured as."""
+    import pandas as pd
+
+    from autocompress import cli
+    from autocompress.results import pareto_frame
+    from autocompress.search.config import SearchOutcome
+
+    trials = pd.DataFrame({
+        "number": [0], "state": "COMPLETE", "val_accuracy": [0.5], "test_accuracy": [0.5], "latency_ms": [0.03],
+        "energy_mj": [float("nan")], "size_bytes": [1000], "params": 1, "macs": 1, "feasible": True, "pareto": True,
+        "candidate": "c",
+    })  # fmt: skip
+    lines = {}
+    for runtime in ("openvino", "onnxruntime"):
+        config = {"target": f"x86-cpu-{runtime}", "target_runtime": runtime, "budget_ms": 5.0, "trials": 1,
+                  "target_label": "measured", "space_path": "tiny",
+                  "supernet": {"cached": True, "largest_test_acc": 0.5, "smallest_test_acc": 0.4}}  # fmt: skip
+        with cli.out.capture() as cap:
+            cli._print_outcome(SearchOutcome(tmp_path, config, trials, pareto_frame(trials)))
+        lines[runtime] = next(ln.strip() for ln in cap.get().splitlines() if "autocompress export" in ln)
+    assert lines["openvino"] == f"autocompress export {tmp_path} --best --format openvino"
+    assert lines["onnxruntime"] == f"autocompress export {tmp_path} --best --format onnx"
