@@ -155,9 +155,13 @@ def finalize_note(config: dict[str, Any], trials: pd.DataFrame) -> str | None:
         return None
     states = trials["final_state"].value_counts().to_dict()
     fin = config.get("finalize") or {}
-    return (f"finalized after the search ({fin.get('schedule_text', 'long distillation fine-tune')}): "
+    running = int(states.get("running", 0))  # in training now, or left so by an interrupted finalize
+    lead = "finalize after the search is running (or was interrupted)" if running else "finalized after the search"
+    return (f"{lead} ({fin.get('schedule_text', 'long distillation fine-tune')}): "
             f"{states.get('finalized', 0)} deployed better on validation, {states.get('kept', 0)} kept the "
-            f"search's model; accuracies shown are the deployed models' ('val acc % (search)' beside them)")  # fmt: skip
+            f"search's model" + (f", {running} not finished (`autocompress finalize RUN` resumes an interrupted "
+                                 "one)" if running else "")
+            + "; accuracies shown are the deployed models' ('val acc % (search)' beside them)")  # fmt: skip
 
 
 def budget_note(config: dict[str, Any]) -> str | None:

@@ -50,3 +50,14 @@ def test_explore_refuses_a_busy_port_or_a_bad_host_in_one_line(tmp_path: Path) -
         assert "explorer: http" not in proc.stdout
     proc = cli("explore", str(run), "--host", "999.1.1.1", "--port", str(port), timeout=60)
     assert_one_line_error(proc, 2, "--host 999.1.1.1 cannot be resolved")
+
+
+def test_a_finalize_still_running_is_not_called_finished() -> None:
+    """While the teacher trained (or after a Ctrl-C) the page said "Finalized after the search
+    (...): 0 deployed better on validation, 0 kept the search's model"."""
+    trials = pd.DataFrame({"number": [0, 1, 2], "state": "COMPLETE", "final_state": ["kept", "running", None]})
+    note = logic.finalize_note({"finalize": {"schedule_text": "2 epochs"}}, trials)
+    assert note.startswith("finalize after the search is running (or was interrupted) (2 epochs)")
+    assert "1 not finished (`autocompress finalize RUN` resumes an interrupted one)" in note
+    done = logic.finalize_note({}, trials.assign(final_state=["kept", "finalized", None]))
+    assert done.startswith("finalized after the search") and "not finished" not in done
