@@ -412,8 +412,8 @@ def compare(rows: list[pd.Series], *, ref: pd.Series | None = None,
     cols = {}
     for r in rows:
         d: dict[str, Any] = {
-            "val acc %": round(100 * float(r["val_accuracy"]), 2),
-            "test acc %": round(100 * float(r["test_accuracy"]), 2),
+            "val acc %": f"{100 * float(r['val_accuracy']):.2f}",
+            "test acc %": f"{100 * float(r['test_accuracy']):.2f}",
             f"latency{est}": format_ms(float(r["latency_ms"])),
             f"energy mJ{est}": "n/a" if pd.isna(r.get("energy_mj")) else round(float(r["energy_mj"]), 4),
             "size": format_bytes(float(r["size_bytes"])),
@@ -425,7 +425,7 @@ def compare(rows: list[pd.Series], *, ref: pd.Series | None = None,
         }
         if ref is not None:
             dl = teacher_deltas(r, ref)
-            d["Δ test acc vs teacher (pp)"] = round(dl["test_accuracy_pp"], 2)
+            d["Δ test acc vs teacher (pp)"] = f"{dl['test_accuracy_pp']:+.2f}"
             d["latency vs teacher"] = f"{1 / dl['speedup_x']:.2f}x"
             d["size vs teacher"] = f"{1 / dl['compression_x']:.2f}x"
         if runs is not None:

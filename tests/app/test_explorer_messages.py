@@ -61,3 +61,13 @@ def test_a_finalize_still_running_is_not_called_finished() -> None:
     assert "1 not finished (`autocompress finalize RUN` resumes an interrupted one)" in note
     done = logic.finalize_note({}, trials.assign(final_state=["kept", "finalized", None]))
     assert done.startswith("finalized after the search") and "not finished" not in done
+
+
+def test_compare_gives_every_accuracy_with_two_decimals() -> None:
+    """The side-by-side table showed 27.0 beside 26.33, and a delta of 9.0 (no sign, one decimal)."""
+    rows = [pd.Series({"number": n, "val_accuracy": v, "test_accuracy": t, "latency_ms": 0.1, "size_bytes": 1000,
+                       "params": 1, "macs": 1}) for n, v, t in ((3, 0.27, 0.3733), (0, 0.2633, 0.2833))]  # fmt: skip
+    table = logic.compare(rows, ref=rows[1])
+    assert list(table.loc["val acc %"]) == ["27.00", "26.33"]
+    assert list(table.loc["test acc %"]) == ["37.33", "28.33"]
+    assert list(table.loc["Δ test acc vs teacher (pp)"]) == ["+9.00", "+0.00"]
