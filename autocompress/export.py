@@ -69,8 +69,11 @@ def trial_model(run_dir: Path, row: pd.Series) -> Path:
     if local.is_file():
         return _readable_model(local, number)
     recorded = row.get("model_path")
-    if isinstance(recorded, str) and Path(recorded).is_file():
-        return _readable_model(Path(recorded), number)
+    if isinstance(recorded, str) and recorded:
+        # a duplicate trial's file is its twin's: look for it in this run's models/ first (the run may have moved)
+        for path in (run_dir / "models" / Path(recorded).name, Path(recorded)):
+            if path.is_file():
+                return _readable_model(path, number)
     raise RunDirError(f"trial {number}'s model is missing ({local} does not exist)")
 
 

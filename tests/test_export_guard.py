@@ -68,3 +68,15 @@ def test_a_damaged_model_file_is_one_line_exit_2(tmp_path: Path, damage: bytes |
     proc = cli("export", str(run), "--trial", "0", "--out", str(tmp_path / "out"), timeout=120)
     assert_one_line_error(proc, 2, f"trial 0's model {model} is not a readable ONNX file")
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
+
+
+def test_a_moved_runs_duplicate_trial_exports_its_twins_file(tmp_path: Path) -> None:
+    """A duplicate trial has no file of its own; its recorded model_path is its twin's, absolute.
+    Once the run moved, export said "trial 1's model is missing" though the twin's file is in
+    the run's models/."""
+    from autocompress.export import trial_model
+
+    run = _run(tmp_path)
+    row = pd.Series({"number": 1, "state": "COMPLETE", "duplicate_of": 0,
+                     "model_path": "/where/the/run/was/models/trial_0000.onnx"})  # fmt: skip
+    assert trial_model(run, row) == run / "models" / "trial_0000.onnx"
