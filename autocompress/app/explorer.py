@@ -104,15 +104,17 @@ def show_detail(view: logic.RunView, df, teacher, s: dict) -> None:  # noqa: ANN
     c[4].metric("Params", f"{int(row['params']):,}")
     c[5].metric("MACs", f"{int(row['macs']):,}")
     st.caption(f"latency: {latency_text(row, est)}; {interval_line(view.config, row.get('latency_band'))}")
+    name = "original" if teacher is not None and int(teacher["number"]) < 0 else "teacher"
     if teacher is not None and int(teacher["number"]) != trial:
         d = logic.teacher_deltas(row, teacher)
-        st.markdown(f"**vs the fp32 teacher** (trial {int(teacher['number'])}, the largest network)")
+        st.markdown("**vs your original model** (as loaded: the distillation teacher, uncompressed)" if name == "original"
+                    else f"**vs the fp32 teacher** (trial {int(teacher['number'])}, the largest network)")  # fmt: skip
         t = st.columns(3)
-        t[0].metric("Test accuracy vs teacher", f"{row['test_acc_pct']:.2f}%", f"{d['test_accuracy_pp']:+.2f} pp")
-        t[1].metric("Latency vs teacher" + est, format_ms(float(row["latency_ms"])),
-                    f"{d['latency_pct']:+.1f}% ({1 / d['speedup_x']:.2f}x the teacher's)", delta_color="inverse")  # fmt: skip
-        t[2].metric("Size vs teacher", format_bytes(float(row["size_bytes"])),
-                    f"{d['size_pct']:+.1f}% ({1 / d['compression_x']:.2f}x the teacher's)", delta_color="inverse")  # fmt: skip
+        t[0].metric(f"Test accuracy vs {name}", f"{row['test_acc_pct']:.2f}%", f"{d['test_accuracy_pp']:+.2f} pp")
+        t[1].metric(f"Latency vs {name}" + est, format_ms(float(row["latency_ms"])),
+                    f"{d['latency_pct']:+.1f}% ({1 / d['speedup_x']:.2f}x the {name}'s)", delta_color="inverse")  # fmt: skip
+        t[2].metric(f"Size vs {name}", format_bytes(float(row["size_bytes"])),
+                    f"{d['size_pct']:+.1f}% ({1 / d['compression_x']:.2f}x the {name}'s)", delta_color="inverse")  # fmt: skip
     elif teacher is None:
         st.info("The fp32 teacher (the seeded largest network) has no completed trial in this run: no deltas.")
     else:
@@ -192,7 +194,7 @@ def main(run: Path | None = None) -> None:
         (st.error if view.level == "error" else st.info)(view.problem)
         return
     s = show_summary(view)
-    df = logic.candidates(view.trials, view.config.get("accuracy_window_pp"))
+    df = logic.candidates(view.trials, view.config.get("accuracy_window_pp"), view.config.get("kind"))
     filters = sidebar_filters(view.config, df)
     shown = logic.apply_filters(df, filters)
 
@@ -215,7 +217,9 @@ def main(run: Path | None = None) -> None:
 
     if shown.empty:
         return
-    teacher = logic.teacher(view.trials)
+    # the deltas' reference: a user's model run's original model (as the search's table), else the fp32 teacher
+    teacher = logic.original(view.config)
+    teacher = logic.teacher(view.trials) if teacher is None else teacher
     show_detail(view, shown, teacher, s)
 
     st.subheader("Compare")
@@ -230,7 +234,8 @@ def main(run: Path | None = None) -> None:
             r = shown.set_index("number").loc[n].copy()
             r["number"] = n
             rows.append(r)
-        st.dataframe(logic.compare(rows, ref=teacher, config=view.config), key="compare_table")
+        name = "original" if teacher is not None and int(teacher["number"]) < 0 else "teacher"
+        st.dataframe(logic.compare(rows, ref=teacher, config=view.config, ref_name=name), key="compare_table")
 
 
 if __name__ == "__main__":  # Streamlit runs this file as __main__; an import only defines the page

@@ -199,9 +199,10 @@ def candidate_status(pareto: bool, front: bool, feasible: bool) -> str:
     return "Pareto" if pareto else ("dominated" if feasible else "over budget")
 
 
-def candidates(trials: pd.DataFrame, window_pp: float | None = None) -> pd.DataFrame:
+def candidates(trials: pd.DataFrame, window_pp: float | None = None, kind: str | None = None) -> pd.DataFrame:
     """Completed trials with the columns the explorer filters, plots and sorts by; ``window_pp`` is
-    the run's accuracy window (None: the default)."""
+    the run's accuracy window (None: the default), ``kind`` the run's problem (``model``: a user's
+    model, whose distillation teacher is the original model, not the seeded largest trial)."""
     if trials.empty or "state" not in trials:
         return trials.iloc[0:0]
     flagged = _with_fronts(trials, accuracy_window({"accuracy_window_pp": window_pp}))
@@ -220,7 +221,8 @@ def candidates(trials: pd.DataFrame, window_pp: float | None = None) -> pd.DataF
         df["finalized"] = df["final_state"].fillna("")
         df["search_val_acc_pct"] = 100 * df["search_val_accuracy"].astype(float)
     if "seeded" in df:
-        df["role"] = df["seeded"].map({"largest": "fp32 teacher (largest)", "smallest": "smallest"}).fillna("")
+        largest = "unpruned fp32 (largest)" if kind == "model" else "fp32 teacher (largest)"
+        df["role"] = df["seeded"].map({"largest": largest, "smallest": "smallest"}).fillna("")
     else:
         df["role"] = ""
     return df
@@ -323,6 +325,17 @@ def teacher(trials: pd.DataFrame) -> pd.Series | None:
     return None if rows.empty else rows.iloc[0]
 
 
+def original(config: dict[str, Any]) -> pd.Series | None:
+    """A user's model run's original model as loaded (config.yaml's ``baseline``, number -1): the
+    search's distillation teacher and what it compresses, so the deltas are against it, as the
+    search's own table's are. None for a run of our supernet (its reference is :func:`teacher`)."""
+    base = config.get("baseline") if config.get("kind") == "model" else None
+    if not isinstance(base, dict) or base.get("test_accuracy") is None:
+        return None
+    return pd.Series({"number": -1, **{k: base.get(k) for k in ("val_accuracy", "test_accuracy", "latency_ms",
+                                                                 "size_bytes")}})  # fmt: skip
+
+
 def teacher_deltas(row: pd.Series, ref: pd.Series) -> dict[str, float]:
     """Candidate minus teacher: accuracy in percentage points, latency in ms (and %), size in
     bytes (and the teacher-to-candidate size ratio)."""
@@ -400,8 +413,8 @@ def latency_breakdown(config: dict[str, Any], row: pd.Series) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def compare(rows: list[pd.Series], *, ref: pd.Series | None = None,
-            config: dict[str, Any] | None = None) -> pd.DataFrame:  # fmt: skip
+def compare(rows: list[pd.Series], *, ref: pd.Series | None = None, config: dict[str, Any] | None = None,
+            ref_name: str = "teacher") -> pd.DataFrame:  # fmt: skip
     """Candidates side by side: one column per trial, one row per figure and choice (each part
     of the network as the run's problem describes it). On an estimated target the latency and
     energy rows say so, as every other view of them does."""
@@ -425,9 +438,9 @@ def compare(rows: list[pd.Series], *, ref: pd.Series | None = None,
         }
         if ref is not None:
             dl = teacher_deltas(r, ref)
-            d["Δ test acc vs teacher (pp)"] = f"{dl['test_accuracy_pp']:+.2f}"
-            d["latency vs teacher"] = f"{1 / dl['speedup_x']:.2f}x"
-            d["size vs teacher"] = f"{1 / dl['compression_x']:.2f}x"
+            d[f"Δ test acc vs {ref_name} (pp)"] = f"{dl['test_accuracy_pp']:+.2f}"
+            d[f"latency vs {ref_name}"] = f"{1 / dl['speedup_x']:.2f}x"
+            d[f"size vs {ref_name}"] = f"{1 / dl['compression_x']:.2f}x"
         if runs is not None:
             cand = runs.row_candidate(r)
             for part in runs.parts(cand):

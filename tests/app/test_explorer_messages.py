@@ -71,3 +71,22 @@ def test_compare_gives_every_accuracy_with_two_decimals() -> None:
     assert list(table.loc["val acc %"]) == ["27.00", "26.33"]
     assert list(table.loc["test acc %"]) == ["37.33", "28.33"]
     assert list(table.loc["Δ test acc vs teacher (pp)"]) == ["+9.00", "+0.00"]
+
+
+def test_a_user_models_run_is_compared_with_the_original_model() -> None:
+    """A --model run's deltas were "vs the fp32 teacher" = trial 0 (the unpruned model fine-tuned
+    in the search), while its teacher is the original model and the search's table compares with
+    that: trial 3 was +9.00 pp in the explorer, +14.00 pt in the search's table."""
+    config = {"kind": "model", "baseline": {"val_accuracy": 0.2067, "test_accuracy": 0.2333, "latency_ms": 0.062,
+                                            "size_bytes": 23184}}  # fmt: skip
+    ref = logic.original(config)
+    assert ref is not None and int(ref["number"]) == -1
+    row = pd.Series({"number": 3, "val_accuracy": 0.27, "test_accuracy": 0.3733, "latency_ms": 0.0976,
+                     "size_bytes": 16557, "params": 1, "macs": 1})  # fmt: skip
+    table = logic.compare([row], ref=ref, ref_name="original")
+    assert table.loc["Δ test acc vs original (pp)", "trial 3"] == "+14.00"
+    assert logic.original({"kind": "supernet", "baseline": config["baseline"]}) is None  # our space: the teacher
+    trials = pd.DataFrame({"number": [0], "state": "COMPLETE", "seeded": "largest", "val_accuracy": 0.5,
+                           "test_accuracy": 0.5, "size_bytes": 1000, "latency_ms": 0.1})  # fmt: skip
+    assert logic.candidates(trials, kind="model")["role"].tolist() == ["unpruned fp32 (largest)"]
+    assert logic.candidates(trials)["role"].tolist() == ["fp32 teacher (largest)"]
