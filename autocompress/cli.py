@@ -1228,7 +1228,7 @@ def _export(**kw: Any) -> None:
         row = select_trial(trials, trial=kw["trial"], best=kw["best"], budget_ms=budget_ms,
                            budget_on=config.get("budget_on", "point"))  # fmt: skip
         out_dir = kw["run_dir"] / "exports" / f"trial_{int(row['number']):04d}-{kw['fmt']}"
-    with err.status("exporting, re-checking accuracy on the exported file, timing it here"):
+    with err.status("exporting, re-checking accuracy on the exported file, timing it here"), _term_as_interrupt():
         result = export_trial(kw["run_dir"], out_dir=out_dir, fmt=kw["fmt"], trial=kw["trial"], best=kw["best"],
                               budget_ms=budget_ms, overwrite=kw["overwrite"])  # fmt: skip
     card = result.card
@@ -1288,6 +1288,26 @@ def _explore(run_dir: Optional[Path], runs_dir: Path, host: str, port: int) -> N
     sys.stdout.flush()
     # become the Streamlit server (exec, not a child): signals reach it, nothing is left orphaned
     os.execve(sys.executable, cmd, env)
+
+
+@contextlib.contextmanager
+def _term_as_interrupt() -> Iterator[None]:
+    """SIGTERM (``kill``, ``timeout``) as Ctrl-C while the body runs: its cleanup runs (Python's
+    default would end the process there, leaving a temporary folder behind)."""
+    import signal
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave it as it is
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _check_can_serve(host: str, port: int) -> None:

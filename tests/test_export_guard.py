@@ -80,3 +80,27 @@ def test_a_moved_runs_duplicate_trial_exports_its_twins_file(tmp_path: Path) -> 
     row = pd.Series({"number": 1, "state": "COMPLETE", "duplicate_of": 0,
                      "model_path": "/where/the/run/was/models/trial_0000.onnx"})  # fmt: skip
     assert trial_model(run, row) == run / "models" / "trial_0000.onnx"
+
+
+def test_sigterm_during_an_export_leaves_no_temporary_folder(tmp_path: Path, monkeypatch) -> None:
+    """``kill`` (SIGTERM) mid-export ended the process at once: the half-written temporary folder
+    (``.OUT.XXXX.tmp``, the model's files without a card) stayed beside --out."""
+    import os
+    import signal
+
+    import autocompress.export as export
+    from autocompress.cli import _term_as_interrupt
+
+    run = _run(tmp_path)
+
+    def write_then_killed(source: Path, folder: Path, stem: str, fmt: str) -> list[Path]:
+        (folder / f"{stem}.onnx").write_bytes(source.read_bytes())
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("SIGTERM did not interrupt the export")
+
+    monkeypatch.setattr(export, "_write_model", write_then_killed)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt), _term_as_interrupt():
+        export.export_trial(run, out_dir=tmp_path / "out", trial=0)
+    assert signal.getsignal(signal.SIGTERM) == before
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
