@@ -141,9 +141,18 @@ def below_fastest_message(budget_ms: float, entry: dict[str, Any] | None, target
     return f"budget {format_ms(budget_ms)} is below the fastest candidate: {what}; {more} — {raise_it}"
 
 
-def budget_message(budget_ms: float, entry: dict[str, Any] | None, target: str) -> str | None:
+def budget_message(budget_ms: float, entry: dict[str, Any] | None, target: str, *, budget_on: str = "point",
+                   band: dict[str, Any] | None = None) -> str | None:  # fmt: skip
     """The run's one line about its budget against its space's range: it binds no candidate, or
-    it is below every one; None when it binds some and fits some (or no range was recorded)."""
+    it is below every one; None when it binds some and fits some (or no range was recorded).
+    A ``budget_on`` "upper" run bounds the upper end of each interval: its budget is not said not
+    to bind unless it is above the slowest prediction raised by the widest of the run's error
+    ``band`` (config.yaml's ``latency_error_band``)."""
+    ends = _ends(entry) if isinstance(entry, dict) else None
+    if budget_on == "upper" and ends is not None and entry.get("binds") is False:  # type: ignore[union-attr]
+        his = [float(b["hi_pct"]) for b in (band or {}).values() if isinstance(b, dict) and "hi_pct" in b]
+        if not his or budget_ms < ends[1] * (1 + max(his) / 100):
+            entry = {**entry, "binds": True}  # type: ignore[dict-item]
     return non_binding_message(budget_ms, entry, target) or below_fastest_message(budget_ms, entry, target)
 
 

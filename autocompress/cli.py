@@ -457,7 +457,8 @@ def _print_budget_note(cfg: dict[str, Any]) -> None:
 
     from autocompress.budget import budget_message
 
-    msg = budget_message(float(cfg["budget_ms"]), cfg.get("latency_range"), str(cfg["target"]))
+    msg = budget_message(float(cfg["budget_ms"]), cfg.get("latency_range"), str(cfg["target"]),
+                         budget_on=cfg.get("budget_on", "point"), band=cfg.get("latency_error_band"))  # fmt: skip
     if msg:
         out.print(f"[bold yellow]note:[/] {escape(msg)}", highlight=False, soft_wrap=True)
 

@@ -657,7 +657,8 @@ def _splits(sizes: Any) -> str:
 def _budget_note(config: dict[str, Any]) -> list[str]:
     """The report's line when the run's budget excludes no candidate of its space, or every one
     (none otherwise)."""
-    msg = budget_message(float(config.get("budget_ms", 0)), config.get("latency_range"), str(config.get("target")))
+    msg = budget_message(float(config.get("budget_ms", 0)), config.get("latency_range"), str(config.get("target")),
+                         budget_on=config.get("budget_on", "point"), band=config.get("latency_error_band"))  # fmt: skip
     return [f"- **{msg}**"] if msg else []
 
 

@@ -4,7 +4,9 @@ line a CLI, report and explorer show when a search's budget excludes no candidat
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from autocompress import budget
@@ -65,6 +67,28 @@ def test_explorer_logic_says_when_the_budget_does_not_bind() -> None:
     assert logic.budget_note({**config, "latency_range": {**config["latency_range"], "binds": True}}) is None
     assert logic.budget_note({k: v for k, v in config.items() if k != "latency_range"}) is None
     assert logic.budget_note({}) is None
+
+
+def test_a_budget_on_the_upper_end_is_not_said_not_to_bind_when_upper_ends_exceed_it() -> None:
+    """``--budget-on upper --budget 0.6ms`` on jetson (tiny space 0.426-0.545 ms, fp32 band up to
+    +40.5%): 4 of 6 trials were over budget, and the CLI, report and explorer said "budget 0.6 ms
+    does not bind ... every candidate of this space is predicted 0.426–0.545 ms"."""
+    from autocompress.app import logic
+    from autocompress.results import render_report
+
+    band = {p: {"lo_pct": lo, "hi_pct": hi, "n": 6, "coverage": 1.0, "basis": "held out"}
+            for p, lo, hi in (("all", -18.7, 36.3), ("fp32", 1.6, 40.5))}
+    config = {"target": "jetson-orin-nano", "budget_ms": 0.6, "budget_on": "upper", "latency_error_band": band,
+              "latency_range": {"min_ms": 0.426, "max_ms": 0.545, "binds": False, "estimated": True}}  # fmt: skip
+    assert logic.budget_note(config) is None
+    trials = pd.DataFrame({"number": [0], "state": "COMPLETE", "val_accuracy": 0.5, "test_accuracy": 0.5,
+                           "latency_ms": 0.545, "size_bytes": 1000, "params": 1, "macs": 1, "feasible": False,
+                           "pareto": False, "candidate": "c"})  # fmt: skip
+    assert "does not bind" not in render_report(Path("run"), trials, trials.iloc[0:0], config)
+    # far above the slowest upper end (0.545 ms + 40.5%), it does not bind, as on the point
+    assert "does not bind" in logic.budget_note({**config, "budget_ms": 5.0})
+    assert "does not bind" in logic.budget_note({**config, "budget_on": "point"})
+    assert logic.budget_note({**config, "latency_error_band": None}) is None  # no band: the upper ends are unknown
 
 
 @pytest.fixture(scope="module")

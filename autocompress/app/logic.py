@@ -170,7 +170,8 @@ def budget_note(config: dict[str, Any]) -> str | None:
     fastest candidate (no trial can meet it); None otherwise."""
     if not config.get("budget_ms"):
         return None
-    return budget_message(float(config["budget_ms"]), config.get("latency_range"), str(config.get("target")))
+    return budget_message(float(config["budget_ms"]), config.get("latency_range"), str(config.get("target")),
+                          budget_on=config.get("budget_on", "point"), band=config.get("latency_error_band"))  # fmt: skip
 
 
 def _is_precision(col: str) -> bool:
