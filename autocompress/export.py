@@ -67,30 +67,14 @@ def trial_model(run_dir: Path, row: pd.Series) -> Path:
     finalized = row.get("final_state") == "finalized"  # the finalize phase's file is the deployed one
     local = run_dir / "models" / f"{'final' if finalized else 'trial'}_{number:04d}.onnx"
     if local.is_file():
-        return _readable_model(local, number)
+        return local
     recorded = row.get("model_path")
     if isinstance(recorded, str) and recorded:
         # a duplicate trial's file is its twin's: look for it in this run's models/ first (the run may have moved)
         for path in (run_dir / "models" / Path(recorded).name, Path(recorded)):
             if path.is_file():
-                return _readable_model(path, number)
+                return path
     raise RunDirError(f"trial {number}'s model is missing ({local} does not exist)")
-
-
-def _readable_model(path: Path, number: int) -> Path:
-    """``path`` when it parses as an ONNX model with a graph (a truncated or overwritten file of a
-    damaged run is a RunDirError, before any work)."""
-    import onnx
-    from google.protobuf.message import Error as ProtobufError
-
-    try:
-        nodes = len(onnx.load(str(path), load_external_data=False).graph.node)
-    except (ProtobufError, OSError, ValueError):
-        nodes = 0
-    if not nodes:
-        raise RunDirError(f"trial {number}'s model {path} is not a readable ONNX file (truncated or damaged); "
-                          "export another trial, or search again")  # fmt: skip
-    return path
 
 
 def select_trial(

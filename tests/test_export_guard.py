@@ -18,8 +18,10 @@ def _run(tmp_path: Path) -> Path:
     run = tmp_path / "run"
     (run / "models").mkdir(parents=True)
     (run / "config.yaml").write_text(yaml.safe_dump({"target": "x86-cpu-onnxruntime", "budget_ms": 1.0}))
-    pd.DataFrame({"number": [0], "state": ["COMPLETE"], "latency_ms": [0.1], "val_accuracy": [0.5],
-                  "test_accuracy": [0.5], "feasible": [True], "pareto": [True]}).to_parquet(run / "trials.parquet")  # fmt: skip
+    from autocompress.results import RESULT_COLUMNS
+
+    pd.DataFrame({"number": [0], "state": ["COMPLETE"], **{c: [0.5] for c in RESULT_COLUMNS}, "latency_ms": [0.1],
+                  "feasible": [True], "pareto": [True]}).to_parquet(run / "trials.parquet")  # fmt: skip
     onnx.save(_identity(), str(run / "models" / "trial_0000.onnx"))
     return run
 
@@ -66,7 +68,7 @@ def test_a_damaged_model_file_is_one_line_exit_2(tmp_path: Path, damage: bytes |
     model = run / "models" / "trial_0000.onnx"
     model.write_bytes(model.read_bytes()[:40] if damage == "truncated" else damage)
     proc = cli("export", str(run), "--trial", "0", "--out", str(tmp_path / "out"), timeout=120)
-    assert_one_line_error(proc, 2, f"trial 0's model {model} is not a readable ONNX file")
+    assert_one_line_error(proc, 2, f"trial 0's model cannot be exported: {model} is not an ONNX model")
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
 
 
