@@ -247,6 +247,7 @@ def test_sigkill_mid_trial_then_resume_on_a_journal_storage(tmp_path, fashion_di
     assert not (run_dir / "study.db").exists()
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
 def test_a_sqlite_storage_in_a_new_folder_is_created_as_a_journal_is(tmp_path) -> None:
     """``--storage sqlite:///shared/study.db`` with no ``shared/`` yet failed with SQLite's "unable to
     open database file" while ``journal:shared/study.log`` made its folder; a folder under a file
