@@ -115,8 +115,9 @@ def _check_not_a_copy(run_dir: Path, old: dict[str, Any]) -> None:
 
 def with_recorded_data(cfg: SearchConfig, run_dir: Path) -> SearchConfig:
     """``cfg`` for ``--resume`` of ``run_dir``: the data set, ``--subset``, ``--max-size``,
-    ``--sampler`` and ``--fidelity``/``--eta`` the run was started with where the command leaves them out (the new trials are scored on the same
-    splits, and held to the same hard limits, as the old ones), refused where it names others."""
+    ``--sampler`` and ``--fidelity``/``--eta`` the run was started with where the command leaves
+    them out (the new trials are scored on the same splits, and held to the same hard limits, as
+    the old ones); a data set, subset or size limit other than the run's is refused."""
     if not (run_dir / CONFIG_FILE).is_file():
         return cfg
     config = read_config(run_dir)
