@@ -31,7 +31,7 @@ import onnx
 from onnx import numpy_helper
 
 from autocompress._io import check_regular_file
-from autocompress.exceptions import AutoCompressError, BadInputError, UnpricedLayersError
+from autocompress.exceptions import AutoCompressError, BadInputError, RunDirError, UnpricedLayersError
 from autocompress.hardware.families import uncovered_note
 from autocompress.hardware.host_fit import apply_cached, measured_here
 from autocompress.hardware.interval import describe_band, network_band
@@ -346,7 +346,6 @@ def file_latency(path: Path, target_name: str, precision: str = "mixed", *, prof
     if missing:
         raise UnpricedLayersError(f"target {target.name} cannot price {len(missing)} layer(s): {'; '.join(missing[:6])}")
     pred = predict_layers(device, table, layers, precisions)
-    band = network_band(device, precisions)
     roofline = device.roofline is not None
     power = device.power_w
     lines = []
@@ -356,8 +355,6 @@ def file_latency(path: Path, target_name: str, precision: str = "mixed", *, prof
             by = "estimated (roofline, in the kernel before it)"
         lines.append(LayerLine(i, cost.label, key.op, key.precision, cost.latency_ms,
                                None if power is None else cost.latency_ms * power, by, est, layer.nodes))  # fmt: skip
-    iv = band.interval(pred.latency_ms) if band else None
-    energy = None if power is None else pred.latency_ms * power
     notes = []
     if profiled:
         notes.append(f"{len(profiled)} layer(s) had no row in the table: profiled on this machine and added to "
@@ -376,13 +373,23 @@ def file_latency(path: Path, target_name: str, precision: str = "mixed", *, prof
     uncovered = uncovered_note(device, [roofline_layer(key) for key in keys])
     if uncovered:
         notes.append(uncovered)
+    return _result(path, target, precision, precisions, pred, lines, notes, profiled=len(profiled), file_batch=batch)
+
+
+def _result(path: Path, target: Target, precision: str, precisions: list[str], pred: Any, lines: list[LayerLine],
+            notes: list[str], **extra: Any) -> FileLatency:  # fmt: skip
+    """The prediction as the command shows it: the interval from the band of ``precisions``, and
+    energy (with its interval) where the device records a power figure."""
+    band = network_band(target.device, precisions)
+    power = target.device.power_w
+    iv = band.interval(pred.latency_ms) if band else None
     return FileLatency(
         model=str(path), target=target.name, source=target.source_label, estimated=target.estimated,
         precision=precision, layer_precisions=dict(Counter(precisions)), latency_ms=pred.latency_ms,
-        interval_ms=iv, band=band, energy_mj=energy,
+        interval_ms=iv, band=band, energy_mj=None if power is None else pred.latency_ms * power,
         energy_interval_mj=None if iv is None or power is None else (iv[0] * power, iv[1] * power),
         power_w=power, overhead_ms=pred.overhead_ms, transitions_ms=pred.transitions_ms, layers=lines,
-        profiled=len(profiled), file_batch=batch, notes=notes,
+        notes=notes, **extra,
     )  # fmt: skip
 
 
@@ -395,14 +402,14 @@ def search_record(path: Path) -> tuple[dict[str, Any], dict[str, Any], str] | No
     import json
 
     import pandas as pd
-    import yaml
 
     from autocompress._io import file_sha256
+    from autocompress.results import read_config
 
     def config_of(run: Path) -> dict[str, Any] | None:
         try:
-            cfg = yaml.safe_load((run / "config.yaml").read_text())
-        except (OSError, yaml.YAMLError, UnicodeDecodeError):
+            cfg = read_config(run)
+        except (RunDirError, ValueError):  # ValueError: a config.yaml that is not UTF-8
             return None
         ok = isinstance(cfg, dict) and cfg.get("kind", "supernet") == "supernet" and isinstance(cfg.get("space"), dict)
         return cfg if ok else None
@@ -465,7 +472,6 @@ def priced_as_searched(path: Path, target: Target, missing: list[Any]) -> FileLa
     precisions = block_precisions(cand, space, blocks)
     device = target.device
     pred = predict(target.table, blocks, precisions)
-    band = network_band(device, precisions)
     power = device.power_w
     lines = []
     for i, (cost, prec, block) in enumerate(zip(pred.breakdown, precisions, blocks, strict=True)):
@@ -474,18 +480,9 @@ def priced_as_searched(path: Path, target: Target, missing: list[Any]) -> FileLa
         lines.append(LayerLine(i, cost.label, block.op, prec, cost.latency_ms,
                                None if power is None else cost.latency_ms * power, by,
                                cost.interpolated or (row is not None and row.source == "estimated"), ()))  # fmt: skip
-    iv = band.interval(pred.latency_ms) if band else None
-    energy = None if power is None else pred.latency_ms * power
     labels = "; ".join(k.label() for k in missing[:3]) + (" ..." if len(missing) > 3 else "")
     notes = [f"priced by its blocks, as the search priced it ({trial}): {target.name}'s layers.csv has no row "
              f"like {len(missing)} of its layers ({labels}), while its blocks.csv holds the blocks it is built of"]
     if power is None:
         notes.append(f"no energy: {target.folder.name}/device.yaml records no power_w")
-    return FileLatency(
-        model=str(path), target=target.name, source=target.source_label, estimated=target.estimated,
-        precision="mixed", layer_precisions=dict(Counter(precisions)), latency_ms=pred.latency_ms,
-        interval_ms=iv, band=band, energy_mj=energy,
-        energy_interval_mj=None if iv is None or power is None else (iv[0] * power, iv[1] * power),
-        power_w=power, overhead_ms=pred.overhead_ms, transitions_ms=pred.transitions_ms, layers=lines,
-        notes=notes, unit="block",
-    )  # fmt: skip
+    return _result(path, target, "mixed", precisions, pred, lines, notes, unit="block")
