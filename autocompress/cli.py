@@ -41,8 +41,6 @@ from autocompress._io import check_not_special, check_regular_file, ensure_writa
 from autocompress.exceptions import AutoCompressError, BadInputError, ModelError, RunDirError, SpaceError
 from autocompress.units import format_bytes, format_ms, parse_budget, parse_size
 
-TARGET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")  # what device.yaml's name must be (hardware/lut.py)
-
 app = typer.Typer(
     name="autocompress",
     help="Hardware-aware search over architecture and compression for edge devices.",
@@ -1007,7 +1005,9 @@ def _profile(**kw: Any) -> None:
     if not kw["missing_only"]:  # --missing-only also checks them against the table (profile_add)
         check_profile_precisions(kw["runtime"], precisions)
     name = kw["name"] or DEFAULT_NAMES[kw["runtime"]]
-    if not TARGET_NAME.fullmatch(name):  # it names the table's folder: 'a/b' or '../x' would put it elsewhere
+    from autocompress.hardware.lut import TARGET_NAME
+
+    if not re.fullmatch(TARGET_NAME, name):  # it names the table's folder: 'a/b' or '../x' would put it elsewhere
         raise BadInputError(f"--name must be a plain name (letters, digits, '.', '_', '+', '-'; it names the table's "
                             f"folder); got {name!r}")  # fmt: skip
     from autocompress.hardware.targets import list_targets

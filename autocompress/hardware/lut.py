@@ -196,13 +196,16 @@ class EdgeCost(BaseModel):
         return self.fixed_ms + self.per_kelem_ms * elems / 1000.0
 
 
+TARGET_NAME = r"[A-Za-z0-9][A-Za-z0-9._+-]*"  # a table's name: its folder's name, so a plain one
+
+
 class DeviceSpec(BaseModel):
     """``device.yaml``: the target and the provenance of every number in its table."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     schema_version: Literal[1] = 1
     # a folder and file name (host fits, run directories): no '/', no '../'
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+    name: str = Field(pattern=rf"^{TARGET_NAME}$")
     aliases: list[str] = []
     description: str
     source: Literal["measured", "published", "estimated"]
