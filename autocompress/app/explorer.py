@@ -104,7 +104,7 @@ def show_detail(view: logic.RunView, df, teacher, s: dict) -> None:  # noqa: ANN
     c[4].metric("Params", f"{int(row['params']):,}")
     c[5].metric("MACs", f"{int(row['macs']):,}")
     st.caption(f"latency: {latency_text(row, est)}; {interval_line(view.config, row.get('latency_band'))}")
-    name = "original" if teacher is not None and int(teacher["number"]) < 0 else "teacher"
+    name = logic.reference_name(teacher)
     if teacher is not None and int(teacher["number"]) != trial:
         d = logic.teacher_deltas(row, teacher)
         st.markdown("**vs your original model** (as loaded: the distillation teacher, uncompressed)" if name == "original"
@@ -234,7 +234,7 @@ def main(run: Path | None = None) -> None:
             r = shown.set_index("number").loc[n].copy()
             r["number"] = n
             rows.append(r)
-        name = "original" if teacher is not None and int(teacher["number"]) < 0 else "teacher"
+        name = logic.reference_name(teacher)
         st.dataframe(logic.compare(rows, ref=teacher, config=view.config, ref_name=name), key="compare_table")
 
 

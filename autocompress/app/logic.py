@@ -414,6 +414,11 @@ def latency_breakdown(config: dict[str, Any], row: pd.Series) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def reference_name(ref: pd.Series | None) -> str:
+    """What the deltas are against: "original" (a user's model, :func:`original`) or "teacher"."""
+    return "original" if ref is not None and int(ref["number"]) < 0 else "teacher"
+
+
 def compare(rows: list[pd.Series], *, ref: pd.Series | None = None, config: dict[str, Any] | None = None,
             ref_name: str = "teacher") -> pd.DataFrame:  # fmt: skip
     """Candidates side by side: one column per trial, one row per figure and choice (each part
